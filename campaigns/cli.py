@@ -1,0 +1,188 @@
+"""The ``tornpage`` command line (click).
+
+Exit codes: 0 clean (or a replay that now passes), 1 findings (or a replay that still fails, or
+a required probe that never fired), 2 a usage error or an unreadable artifact.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from campaigns import crashcheck
+from campaigns.artifacts import ArtifactError, load
+from campaigns.mutants import MUTANTS, planted
+from campaigns.runner import CampaignConfig, CampaignResult, run_campaign
+from campaigns.workload import WorkloadSettings, run_workload
+from checkers.probes import PROBES, REQUIRED_DEFAULT
+from engine.config import PAGE_SIZES, ConfigError
+from faultfs import DEVICES, DEFAULT_DEVICE, CrashPlanError
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="tornpage")
+def main() -> None:
+    """tornpage: crash-consistency and recovery verification for an InnoDB-style engine."""
+
+
+def _required_probes(settings: WorkloadSettings, mutant: str | None) -> tuple:
+    if mutant:
+        return ()
+    req = list(REQUIRED_DEFAULT)
+    dev = DEVICES[settings.device]
+    if not settings.doublewrite or not dev.power_loss or dev.tear_unit >= settings.page_size:
+        req.remove("doublewrite_repair")   # nothing can tear, or nothing can repair
+    return tuple(req)
+
+
+@main.command()
+@click.option("--budget", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
+              help="Wall-clock seconds to explore (checked between chunks of 4 workloads).")
+@click.option("--examples", type=click.IntRange(min=1), default=None,
+              help="Stop after this many workloads (deterministic for a seed).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--mutant", type=click.Choice(sorted(MUTANTS)), default=None,
+              help="Plant a known recovery bug (see `tornpage mutants`).")
+@click.option("--device", type=click.Choice(sorted(DEVICES)), default=DEFAULT_DEVICE,
+              show_default=True, help="Device profile (see `tornpage devices`).")
+@click.option("--no-doublewrite", is_flag=True, help="Run the engine with innodb_doublewrite=OFF.")
+@click.option("--page-size", type=click.Choice([str(p) for p in PAGE_SIZES[:3]]),
+              default="4096", show_default=True)
+@click.option("--crash-states", type=click.IntRange(min=1), default=24, show_default=True,
+              help="Crash states derived from each workload's trace.")
+@click.option("--max-findings", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--recovery-crashes", type=click.IntRange(min=0, max=8), default=1,
+              show_default=True, help="Crash during recovery up to K times per crash state "
+                                      "(each recovery IO is a crash point).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
+              default=None, help="Write the summary as JSON here.")
+@click.option("--artifacts", type=click.Path(file_okay=False), default="tornpage-artifacts",
+              show_default=True, help="Directory for finding artifacts.")
+@click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+def run(budget, examples, seed, mutant, device, no_doublewrite, page_size, crash_states,
+        max_findings, recovery_crashes, json_path, artifacts, quiet):
+    """Run a fault campaign: workloads, crashes, recovery, oracles."""
+    settings = WorkloadSettings(page_size=int(page_size), log_file_size=48 * int(page_size),
+                                doublewrite=not no_doublewrite, device=device)
+    try:
+        settings.engine_config()
+    except ConfigError as e:
+        raise click.UsageError(str(e))
+    cfg = CampaignConfig(seed=seed, budget=None if examples and budget == 20.0 else budget,
+                         examples=examples, settings=settings, mutant=mutant,
+                         crash_states_per_workload=crash_states, artifacts_dir=artifacts,
+                         max_findings=max_findings, recovery_crashes=recovery_crashes,
+                         required_probes=_required_probes(settings, mutant))
+    if not quiet:
+        _err(f"tornpage run: seed {seed}, "
+             + (f"{examples} workloads" if examples else f"budget {budget:g}s")
+             + f", device {device}, doublewrite {'off' if no_doublewrite else 'on'}, "
+               f"page size {page_size}" + (f", mutant {mutant}" if mutant else ""))
+
+    last = [-1.0]
+
+    def progress(r: CampaignResult) -> None:
+        if not quiet and r.elapsed - last[0] >= 2.0:
+            last[0] = r.elapsed
+            _err(f"[{r.elapsed:6.1f}s] workloads {r.workloads:5d}  crash states "
+                 f"{r.crash_states:7d}  findings {len(r.findings)}")
+
+    res = run_campaign(cfg, progress)
+    _print_summary(cfg, res)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(res.to_json(cfg), f, indent=1)
+            f.write("\n")
+    sys.exit(1 if res.failed else 0)
+
+
+def _print_summary(cfg: CampaignConfig, res: CampaignResult) -> None:
+    rate = res.crash_states / res.elapsed if res.elapsed else 0.0
+    click.echo(f"workloads      {res.workloads}")
+    click.echo(f"crash states   {res.crash_states}  ({rate:.0f}/s over {res.elapsed:.1f}s)")
+    if res.shrink_runs:
+        click.echo(f"shrink runs    {res.shrink_runs}")
+    click.echo("probes")
+    for name in PROBES:
+        mark = " (required)" if name in cfg.required_probes else ""
+        click.echo(f"  {name:38s} {res.probes.get(name, 0):8d}{mark}")
+    click.echo(f"findings       {len(res.findings)}")
+    for f in res.findings:
+        click.echo("")
+        click.echo(f.explanation)
+        for line in f.plan_lines:
+            click.echo("  " + line)
+        click.echo(f"  artifact: {f.artifact}")
+        click.echo(f"  reproduce: tornpage replay {f.artifact}")
+    if res.missing_probes:
+        click.echo(f"required probes that never fired: {', '.join(res.missing_probes)}")
+    click.echo("result: " + ("FAIL" if res.failed else "PASS"))
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--without-mutant", is_flag=True,
+              help="Replay with the artifact's planted bug removed (does the fix pass?).")
+def replay(artifact, without_mutant):
+    """Reproduce a finding from its artifact: same trace hash, same verdict."""
+    try:
+        art = load(artifact)
+    except ArtifactError as e:
+        _err(f"tornpage replay: {e}")
+        sys.exit(2)
+    mutant = None if without_mutant else art.mutant
+    with planted(mutant):
+        run = run_workload(art.settings, art.steps)
+        exact = run.trace.hash() == art.trace_hash
+        click.echo(f"replaying {artifact}: {len(art.steps)} steps, crash at operation "
+                   f"{art.plan.position} of {len(run.trace)}"
+                   + (f", mutant {mutant}" if mutant else ""))
+        click.echo(f"trace hash {run.trace.hash()[:16]} "
+                   + ("(matches the artifact)" if exact else
+                      f"(DIFFERS from the artifact's {art.trace_hash[:16]}: the code changed; "
+                      f"the crash plan is applied to the new trace)"))
+        try:
+            out = crashcheck.check_crash_state(run, art.plan, nested=art.nested)
+            lines = crashcheck.explain_plans(run, art.plan, art.nested)
+        except CrashPlanError as e:
+            _err(f"tornpage replay: the crash plan does not fit this trace: {e}")
+            sys.exit(2)
+    for line in lines:
+        click.echo("  " + line)
+    if out.verdict.ok:
+        click.echo("verdict: PASS (the finding no longer reproduces)")
+        sys.exit(0)
+    click.echo(out.verdict.explain())
+    same = out.verdict.signature() == \
+        f"{art.finding.get('kind')}:{str(art.finding.get('summary', '')).split(':')[0]}"
+    click.echo("verdict: FAIL (" + ("same finding as recorded" if same else
+                                    "a different finding than recorded") + ")")
+    sys.exit(1)
+
+
+@main.command()
+def mutants():
+    """List the planted bugs a campaign can be asked to find."""
+    for m in MUTANTS.values():
+        click.echo(f"{m.name:32s} bug {m.bug:2d}  {m.description}")
+        click.echo(f"{'':32s}         expect {m.expect}")
+
+
+@main.command()
+def devices():
+    """List the device profiles and their guarantees."""
+    for d in DEVICES.values():
+        click.echo(f"{d.name:12s} sector {d.sector_size} B, atomic unit {d.atomic_write_unit} B, "
+                   f"{'power loss' if d.power_loss else 'process kill'}, "
+                   f"{'ordered' if d.ordered else 'reordering'}, lost sectors read as "
+                   f"{'/'.join(d.torn_fills)}")
+        click.echo(f"{'':12s} {d.description}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Turn one recorded workload into crash states and judge each one.
+
+:func:`draw_plan` lets Hypothesis choose a crash position and a fate for every pending
+operation (so failures shrink towards "crash earlier, lose less"); :func:`check_crash_state`
+builds the durable image the plan describes, recovers it with the engine, finishes background
+rollback and hands the result to the oracles.
+"""
+from __future__ import annotations
+
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+from checkers import probes as probes_mod
+from checkers.oracle import check_committed_state
+from checkers.structure import check_after_recovery, check_quiesced
+from checkers.verdict import CORRUPT, ENGINE_ERROR, LOST, REFUSED, UNCOMMITTED, Verdict
+from engine import Engine
+from engine.errors import Corruption, EngineError, RecoveryError
+from faultfs import (DROP, KEEP, TEAR, Choice, CrashPlan, CrashStateBuilder, SimDisk, Write,
+                     get_device, tear_units)
+from faultfs.trace import Fsync
+
+from campaigns.workload import TABLE, WorkloadRun
+
+MAX_CHOICES = 48   # pending operations beyond this many (the oldest) are kept
+
+
+@dataclass
+class CrashResult:
+    plan: CrashPlan
+    verdict: Verdict
+    probes: dict = field(default_factory=dict)
+    nested: list = field(default_factory=list)   # plans of crashes during recovery, in order
+
+
+def builder_for(run: WorkloadRun) -> CrashStateBuilder:
+    if not hasattr(run, "_builder"):
+        run._builder = CrashStateBuilder(run.base, run.trace, get_device(run.settings.device))
+    return run._builder
+
+
+def draw_plan(data, b: CrashStateBuilder, lo: int, hi: int) -> CrashPlan:
+    """Draw a crash position in [lo, hi] (just before an fsync, anywhere, or at the end) and a
+    keep / drop / tear choice for each pending operation (the newest MAX_CHOICES of them)."""
+    trace = b.trace
+    where = data.draw(st.sampled_from(["end", "before-fsync", "anywhere"]), label="where")
+    fsyncs = [i for i in range(lo, hi) if isinstance(trace.ops[i], Fsync)] \
+        if where == "before-fsync" else []
+    if fsyncs:
+        pos = data.draw(st.sampled_from(fsyncs), label="position")
+    elif where == "anywhere":
+        pos = data.draw(st.integers(lo, hi), label="position")
+    else:
+        pos = hi
+    unit = b.profile.tear_unit
+    choices = []
+    for i in b.pending(pos)[-MAX_CHOICES:]:
+        op = trace.ops[i]
+        is_write = isinstance(op, Write)
+        kind = data.draw(st.sampled_from([KEEP, DROP, TEAR] if is_write else [KEEP, DROP]))
+        if kind == TEAR:
+            n = len(tear_units(op.offset, len(op.data), unit))
+            if n < 2:
+                kind = DROP
+            else:
+                mask = data.draw(st.integers(1, (1 << n) - 2))
+                fill = data.draw(st.sampled_from(b.profile.torn_fills))
+                choices.append((i, Choice(TEAR, tuple(u for u in range(n) if mask >> u & 1),
+                                          fill)))
+                continue
+        if kind != KEEP:
+            choices.append((i, Choice(kind)))
+    return CrashPlan(pos, tuple(choices))
+
+
+def draw_workload_plan(data, run: WorkloadRun) -> CrashPlan:
+    """A crash plan for the workload's trace, after the setup."""
+    return draw_plan(data, builder_for(run), run.setup_end + 1, len(run.trace))
+
+
+def nested_drawer(data, max_depth: int):
+    """A ``draw_nested`` for :func:`check_crash_state`: up to ``max_depth`` crashes during
+    recovery, Hypothesis deciding at each level whether to crash again."""
+    def decide(depth: int):
+        if depth >= max_depth or not data.draw(st.booleans(), label="crash-during-recovery"):
+            return None
+        return lambda b: draw_plan(data, b, 0, len(b.trace))
+    return decide
+
+
+class _Failed(Exception):
+    def __init__(self, verdict: Verdict, probes=None) -> None:
+        self.verdict, self.probes = verdict, probes or {}
+
+
+def _open(disk: SimDisk, cfg) -> Engine:
+    try:
+        return Engine.open(disk, cfg)
+    except (RecoveryError, Corruption) as e:
+        raise _Failed(Verdict.failed(REFUSED, f"{type(e).__name__}: {e}")) from None
+    except Exception as e:  # noqa: BLE001 - any other exception is a finding, not a crash
+        raise _Failed(Verdict.failed(ENGINE_ERROR, f"recovery raised {type(e).__name__}: {e}",
+                                     traceback.format_exc().splitlines()[-6:])) from None
+
+
+def _finish(eng: Engine, quiesce: bool) -> dict:
+    """Finish background rollback (and with ``quiesce``, all background work); return rows."""
+    probes = probes_mod.collect(eng.stats)
+    try:
+        eng.finish_background_rollback()
+        if quiesce:
+            while eng.run_background(3):
+                pass
+        return {(TABLE, k): v for k, v in eng.all_rows(TABLE).items()}
+    except EngineError as e:
+        raise _Failed(Verdict.failed(CORRUPT, f"after recovery: {type(e).__name__}: {e}"),
+                      probes) from None
+    except Exception as e:  # noqa: BLE001
+        raise _Failed(Verdict.failed(ENGINE_ERROR, f"background work after recovery raised "
+                                     f"{type(e).__name__}: {e}",
+                                     traceback.format_exc().splitlines()[-6:]), probes) from None
+
+
+def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = None,
+                      draw_nested=None) -> CrashResult:
+    """Recover the crash state ``plan`` describes and judge it.  Never raises for an engine
+    failure: every failure is a verdict.
+
+    Crashes during recovery: ``nested`` (plans, e.g. from an artifact) or ``draw_nested``
+    (``depth -> None`` to stop, or ``builder -> plan``) crash the recovery run itself, whose trace is the
+    engine's recovery plus background rollback plus background work until quiet; the next
+    level recovers from that crash image.  The final state must then equal what the
+    uninterrupted recovery of the first crash state produced (recovery is idempotent).
+    """
+    b = builder_for(run)
+    cfg = run.settings.engine_config()
+    used: list[CrashPlan] = []
+    probes: Counter = Counter()
+    image = b.build(plan)
+    reference = None
+    try:
+        depth = 0
+        while True:
+            if nested is not None:
+                pick = (lambda nb, p=nested[depth]: p) if depth < len(nested) else None
+            else:
+                pick = draw_nested(depth) if draw_nested is not None else None
+            if pick is None:
+                break
+            disk = SimDisk(b.profile, image)
+            eng = _open(disk, cfg)
+            rows = _finish(eng, quiesce=True)
+            probes.update(probes_mod.collect(eng.stats))
+            if reference is None:
+                reference = rows
+            nb = CrashStateBuilder(image, disk.trace, b.profile)
+            nplan = pick(nb)
+            used.append(nplan)
+            probes["crash_during_recovery"] += 1
+            image = nb.build(nplan)
+            depth += 1
+        disk = SimDisk(b.profile, image)
+        eng = _open(disk, cfg)
+        problems = check_after_recovery(eng)
+        if problems:
+            raise _Failed(Verdict.failed(CORRUPT, problems[0], problems[1:]),
+                          probes_mod.collect(eng.stats))
+        rows = _finish(eng, quiesce=False)
+        probes.update(probes_mod.collect(eng.stats))
+        v = check_committed_state(run.trace.markers(), plan.position, rows, run.writers)
+        if not v.ok:
+            raise _Failed(v)
+        if reference is not None and rows != reference:
+            diff = sorted(r for r in set(rows) | set(reference) if rows.get(r) != reference.get(r))
+            raise _Failed(Verdict.failed(
+                LOST if any(reference.get(r) is not None and rows.get(r) is None for r in diff)
+                else UNCOMMITTED,
+                f"recovery is not idempotent: after {len(used)} crash(es) during recovery the "
+                f"state differs from the uninterrupted recovery in {len(diff)} rows",
+                [f"{t}:{k}: uninterrupted recovery {'present' if reference.get((t, k)) else 'absent'}"
+                 f", after the nested crash {'present' if rows.get((t, k)) else 'absent'}"
+                 for t, k in diff[:8]]))
+        problems = check_quiesced(eng)
+        if problems:
+            raise _Failed(Verdict.failed(CORRUPT, problems[0], problems[1:]))
+        return CrashResult(plan, Verdict.passed(), probes, used)
+    except _Failed as f:
+        probes.update(f.probes)
+        if used:
+            f.verdict.details.append(f"after {len(used)} crash(es) during recovery")
+        return CrashResult(plan, f.verdict, probes, used)
+
+
+def describe_write(run: WorkloadRun):
+    """A describer for crash plan explanations: names the pages or log blocks a write covers."""
+    ps = run.settings.page_size
+
+    def describe(op: Write) -> str:
+        if op.path.endswith(".ibd") or op.path == "ibdata1":
+            first, last = op.offset // ps, (op.offset + len(op.data) - 1) // ps
+            what = f"page {first}" if first == last else f"pages {first}-{last}"
+            if op.path == "ibdata1":
+                from engine import trx_sys
+                d0 = trx_sys.doublewrite_first_page(run.settings.engine_config()
+                                                    .n_rollback_segments)
+                if d0 <= first < d0 + run.settings.engine_config().doublewrite_batch_pages + 1:
+                    what += " (doublewrite area)"
+            return what
+        if op.path == "ib_logfile0":
+            if op.offset < 2048:
+                return "checkpoint slot" if op.offset in (512, 1536) else "log header"
+            return f"redo blocks at file offset {op.offset}"
+        return ""
+    return describe
+
+
+def explain_plans(run: WorkloadRun, plan: CrashPlan, nested: list) -> list[str]:
+    """Lines explaining the crash plan, then (without page names: recovery traces are not
+    kept) each crash during recovery."""
+    lines = builder_for(run).explain(plan, describe_write(run))
+    for d, p in enumerate(nested, 1):
+        lost = [i for i, c in p.choices if c.kind != KEEP]
+        lines.append(f"crash during recovery #{d}: after recovery operation #{p.position - 1}, "
+                     f"{len(lost)} pending operations lost or torn")
+    return lines

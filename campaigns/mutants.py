@@ -1,0 +1,76 @@
+"""Planted bugs (mutants) from INNODB.md's list of real recovery bugs.
+
+Each mutant is a patch applied by name around a campaign, kept outside the engine's own code:
+the engine exposes the seam (a method or a module function) and the mutant replaces it.  A
+campaign that cannot kill a mutant within its budget has a blind spot.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+from unittest import mock
+
+from engine import dblwr, recovery
+from engine.engine import Engine
+
+
+class UnknownMutant(KeyError):
+    """Raised for a mutant name that is not planted."""
+
+
+def _ack_before_log_fsync(self, commit_lsn: int) -> None:
+    # bug 1 (PXC #895): the log is written but not fsynced before the commit is acknowledged
+    self.log.write_up_to(commit_lsn, flush=False)
+
+
+def _apply_if_start_after_page_lsn(start_lsn: int, page_lsn: int) -> bool:
+    # bug 2: apply only when the record's start LSN is strictly newer than the page LSN
+    return start_lsn > page_lsn
+
+
+def _no_doublewrite_fsync(self) -> None:
+    # bug 6: no fsync between the doublewrite write and the in-place write
+    return None
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    bug: int                  # the number in INNODB.md's list
+    description: str
+    expect: str               # what the oracle should see
+    patch: Callable[[], contextlib.AbstractContextManager]
+
+
+MUTANTS: dict[str, Mutant] = {m.name: m for m in (
+    Mutant("ack-before-log-fsync", 1,
+           "commit acknowledged before the log was fsynced to the commit LSN (PXC #895)",
+           "L: an acknowledged commit is lost",
+           lambda: mock.patch.object(Engine, "_flush_log_at_commit", _ack_before_log_fsync)),
+    Mutant("redo-apply-start-gt-page-lsn", 2,
+           "redo applied when start LSN > page LSN instead of >= (off by one)",
+           "L/U/C: the first change after a page flush is never redone",
+           lambda: mock.patch.object(recovery, "should_apply", _apply_if_start_after_page_lsn)),
+    Mutant("no-doublewrite-fsync", 6,
+           "no fsync between the doublewrite write and the in-place write",
+           "R/C: a torn page whose copy was not durable cannot be repaired",
+           lambda: mock.patch.object(dblwr.Doublewrite, "_sync_area", _no_doublewrite_fsync)),
+)}
+
+
+def get_mutant(name: str) -> Mutant:
+    try:
+        return MUTANTS[name]
+    except KeyError:
+        raise UnknownMutant(f"unknown mutant {name!r}; known: {', '.join(MUTANTS)}") from None
+
+
+@contextlib.contextmanager
+def planted(name: str | None) -> Iterator[None]:
+    """Apply mutant ``name`` for the duration of the block (no-op for None)."""
+    if name is None:
+        yield
+        return
+    with get_mutant(name).patch():
+        yield

@@ -1,0 +1,178 @@
+"""The campaign runner: Hypothesis draws workloads and crash plans, every crash state is
+recovered and judged, failures are shrunk and saved as replayable artifacts.
+
+Determinism: examples are generated in chunks, chunk ``i`` seeded from ``(seed, i)``; Hypothesis'
+example database is off.  With ``--examples`` (and no time budget cut) the same seed explores the
+same workloads and crash states, byte for byte.  The time budget is checked only between chunks.
+
+One Hypothesis example = one workload run once (its trace recorded) + up to
+``crash_states_per_workload`` crash states derived from that one trace.  The first failing crash
+state fails the example; Hypothesis then shrinks steps, positions and fault choices, and the
+last failing run it makes is the minimal one, which is what gets saved.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, seed as hyp_seed, settings
+from hypothesis import strategies as st
+
+from checkers import probes as probes_mod
+from campaigns import crashcheck
+from campaigns.artifacts import Artifact
+from campaigns.mutants import planted
+from campaigns.workload import (WorkloadSettings, run_workload, settings_strategy,
+                                workload_strategy)
+
+CHUNK_EXAMPLES = 4
+
+
+class _CrashStateFailed(AssertionError):
+    pass
+
+
+@dataclass
+class CampaignConfig:
+    seed: int = 0
+    budget: float | None = 60.0          # seconds of wall-clock time (checked between chunks)
+    examples: int | None = None          # workloads to run at most
+    settings: WorkloadSettings = field(default_factory=WorkloadSettings)
+    mutant: str | None = None
+    crash_states_per_workload: int = 24
+    max_steps: int = 60
+    vary_settings: bool = True           # draw buffer pool, log and table sizes per workload
+    recovery_crashes: int = 1            # crashes during recovery, at most, per crash state
+    artifacts_dir: str = "tornpage-artifacts"
+    max_findings: int = 1
+    required_probes: tuple = probes_mod.REQUIRED_DEFAULT
+    shard: tuple[int, int] = (1, 1)      # (K, N): this process runs chunks i with i % N == K-1
+
+
+@dataclass
+class Finding:
+    verdict: dict
+    artifact: str
+    seed: int
+    explanation: str
+    plan_lines: list
+
+    def to_json(self) -> dict:
+        return {"kind": self.verdict["kind"], "summary": self.verdict["summary"],
+                "artifact": self.artifact, "seed": self.seed,
+                "explanation": self.explanation, "crash_plan": self.plan_lines}
+
+
+@dataclass
+class CampaignResult:
+    workloads: int = 0
+    crash_states: int = 0
+    shrink_runs: int = 0
+    probes: Counter = field(default_factory=Counter)
+    findings: list = field(default_factory=list)
+    missing_probes: list = field(default_factory=list)
+    elapsed: float = 0.0
+    chunks: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.findings) or bool(self.missing_probes)
+
+    def to_json(self, cfg: CampaignConfig) -> dict:
+        return {"tool": "tornpage", "seed": cfg.seed, "mutant": cfg.mutant,
+                "settings": cfg.settings.to_json(), "workloads": self.workloads,
+                "crash_states": self.crash_states, "shrink_runs": self.shrink_runs,
+                "crash_states_per_second": round(self.crash_states / self.elapsed, 1)
+                if self.elapsed else None,
+                "elapsed_seconds": round(self.elapsed, 2),
+                "probes": dict(sorted(self.probes.items())),
+                "required_probes": list(cfg.required_probes),
+                "missing_probes": self.missing_probes,
+                "findings": [f.to_json() for f in self.findings],
+                "passed": not self.failed}
+
+
+def chunk_seed(seed: int, i: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"tornpage:{seed}:{i}".encode()).digest()[:8], "big")
+
+
+def run_campaign(cfg: CampaignConfig,
+                 progress: Callable[[CampaignResult], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> CampaignResult:
+    """Run a campaign; return its result (findings saved under ``cfg.artifacts_dir``)."""
+    res = CampaignResult()
+    t0 = clock()
+    k, n = cfg.shard
+    i = k - 1
+    with planted(cfg.mutant):
+        while True:
+            if cfg.examples is not None and res.workloads >= cfg.examples:
+                break
+            if cfg.budget is not None and clock() - t0 >= cfg.budget:
+                break
+            if len(res.findings) >= cfg.max_findings:
+                break
+            todo = CHUNK_EXAMPLES if cfg.examples is None else \
+                min(CHUNK_EXAMPLES, cfg.examples - res.workloads)
+            _run_chunk(cfg, chunk_seed(cfg.seed, i), todo, res)
+            res.chunks += 1
+            i += n
+            res.elapsed = clock() - t0
+            if progress:
+                progress(res)
+    res.elapsed = clock() - t0
+    if not res.findings:
+        res.missing_probes = probes_mod.missing(res.probes, cfg.required_probes)
+    return res
+
+
+def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignResult) -> None:
+    state = {"failing": None, "failed_once": False}
+
+    @settings(max_examples=n_examples, database=None, derandomize=False, deadline=None,
+              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
+              phases=[Phase.generate, Phase.shrink], report_multiple_bugs=False)
+    @hyp_seed(cseed)
+    @given(st.data())
+    def campaign_example(data):
+        s = data.draw(settings_strategy(cfg.settings), label="settings") \
+            if cfg.vary_settings else cfg.settings
+        steps = data.draw(workload_strategy(s.table_size, cfg.max_steps), label="steps")
+        run = run_workload(s, steps)
+        if not state["failed_once"]:
+            res.workloads += 1
+        for _ in range(cfg.crash_states_per_workload):
+            plan = crashcheck.draw_workload_plan(data, run)
+            out = crashcheck.check_crash_state(
+                run, plan, draw_nested=crashcheck.nested_drawer(data, cfg.recovery_crashes)
+                if cfg.recovery_crashes else None)
+            if state["failed_once"]:
+                res.shrink_runs += 1
+            else:
+                res.crash_states += 1
+                res.probes.update(out.probes)
+            if not out.verdict.ok:
+                state["failed_once"] = True
+                state["failing"] = (s, steps, run, plan, out)
+                raise _CrashStateFailed(out.verdict.summary)
+
+    try:
+        campaign_example()
+    except _CrashStateFailed:
+        s, steps, run, plan, out = state["failing"]
+        _save_finding(cfg, cseed, s, steps, run, plan, out, res)
+
+
+def _save_finding(cfg, cseed, s, steps, run, plan, out, res: CampaignResult) -> None:
+    b = crashcheck.builder_for(run)
+    plan_lines = crashcheck.explain_plans(run, plan, out.nested)
+    art = Artifact(seed=cseed, settings=s, steps=[list(x) for x in steps], plan=plan,
+                   nested=list(out.nested),
+                   mutant=cfg.mutant, trace_hash=run.trace.hash(),
+                   finding=out.verdict.to_json())
+    path = art.save(cfg.artifacts_dir)
+    res.findings.append(Finding(out.verdict.to_json(), path, cseed, out.verdict.explain(),
+                                plan_lines))

@@ -1,0 +1,276 @@
+"""The sysbench-style ``oltp_read_write`` workload, as data (steps) and as Hypothesis strategies.
+
+A workload is a list of steps, each a JSON-friendly list, run against the engine over a
+:class:`~faultfs.SimDisk`.  Transactions live in slots 0..2, so up to three interleave; a
+statement on an empty slot begins a transaction.  Steps:
+
+    ["point_select", slot, id]             SELECT c FROM sbtest1 WHERE id=?
+    ["range_select", slot, id, n]          SELECT c FROM sbtest1 WHERE id BETWEEN ? AND ?+n
+    ["update_index", slot, id, seed]       UPDATE sbtest1 SET k=k+1 WHERE id=?
+    ["update_non_index", slot, id, seed]   UPDATE sbtest1 SET c=? WHERE id=?
+    ["delete_insert", slot, id, seed]      DELETE ... WHERE id=?; INSERT ... (id, ...)
+    ["insert", slot, id, seed]             INSERT a new id (growth: page splits)
+    ["bulk_insert", slot, id, n, seed]     INSERT n consecutive new ids in one transaction
+                                           (page splits, log pressure and wrap)
+    ["bulk_update", slot, id, n, seed]     UPDATE c of n consecutive ids in one transaction
+                                           (undo spanning many pages, log pressure)
+    ["commit", slot]  ["rollback", slot]
+    ["background", n]                      n steps of page cleaner / checkpoint / rollback
+    ["checkpoint"]
+
+A statement that hits a row lock held by another slot's transaction rolls its own transaction
+back (as innodb_rollback_on_timeout would), which the oracle sees as a rollback.
+
+Setup (sysbench ``prepare``) creates the database and table, loads ``table_size`` rows, takes a
+sharp checkpoint and emits the ``initial-state`` marker; crash positions lie after it.
+Transactions announce themselves through trace markers (``commit-begin`` with their writes,
+``commit-ack`` once commit returned), which is all the oracle reads.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+from engine import DuplicateKey, Engine, EngineConfig, LockConflict
+from faultfs import Image, SimDisk, get_device
+
+TABLE = "sbtest1"
+SLOTS = 3
+
+
+def row_value(id_: int, k: int, seed: int) -> bytes:
+    """sysbench's (k, c, pad) row image: k INT, c CHAR(120), pad CHAR(60)."""
+    c = "-".join(f"{(seed * 1000003 + id_ * 7919 + j * 104729) % 10**11:011d}"
+                 for j in range(10))[:119].ljust(120)
+    pad = "-".join(f"{(seed + id_ + j) % 10**11:011d}" for j in range(5))[:59].ljust(60)
+    return struct.pack(">I", k) + c.encode() + pad.encode()
+
+
+def row_k(value: bytes) -> int:
+    return struct.unpack_from(">I", value, 0)[0]
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    """Everything besides the steps that determines the trace (part of every artifact)."""
+    table_size: int = 60
+    page_size: int = 4096
+    buffer_pool_pages: int = 24
+    log_file_size: int = 192 * 1024
+    doublewrite: bool = True
+    device: str = "sector512"
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(page_size=self.page_size, buffer_pool_pages=self.buffer_pool_pages,
+                            log_file_size=self.log_file_size, doublewrite=self.doublewrite,
+                            doublewrite_batch_pages=8, page_cleaner_batch=4)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "WorkloadSettings":
+        return cls(**d)
+
+
+@dataclass
+class WorkloadRun:
+    """One executed workload: the disk, its trace and what the campaign needs to crash it."""
+    settings: WorkloadSettings
+    steps: list
+    disk: SimDisk
+    base: Image
+    setup_end: int                      # trace index of the initial-state marker
+    writers: dict = field(default_factory=dict)   # (table, key, value) → who wrote it
+    events: list = field(default_factory=list)    # (trace index, words) for explanations
+    engine_stats: dict = field(default_factory=dict)
+
+    @property
+    def trace(self):
+        return self.disk.trace
+
+
+def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
+    """Create the database, load it, then run ``steps``; never crashes by itself.
+
+    Deterministic: the same settings and steps give the same trace, byte for byte.
+    """
+    disk = SimDisk(get_device(settings.device))
+    eng = Engine.create(disk, settings.engine_config())
+    eng.create_table(TABLE)
+    trx = eng.begin()
+    for i in range(1, settings.table_size + 1):
+        trx.insert(TABLE, i, row_value(i, i, 0))
+    trx.commit()
+    eng.make_checkpoint(flush=True)
+    rows = tuple((TABLE, k, v) for k, v in sorted(eng.all_rows(TABLE).items()))
+    disk.mark("initial-state", rows=rows)
+    run = WorkloadRun(settings, steps, disk, disk.base, len(disk.trace) - 1)
+    _Runner(eng, disk, run).run(steps)
+    run.engine_stats = dict(eng.stats)
+    return run
+
+
+class _Runner:
+    def __init__(self, eng: Engine, disk: SimDisk, run: WorkloadRun) -> None:
+        self.eng, self.disk, self.run_ = eng, disk, run
+        self.slots: dict[int, object] = {}
+        self.writes: dict[int, dict[int, bytes | None]] = {}
+
+    def _trx(self, slot: int):
+        t = self.slots.get(slot)
+        if t is None:
+            t = self.eng.begin()
+            self.slots[slot] = t
+            self.writes[t.id] = {}
+        return t
+
+    def _note(self, words: str) -> None:
+        self.run_.events.append((len(self.disk.trace), words))
+
+    def _end(self, slot: int, how: str) -> None:
+        t = self.slots.pop(slot)
+        for k, v in self.writes.pop(t.id).items():
+            self.run_.writers.setdefault((TABLE, k, v), f"trx {t.id} ({how})")
+
+    def _write(self, t, key: int, value: bytes | None) -> None:
+        self.writes[t.id][key] = value
+        self.run_.writers.setdefault((TABLE, key, value), f"trx {t.id} (never committed)")
+
+    def run(self, steps: list) -> None:
+        for step in steps:
+            op = step[0]
+            if op == "background":
+                self.eng.run_background(int(step[1]))
+                continue
+            if op == "checkpoint":
+                self.eng.checkpoint()
+                continue
+            slot = int(step[1]) % SLOTS
+            try:
+                self._statement(op, slot, step)
+            except LockConflict as e:
+                t = self.slots.get(slot)
+                self._note(f"slot {slot}: {e}; rolling back trx {t.id}")
+                t.rollback()
+                self._end(slot, "rolled back after a lock conflict")
+
+    def _statement(self, op: str, slot: int, step: list) -> None:
+        eng = self.eng
+        if op == "commit":
+            if slot not in self.slots:
+                return
+            t = self.slots[slot]
+            writes = tuple(sorted((TABLE, k, v) for k, v in self.writes[t.id].items()))
+            self.disk.mark("commit-begin", trx=t.id, writes=writes)
+            lsn = t.commit()
+            self.disk.mark("commit-ack", trx=t.id, lsn=lsn)
+            self._end(slot, "committed")
+            return
+        if op == "rollback":
+            if slot not in self.slots:
+                return
+            t = self.slots[slot]
+            self._note(f"trx {t.id} rollback")
+            t.rollback()
+            self._end(slot, "rolled back")
+            return
+        t = self._trx(slot)
+        id_ = int(step[2])
+        if op == "point_select":
+            t.get(TABLE, id_)
+        elif op == "range_select":
+            t.scan(TABLE, id_, id_ + int(step[3]))
+        elif op in ("update_index", "update_non_index"):
+            self._update(t, id_, int(step[3]), bump_k=op == "update_index")
+        elif op == "delete_insert":
+            if t.delete(TABLE, id_):
+                self._write(t, id_, None)
+            v = row_value(id_, id_, int(step[3]))
+            t.insert(TABLE, id_, v)
+            self._write(t, id_, v)
+        elif op == "insert":
+            self._insert(t, id_, int(step[3]))
+        elif op == "bulk_update":
+            for j in range(int(step[3])):
+                self._update(t, id_ + j, int(step[4]), bump_k=False)
+        elif op == "bulk_insert":
+            for j in range(int(step[3])):
+                self._insert(t, id_ + j, int(step[4]))
+        else:
+            raise ValueError(f"unknown workload step {step!r}")
+
+    def _update(self, t, id_: int, seed: int, bump_k: bool) -> None:
+        cur = t.get(TABLE, id_)
+        if cur is None:
+            return
+        v = row_value(id_, row_k(cur) + 1 if bump_k else row_k(cur), seed)
+        t.update(TABLE, id_, v)
+        self._write(t, id_, v)
+
+    def _insert(self, t, id_: int, seed: int) -> None:
+        v = row_value(id_, id_, seed)
+        try:
+            t.insert(TABLE, id_, v)
+        except DuplicateKey:
+            return
+        self._write(t, id_, v)
+
+
+# -- Hypothesis strategies -------------------------------------------------------------------------
+def step_strategy(table_size: int):
+    ids = st.integers(1, table_size)
+    new_ids = st.integers(table_size + 1, table_size * 4)
+    slot = st.integers(0, SLOTS - 1)
+    seed = st.integers(0, 10**6)
+    return st.one_of(
+        st.tuples(st.just("update_non_index"), slot, ids, seed),
+        st.tuples(st.just("commit"), slot),
+        st.tuples(st.just("update_index"), slot, ids, seed),
+        st.tuples(st.just("delete_insert"), slot, ids, seed),
+        st.tuples(st.just("insert"), slot, new_ids, seed),
+        st.tuples(st.just("background"), st.integers(1, 6)),
+        st.tuples(st.just("point_select"), slot, ids),
+        st.tuples(st.just("range_select"), slot, ids, st.integers(1, 20)),
+        st.tuples(st.just("rollback"), slot),
+        st.tuples(st.just("bulk_insert"), slot, new_ids, st.integers(2, 60), seed),
+        st.tuples(st.just("bulk_update"), slot, ids, st.integers(2, 40), seed),
+        st.tuples(st.just("checkpoint")),
+    ).map(list)
+
+
+def settings_strategy(base: WorkloadSettings):
+    """Vary what changes the engine's paths (buffer pool pressure, log wrap, tree height),
+    keeping what the user chose (page size, device, doublewrite)."""
+    return st.builds(
+        lambda bp, log, rows: WorkloadSettings(
+            table_size=rows, page_size=base.page_size, buffer_pool_pages=bp,
+            log_file_size=log, doublewrite=base.doublewrite,
+            device=base.device),
+        st.sampled_from([base.buffer_pool_pages, 16, 64]),
+        st.sampled_from([base.log_file_size, EngineConfig.min_log_file_size(base.page_size)]),
+        st.sampled_from([base.table_size, 20, 150]))
+
+
+def workload_strategy(table_size: int, max_steps: int = 40):
+    return st.lists(step_strategy(table_size), min_size=1, max_size=max_steps)
+
+
+def validate_steps(steps) -> list:
+    """Check a step list read from an artifact.
+
+    Raises:
+        ValueError: a step that is not a known, well-formed step.
+    """
+    arity = {"point_select": 3, "range_select": 4, "update_index": 4, "update_non_index": 4,
+             "delete_insert": 4, "insert": 4, "bulk_insert": 5, "bulk_update": 5, "commit": 2, "rollback": 2, "background": 2,
+             "checkpoint": 1}
+    out = []
+    for s in steps:
+        if not isinstance(s, list) or not s or s[0] not in arity or len(s) != arity[s[0]] or \
+                not all(isinstance(x, int) and x >= 0 for x in s[1:]):
+            raise ValueError(f"malformed workload step {s!r}")
+        out.append(s)
+    return out

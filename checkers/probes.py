@@ -1,0 +1,50 @@
+"""Probes: counters of the recovery branches that fired (engine.stats), named for reports.
+
+A campaign sums them over every crash state it recovered and fails when a branch it was meant to
+reach never fired: a doublewrite test that silently never repaired a page proves nothing.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+# report name → (engine stat key, what it means)
+PROBES: dict[str, tuple[str, str]] = {
+    "doublewrite_repair": ("recv_dblwr_pages_restored",
+                           "torn or zeroed data page restored from its doublewrite copy"),
+    "doublewrite_copy_ignored_page_valid": ("recv_dblwr_page_valid_kept",
+                                            "doublewrite copy present but the data page was valid"),
+    "redo_applied": ("recv_records_applied", "redo record applied (start LSN >= page LSN)"),
+    "redo_skipped_by_page_lsn": ("recv_records_skipped_page_lsn",
+                                 "redo record skipped: the page was already newer"),
+    "page_recreated_from_redo": ("recv_pages_init_from_redo",
+                                 "unreadable or missing page rebuilt from its PAGE_INIT redo"),
+    "trx_resurrected": ("recv_trx_resurrected", "ACTIVE transaction found in undo at recovery"),
+    "background_rollback": ("trx_rolled_back_background",
+                            "resurrected transaction rolled back in background steps"),
+    "redo_scan_stopped_checksum": ("recv_scan_stop_checksum",
+                                   "redo scan ended at a block with a bad checksum"),
+    "redo_scan_stopped_stale_block": ("recv_scan_stop_stale-block",
+                                      "redo scan ended at a block from an older epoch"),
+    "redo_scan_stopped_block_number": ("recv_scan_stop_block-number",
+                                       "redo scan ended at a block whose number does not match"),
+    "redo_scan_stopped_partial_block": ("recv_scan_stop_end-of-log",
+                                        "redo scan ended at the last, partial block"),
+}
+
+# the branches the default campaign must reach (issue: doublewrite repair, redo skipped by page
+# LSN, background rollback)
+REQUIRED_DEFAULT = ("doublewrite_repair", "redo_skipped_by_page_lsn", "background_rollback")
+
+
+def collect(stats) -> Counter:
+    """Probe name → count from one engine's stats."""
+    out: Counter = Counter()
+    for name, (key, _) in PROBES.items():
+        if stats.get(key):
+            out[name] = stats[key]
+    return out
+
+
+def missing(totals: Counter, required) -> list[str]:
+    """The required probes that never fired."""
+    return [p for p in required if not totals.get(p)]

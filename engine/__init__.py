@@ -1,0 +1,14 @@
+"""engine: an InnoDB-style storage engine that does all its IO through the faultfs VFS protocol.
+
+Public surface: :class:`Engine`, :class:`EngineConfig` and the typed errors.  Everything else is
+one module per on-disk structure (page, fsp, btr_page, undo, trx_sys, log, dblwr) plus the
+machinery that uses them (mtr, buf, btr, trx, recovery).
+"""
+from engine.config import ConfigError, EngineConfig
+from engine.engine import Engine, EnginePanic
+from engine.errors import (Corruption, DuplicateKey, EngineError, LockConflict, LogFull,
+                           PageFromFuture, RecoveryError, TornPageUnrepairable, TrxStateError)
+
+__all__ = ["Engine", "EngineConfig", "ConfigError", "EnginePanic", "EngineError",
+           "LockConflict", "DuplicateKey", "TrxStateError", "Corruption", "PageFromFuture",
+           "TornPageUnrepairable", "RecoveryError", "LogFull"]

@@ -1,0 +1,195 @@
+"""The buffer pool: page frames, LRU eviction, the flush list and page flushing
+(buf/buf0buf.cc, buf0lru.cc, buf0flu.cc).
+
+Invariants (``_check`` asserts them):
+  * at most ``capacity`` frames; a frame is dirty iff ``oldest_modification > 0`` iff it is in
+    the flush list;
+  * the flush list is ordered by (oldest_modification, space, page): its head is the checkpoint
+    candidate (bug 11: recovered pages are inserted sorted too, never appended);
+  * ``oldest_modification <= newest_modification`` and FIL_PAGE_LSN of a dirty frame equals its
+    newest_modification;
+  * WAL: a page is written only after the log is durable up to its newest_modification
+    (bug 14); with doublewrite on, only after its copy is durable (bug 6);
+  * a frame fixed by an open mtr is never evicted or flushed.
+
+Flushing: a page-cleaner batch takes up to N pages from the flush-list head, makes the log
+durable to their highest newest_modification, stamps page and trailer LSN and checksums,
+writes them through the doublewrite buffer, writes them in place and fsyncs the data files.
+LRU eviction of a dirty page does the same for one page through the single-page slot.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sortedcontainers import SortedKeyList
+
+from engine import page as fil_page
+from engine.errors import Corruption, PageFromFuture, TornPageUnrepairable
+from engine.page import PAGE_OK, PAGE_TORN, PAGE_FROM_FUTURE
+
+
+class Frame:
+    """A buffer pool frame: the page bytes plus bookkeeping (LSNs are byte addresses)."""
+    __slots__ = ("space", "page_no", "data", "oldest_modification", "newest_modification",
+                 "fix_count")
+
+    def __init__(self, space: int, page_no: int, data: bytearray) -> None:
+        self.space = space
+        self.page_no = page_no
+        self.data = data
+        self.oldest_modification = 0
+        self.newest_modification = 0
+        self.fix_count = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.space, self.page_no)
+
+    def __repr__(self) -> str:
+        return f"Frame({self.space}:{self.page_no}, oldest={self.oldest_modification}, " \
+               f"newest={self.newest_modification}, fix={self.fix_count})"
+
+
+def _flush_key(f: Frame):
+    return (f.oldest_modification, f.space, f.page_no)
+
+
+class BufferPool:
+    """Args: ``fil`` (tablespaces), ``log`` (:class:`~engine.log.LogSys`), ``dblwr`` (a
+    :class:`~engine.dblwr.Doublewrite` or None when disabled), ``capacity`` (pages)."""
+
+    def __init__(self, fil, log, dblwr, capacity: int, page_size: int, stats) -> None:
+        self.fil = fil
+        self.log = log
+        self.dblwr = dblwr
+        self.capacity = capacity
+        self.page_size = page_size
+        self.frames: OrderedDict[tuple[int, int], Frame] = OrderedDict()   # LRU order
+        self.flush_list: SortedKeyList = SortedKeyList(key=_flush_key)
+        self.stats = stats
+
+    # -- access ----------------------------------------------------------------------------------
+    def get(self, space: int, page_no: int) -> Frame:
+        """The frame of page ``space:page_no``, read and verified on a miss.  O(1) on a hit.
+
+        Raises:
+            TornPageUnrepairable: the page on disk is torn.
+            PageFromFuture: its LSN is newer than the log (a WAL violation).
+            Corruption: bad checksum, or an all-zero/short page that should exist.
+        """
+        key = (space, page_no)
+        f = self.frames.get(key)
+        if f is not None:
+            self.frames.move_to_end(key)
+            return f
+        raw = self.fil.space(space).read_page(page_no)
+        v = fil_page.verify(raw, self.page_size, self.log.lsn)
+        if v != PAGE_OK:
+            msg = f"page {space}:{page_no} read from disk is {v}"
+            if v == PAGE_TORN:
+                raise TornPageUnrepairable(msg)
+            if v == PAGE_FROM_FUTURE:
+                raise PageFromFuture(msg + f" (page LSN {fil_page.page_lsn(raw)} > log end "
+                                           f"{self.log.lsn})")
+            raise Corruption(msg)
+        self.stats["buf_pages_read"] += 1
+        return self._install(Frame(space, page_no, bytearray(raw)))
+
+    page = get     # the read-only source interface shared with Mtr.page
+
+    def create(self, space: int, page_no: int) -> Frame:
+        """A frame for a page that is about to be initialised by redo (no read)."""
+        key = (space, page_no)
+        f = self.frames.get(key)
+        if f is not None:
+            self.frames.move_to_end(key)
+            return f
+        self.stats["buf_pages_created"] += 1
+        return self._install(Frame(space, page_no, bytearray(self.page_size)))
+
+    def install_recovered(self, space: int, page_no: int, data: bytearray, oldest: int,
+                          newest: int) -> None:
+        """Put a page that recovery applied redo to into the pool, dirty, in flush-list order."""
+        assert (space, page_no) not in self.frames
+        f = self._install(Frame(space, page_no, data))
+        f.oldest_modification = oldest
+        f.newest_modification = newest
+        self.flush_list.add(f)
+
+    def _install(self, f: Frame) -> Frame:
+        while len(self.frames) >= self.capacity:
+            self._evict_one()
+        self.frames[f.key] = f
+        return f
+
+    def _evict_one(self) -> None:
+        for key, f in self.frames.items():
+            if f.fix_count == 0:
+                if f.oldest_modification:
+                    self.stats["buf_lru_single_page_flushes"] += 1
+                    self._write([f], single=True)
+                del self.frames[key]
+                self.stats["buf_lru_evictions"] += 1
+                return
+        raise AssertionError(f"buffer pool of {self.capacity} pages: every frame is fixed")
+
+    # -- modification ----------------------------------------------------------------------------
+    def note_modification(self, f: Frame, start_lsn: int, end_lsn: int) -> None:
+        """Record that an mtr [start_lsn, end_lsn) changed ``f`` (buf_flush_note_modification)."""
+        assert f.fix_count > 0 and end_lsn > f.newest_modification
+        fil_page.put_u64(f.data, fil_page.FIL_PAGE_LSN, end_lsn)
+        f.newest_modification = end_lsn
+        if f.oldest_modification == 0:
+            f.oldest_modification = start_lsn
+            self.flush_list.add(f)
+
+    # -- flushing ---------------------------------------------------------------------------------
+    def oldest_modification(self) -> int:
+        """The flush list head's oldest_modification, or 0 when nothing is dirty.  O(1)."""
+        return self.flush_list[0].oldest_modification if self.flush_list else 0
+
+    def flush_batch(self, n: int) -> int:
+        """Flush up to ``n`` unfixed pages from the flush-list head; return how many."""
+        batch = []
+        for f in self.flush_list:
+            if f.fix_count == 0:
+                batch.append(f)
+                if len(batch) == n:
+                    break
+        if batch:
+            self._write(batch, single=False)
+        return len(batch)
+
+    def flush_all(self) -> None:
+        """Flush every dirty page (nothing may be fixed)."""
+        step = self.dblwr.batch_pages if self.dblwr else 64
+        while self.flush_list:
+            assert self.flush_batch(step) > 0, "dirty pages are fixed"
+
+    def _write(self, frames: list[Frame], single: bool) -> None:
+        newest = max(f.newest_modification for f in frames)
+        self.log.write_up_to(newest, flush=True)          # the WAL rule
+        images = [fil_page.stamp_for_write(f.data, f.newest_modification) for f in frames]
+        if self.dblwr is not None:
+            if single:
+                self.dblwr.write_single(images[0])
+            else:
+                self.dblwr.write_batch(images)
+        for f, img in zip(frames, images):
+            self.fil.space(f.space).write_pages(f.page_no, img)
+        self.fil.fsync_all()
+        for f in frames:
+            self.flush_list.remove(f)
+            f.oldest_modification = 0
+        self.stats["buf_pages_written"] += len(frames)
+
+    def _check(self) -> None:
+        assert len(self.frames) <= self.capacity
+        dirty = [f for f in self.frames.values() if f.oldest_modification]
+        assert len(dirty) == len(self.flush_list), (len(dirty), len(self.flush_list))
+        keys = [_flush_key(f) for f in self.flush_list]
+        assert keys == sorted(keys)
+        for f in dirty:
+            assert f in self.flush_list
+            assert f.oldest_modification <= f.newest_modification
+            assert fil_page.page_lsn(f.data) == f.newest_modification, f

@@ -1,0 +1,65 @@
+"""Engine settings (the InnoDB variable each follows is named)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+PAGE_SIZES = (4096, 8192, 16384, 32768, 65536)
+
+
+class ConfigError(ValueError):
+    """An engine setting out of range."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    page_size: int = 16384              # innodb_page_size, bytes
+    buffer_pool_pages: int = 128        # innodb_buffer_pool_size / page_size, pages
+    log_file_size: int = 1 << 20        # innodb_log_file_size, bytes (one circular file)
+    flush_log_at_trx_commit: int = 1    # innodb_flush_log_at_trx_commit
+    doublewrite: bool = True            # innodb_doublewrite
+    doublewrite_batch_pages: int = 16   # pages per doublewrite batch (InnoDB: 64 per block)
+    page_cleaner_batch: int = 8         # pages the page cleaner flushes per step (io_capacity)
+    n_rollback_segments: int = 2        # innodb_rollback_segments
+    undo_records_per_rollback_step: int = 1
+
+    def __post_init__(self) -> None:
+        if self.page_size not in PAGE_SIZES:
+            raise ConfigError(f"page_size must be one of {PAGE_SIZES}, got {self.page_size}")
+        if self.buffer_pool_pages < 16:
+            raise ConfigError("buffer_pool_pages must be at least 16")
+        if self.log_file_size % 512 or \
+                self.log_file_size < self.min_log_file_size(self.page_size):
+            raise ConfigError(f"log_file_size must be a multiple of 512 and at least "
+                              f"{self.min_log_file_size(self.page_size)} bytes for page size "
+                              f"{self.page_size}")
+        if self.flush_log_at_trx_commit not in (0, 1, 2):
+            raise ConfigError("flush_log_at_trx_commit must be 0, 1 or 2")
+        if self.flush_log_at_trx_commit != 1:
+            raise ConfigError("only flush_log_at_trx_commit=1 is implemented so far")
+        if not 1 <= self.doublewrite_batch_pages <= 64:
+            raise ConfigError("doublewrite_batch_pages must be in 1..64")
+        if not 1 <= self.n_rollback_segments <= 127:
+            raise ConfigError("n_rollback_segments must be in 1..127")
+        if not 1 <= self.page_cleaner_batch <= self.doublewrite_batch_pages:
+            raise ConfigError("page_cleaner_batch must be in 1..doublewrite_batch_pages")
+
+    @property
+    def log_free_check_margin(self) -> int:
+        """Bytes of log kept free for the largest mtr (a root raise plus splits of two levels
+        copies about two pages of records): below this, log_free_check checkpoints."""
+        return 4 * self.page_size + 2048
+
+    @staticmethod
+    def min_log_file_size(page_size: int) -> int:
+        """The smallest log_file_size (bytes) allowed for ``page_size``: four margins."""
+        return 2048 + 4 * (4 * page_size + 2048)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "EngineConfig":
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"bad engine config: {e}") from None

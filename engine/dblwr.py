@@ -1,0 +1,88 @@
+"""The doublewrite buffer (buf/buf0dblwr.cc): torn-page protection for data file writes.
+
+The area is ``n_pages`` contiguous pages of the system tablespace: ``batch_pages`` slots for
+page-cleaner batches plus one slot for single-page flushes (LRU eviction).
+
+Write protocol (the invariant recovery relies on): a batch is copied into the area and written;
+the system tablespace is fsynced (:meth:`Doublewrite._sync_area`); only then are the pages
+written in place, and the data files fsynced before the area is reused.  So whenever an in-place
+write can be torn, its copy is durable.
+
+Recovery (buf_dblwr_process, after the redo scan and before redo apply): every copy in the area
+that is itself valid and whose LSN lies in [checkpoint LSN, scanned log end] is a candidate; per
+page the copy with the highest LSN wins (MDEV-11799: never the first one found).  If the page in
+the data file is valid it is kept (redo brings it forward); if it is torn, fails its checksum or
+is all zero, the copy is written in place.  A torn copy is never used.
+"""
+from __future__ import annotations
+
+from engine import page as fil_page
+from engine.page import PAGE_OK, PAGE_ZERO, page_lsn, page_no, page_space
+
+
+class Doublewrite:
+    """Args: ``sys_space`` (the system :class:`~engine.fil.Tablespace`), ``first_page`` and
+    ``n_pages`` (the area, pages), ``page_size`` (bytes)."""
+
+    def __init__(self, sys_space, first_page: int, n_pages: int, page_size: int) -> None:
+        assert n_pages >= 2
+        self.space = sys_space
+        self.first_page = first_page
+        self.n_pages = n_pages
+        self.batch_pages = n_pages - 1
+        self.page_size = page_size
+        self.stats = {"dblwr_batches": 0, "dblwr_single": 0, "dblwr_pages_written": 0}
+
+    def _sync_area(self) -> None:
+        """fsync the area before any in-place write of its pages (mutant 6 removes this)."""
+        self.space.fsync()
+
+    def write_batch(self, images: list[bytes]) -> None:
+        """Copy ``images`` (stamped page images) into the batch slots and make them durable."""
+        assert 1 <= len(images) <= self.batch_pages
+        self.space.write_pages(self.first_page, b"".join(images))
+        self._sync_area()
+        self.stats["dblwr_batches"] += 1
+        self.stats["dblwr_pages_written"] += len(images)
+
+    def write_single(self, image: bytes) -> None:
+        """Copy one page into the single-page slot and make it durable."""
+        self.space.write_pages(self.first_page + self.batch_pages, image)
+        self._sync_area()
+        self.stats["dblwr_single"] += 1
+        self.stats["dblwr_pages_written"] += 1
+
+    def recover(self, fil, checkpoint_lsn: int, scanned_lsn: int, stats) -> list[tuple[int, int]]:
+        """Restore torn or zeroed data pages from valid copies; return the (space, page) pairs
+        restored.  Data files written to are fsynced before returning."""
+        best: dict[tuple[int, int], bytes] = {}
+        for i in range(self.n_pages):
+            img = self.space.read_page(self.first_page + i)
+            if fil_page.verify(img, self.page_size) != PAGE_OK:
+                continue        # an empty slot, or a copy torn while being written: never used
+            lsn = page_lsn(img)
+            if lsn == 0 or not checkpoint_lsn <= lsn <= scanned_lsn:
+                continue        # outside the window: that write completed before the checkpoint
+            key = (page_space(img), page_no(img))
+            if key not in best or page_lsn(best[key]) < lsn:
+                best[key] = img
+        restored = []
+        for key in sorted(best):
+            space_id, pno = key
+            if space_id not in fil.spaces:
+                stats["recv_dblwr_copy_for_unknown_space"] += 1
+                continue
+            ts = fil.space(space_id)
+            cur = ts.read_page(pno)
+            v = fil_page.verify(cur, self.page_size)
+            if v == PAGE_OK:
+                stats["recv_dblwr_page_valid_kept"] += 1
+                continue
+            assert v != PAGE_OK
+            ts.write_pages(pno, best[key])
+            restored.append(key)
+            stats["recv_dblwr_pages_restored"] += 1
+            if v == PAGE_ZERO:
+                stats["recv_dblwr_zero_pages_restored"] += 1
+        fil.fsync_all()
+        return restored

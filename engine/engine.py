@@ -1,0 +1,432 @@
+"""The engine's public face: create or open a database, run transactions, background work.
+
+    eng = Engine.create(vfs, EngineConfig(page_size=4096))
+    eng.create_table("sbtest1")
+    trx = eng.begin(); trx.put("sbtest1", 1, b"row"); trx.commit()
+    eng.run_background(4)          # page cleaner, checkpoint, background rollback steps
+    eng.close()
+    eng = Engine.open(vfs, config)   # crash recovery runs here
+
+Everything the engine does to the disk goes through the VFS protocol.  Background work never
+runs by itself: the caller steps it (``run_background``), so the same calls give the same IO
+trace, byte for byte.
+
+The engine raises typed errors (engine.errors) and never returns data it could not verify.  After
+an internal failure inside an mtr it refuses all further work (``EnginePanic``).
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from engine import btr, btr_page as bp, fsp, trx_sys, undo
+from engine.buf import BufferPool
+from engine.config import EngineConfig
+from engine.dblwr import Doublewrite
+from engine.errors import (DuplicateKey, EngineError, RecoveryError, TrxStateError)
+from engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE, Fil
+from engine.log import LogSys
+from engine.mtr import Mtr
+from engine import page as fil_page
+from engine.page import (PAGE_OK, FIL_PAGE_INDEX, FIL_PAGE_TYPE_DICT_HDR, FIL_PAGE_TYPE_FSP_HDR,
+                         FIL_PAGE_TYPE_RSEG, FIL_PAGE_TYPE_TRX_SYS)
+from engine.trx import ACTIVE, Trx, TrxSys
+
+INDEX_ROOT_PAGE_NO = 1      # the clustered index root of a file-per-table tablespace
+FIRST_IBD_FREE_PAGE = 2
+
+
+class EnginePanic(EngineError):
+    """The engine hit an internal error inside an mtr and refuses further work."""
+
+
+class Engine:
+    """An InnoDB-style storage engine over a VFS.  Build one with :meth:`create` or
+    :meth:`open`; the constructor only wires the parts."""
+
+    def __init__(self, vfs, config: EngineConfig) -> None:
+        self.vfs = vfs
+        self.config = config
+        self.stats: Counter = Counter()
+        self.fil = Fil(vfs, config.page_size)
+        self.log: LogSys | None = None
+        self.dblwr: Doublewrite | None = None
+        self.buf: BufferPool | None = None
+        self.trx_sys = TrxSys(self)
+        self.tables: dict[str, btr.Index] = {}
+        self._by_space: dict[int, btr.Index] = {}
+        self.panicked: str | None = None
+        self.recovered_lsn = 0
+        self._bg_step = 0
+        self.closed = False
+
+    # -- wiring -----------------------------------------------------------------------------------
+    def _dblwr_pages(self) -> int:
+        return self.config.doublewrite_batch_pages + 1
+
+    def _open_parts(self, create: bool) -> None:
+        cfg = self.config
+        sys_space = self.fil.open_space(0, SYS_FILE, create=create)
+        self.log = LogSys(self.vfs.open(LOG_FILE, create=create), cfg.log_file_size)
+        if cfg.doublewrite:
+            self.dblwr = Doublewrite(sys_space, trx_sys.doublewrite_first_page(
+                cfg.n_rollback_segments), self._dblwr_pages(), cfg.page_size)
+        self.buf = BufferPool(self.fil, self.log, self.dblwr, cfg.buffer_pool_pages,
+                              cfg.page_size, self.stats)
+
+    def mtr(self) -> Mtr:
+        """Start a mini-transaction (after a log free check, as mtr_start + log_free_check)."""
+        if self.panicked:
+            raise EnginePanic(self.panicked)
+        self._log_free_check()
+        return Mtr(self)
+
+    def _panic(self, why: str) -> None:
+        self.panicked = why
+
+    def _log_free_check(self) -> None:
+        """If the log is close to overwriting redo newer than the checkpoint, flush the buffer
+        pool and checkpoint synchronously (log_free_check; bug 12 skips this)."""
+        if self.log.free_space() < self.config.log_free_check_margin:
+            self.stats["log_sync_checkpoints"] += 1
+            self.buf.flush_all()
+            self.make_checkpoint()
+
+    # -- creation ---------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, vfs, config: EngineConfig | None = None) -> "Engine":
+        """Create a new database in an empty VFS; durable when this returns.
+
+        Raises:
+            RecoveryError: the VFS already holds a database.
+        """
+        config = config or EngineConfig()
+        if vfs.exists(SYS_FILE) or vfs.exists(LOG_FILE):
+            raise RecoveryError("the VFS already holds a database; use Engine.open")
+        eng = cls(vfs, config)
+        eng._open_parts(create=True)
+        eng.log.create()
+        eng.log.file.fsync()
+        ps = config.page_size
+        R = config.n_rollback_segments
+        first_free = trx_sys.first_free_page(R, eng._dblwr_pages())
+        with eng.mtr() as m:
+            f0 = m.new_page(0, 0, FIL_PAGE_TYPE_FSP_HDR)
+            m.write(f0, fsp.FSP_SPACE_ID, fsp.header_bytes(0, ps, first_free, first_free))
+            bitmap = bytearray((first_free + 7) // 8)
+            for p in range(first_free):
+                bitmap[p // 8] |= 1 << (p % 8)
+            m.write(f0, fsp.FSP_BITMAP, bytes(bitmap))
+            ts = m.new_page(0, trx_sys.TRX_SYS_PAGE_NO, FIL_PAGE_TYPE_TRX_SYS)
+            m.write(ts, trx_sys.TRX_SYS_TRX_ID_STORE,
+                    trx_sys.TRX_SYS_TRX_ID_WRITE_MARGIN.to_bytes(8, "big") +
+                    R.to_bytes(4, "big") +
+                    trx_sys.doublewrite_header(trx_sys.doublewrite_first_page(R),
+                                               eng._dblwr_pages()) +
+                    b"".join((trx_sys.FIRST_RSEG_PAGE_NO + i).to_bytes(4, "big")
+                             for i in range(R)))
+            d = m.new_page(0, trx_sys.DICT_HDR_PAGE_NO, FIL_PAGE_TYPE_DICT_HDR)
+            m.write(d, trx_sys.DICT_HDR_N_TABLES, trx_sys.encode_dict([]))
+            for i in range(R):
+                m.new_page(0, trx_sys.FIRST_RSEG_PAGE_NO + i, FIL_PAGE_TYPE_RSEG)
+        eng.trx_sys.max_trx_id = trx_sys.TRX_SYS_TRX_ID_WRITE_MARGIN
+        eng.buf.flush_all()
+        eng.make_checkpoint()
+        vfs.fsync_dir("")
+        return eng
+
+    def create_table(self, name: str) -> None:
+        """Create table ``name`` in its own tablespace ``<name>.ibd``; durable on return
+        (the DDL is made durable by a full flush and checkpoint, not by redo alone).
+
+        Raises:
+            EngineError: the table exists, or the name is not a plain identifier.
+        """
+        if name in self.tables:
+            raise EngineError(f"table {name} exists")
+        if not name.isidentifier() or len(name) > 64:
+            raise EngineError(f"bad table name {name!r}")
+        space = max(self.fil.spaces) + 1
+        path = name + IBD_SUFFIX
+        self.fil.open_space(space, path, create=True)
+        ps = self.config.page_size
+        with self.mtr() as m:
+            f0 = m.new_page(space, 0, FIL_PAGE_TYPE_FSP_HDR)
+            m.write(f0, fsp.FSP_SPACE_ID, fsp.header_bytes(space, ps, FIRST_IBD_FREE_PAGE,
+                                                           FIRST_IBD_FREE_PAGE))
+            m.write(f0, fsp.FSP_BITMAP, bytes([0b11]))
+            m.new_page(space, INDEX_ROOT_PAGE_NO, FIL_PAGE_INDEX, 0, space)
+            d = m.page(0, trx_sys.DICT_HDR_PAGE_NO)
+            tables = trx_sys.decode_dict(d.data) + [(name, space, INDEX_ROOT_PAGE_NO)]
+            m.write(d, trx_sys.DICT_HDR_N_TABLES, trx_sys.encode_dict(tables))
+        self._add_index(name, space, INDEX_ROOT_PAGE_NO)
+        self.buf.flush_all()
+        self.make_checkpoint()
+        self.vfs.fsync_dir("")
+
+    def _add_index(self, name: str, space: int, root: int) -> None:
+        idx = btr.Index(name, space, root, space)
+        self.tables[name] = idx
+        self._by_space[space] = idx
+
+    def index_by_space(self, space: int) -> btr.Index:
+        return self._by_space[space]
+
+    # -- opening (recovery) -----------------------------------------------------------------------
+    @classmethod
+    def open(cls, vfs, config: EngineConfig | None = None) -> "Engine":
+        """Open an existing database, running crash recovery (engine.recovery).
+
+        Raises:
+            RecoveryError: files missing, no valid checkpoint, a log that ends before its
+                checkpoint, unparseable redo, or a page size that does not match.
+            TornPageUnrepairable, PageFromFuture, Corruption: pages that cannot be trusted.
+        """
+        from engine import recovery
+        config = config or EngineConfig()
+        for f in (SYS_FILE, LOG_FILE):
+            if not vfs.exists(f):
+                raise RecoveryError(f"{f} is missing: not a database (or its creation was lost)")
+        eng = cls(vfs, config)
+        eng._open_parts(create=False)
+        if eng.log.file.size() != config.log_file_size:
+            raise RecoveryError(f"{LOG_FILE} is {eng.log.file.size()} bytes, the configuration "
+                                f"says {config.log_file_size}")
+        for name, space, root in eng._read_dictionary():
+            path = name + IBD_SUFFIX
+            if not vfs.exists(path):
+                raise RecoveryError(f"table {name}: tablespace file {path} is missing")
+            ts = eng.fil.open_space(space, path)
+            head = ts.read_page(0)
+            if fil_page.verify(head, config.page_size) == PAGE_OK and \
+                    fil_page.page_space(head) != space:
+                raise RecoveryError(f"{path} holds space {fil_page.page_space(head)}, the "
+                                    f"dictionary says {space}")
+        recovery.recover(eng)
+        f0 = eng.buf.get(0, 0)
+        if int.from_bytes(f0.data[fsp.FSP_PAGE_SIZE:fsp.FSP_PAGE_SIZE + 4], "big") != \
+                config.page_size:
+            raise RecoveryError("the system tablespace was created with another page size")
+        for name, space, root in trx_sys.decode_dict(eng.buf.get(0, trx_sys.DICT_HDR_PAGE_NO).data):
+            eng._add_index(name, space, root)
+        return eng
+
+    def _read_dictionary(self) -> list[tuple[str, int, int]]:
+        """(table, space id, root page) from DICT_HDR read straight from disk, before recovery:
+        the dictionary tells which tablespace files to open (InnoDB: SYS_TABLES/SYS_DATAFILES).
+        The page is written only by DDL, which flushes and checkpoints, so it is never torn by
+        a crash outside DDL.
+
+        Raises:
+            RecoveryError: the page does not verify or the page size is wrong.
+        """
+        raw = self.fil.space(0).read_page(trx_sys.DICT_HDR_PAGE_NO)
+        v = fil_page.verify(raw, self.config.page_size)
+        if v != PAGE_OK:
+            raise RecoveryError(f"the data dictionary header page 0:{trx_sys.DICT_HDR_PAGE_NO} "
+                                f"is {v} (page size {self.config.page_size} right?)")
+        return trx_sys.decode_dict(raw)
+
+    # -- transactions -----------------------------------------------------------------------------
+    def begin(self) -> Trx:
+        self._usable()
+        return self.trx_sys.begin()
+
+    def _usable(self) -> None:
+        if self.panicked:
+            raise EnginePanic(self.panicked)
+        if self.closed:
+            raise EngineError("engine is closed")
+
+    def _active(self, trx: Trx) -> None:
+        self._usable()
+        if trx.state != ACTIVE or trx.resurrected:
+            raise TrxStateError(f"trx {trx.id} is {trx.state}"
+                                + (" (resurrected)" if trx.resurrected else ""))
+
+    def _index(self, table: str) -> btr.Index:
+        try:
+            return self.tables[table]
+        except KeyError:
+            raise EngineError(f"no table {table!r}") from None
+
+    def get(self, trx: Trx, table: str, key: int) -> bytes | None:
+        """The row's value, or None.  Takes a shared row lock.
+
+        Raises: LockConflict, TrxStateError, Corruption.
+        """
+        self._active(trx)
+        idx = self._index(table)
+        self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "S")
+        rec = idx.get(self.buf, key)
+        return None if rec is None else bp.leaf_value(rec)
+
+    def scan(self, trx: Trx, table: str, lo: int, hi: int, limit: int = 1 << 30):
+        """[(key, value)] with lo <= key <= hi in key order, at most ``limit``; shared locks on
+        the rows returned."""
+        self._active(trx)
+        idx = self._index(table)
+        recs = idx.scan(self.buf, lo, hi, limit)
+        for r in recs:
+            self.trx_sys.lock_sys.acquire(trx, table, idx.space, bp.rec_key(r), "S")
+        return [(bp.rec_key(r), bp.leaf_value(r)) for r in recs]
+
+    def _check_value(self, value: bytes) -> None:
+        limit = btr.max_record_size(self.config.page_size) - bp.REC_VALUE
+        if not isinstance(value, (bytes, bytearray)) or len(value) > limit:
+            raise EngineError(f"value must be bytes of at most {limit} bytes for page size "
+                              f"{self.config.page_size}")
+
+    def insert(self, trx: Trx, table: str, key: int, value: bytes) -> None:
+        """Insert a new row.  Raises DuplicateKey, LockConflict, TrxStateError."""
+        self._active(trx)
+        self._check_value(value)
+        idx = self._index(table)
+        self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
+        if idx.get(self.buf, key) is not None:
+            raise DuplicateKey(f"{table}: key {key} exists")
+        with self.mtr() as m:
+            rp = self.trx_sys.add_undo_rec(m, trx, undo.TRX_UNDO_INSERT_REC, idx.space, key)
+            idx.insert(m, bp.make_leaf_rec(key, trx.id, rp, bytes(value)))
+
+    def update(self, trx: Trx, table: str, key: int, value: bytes) -> bool:
+        """Replace the row's value; False if there is no such row."""
+        self._active(trx)
+        self._check_value(value)
+        idx = self._index(table)
+        self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
+        old = idx.get(self.buf, key)
+        if old is None:
+            return False
+        with self.mtr() as m:
+            rp = self.trx_sys.add_undo_rec(m, trx, undo.TRX_UNDO_UPD_EXIST_REC, idx.space, key,
+                                           old)
+            idx.update(m, bp.make_leaf_rec(key, trx.id, rp, bytes(value)))
+        return True
+
+    def put(self, trx: Trx, table: str, key: int, value: bytes) -> None:
+        """Insert or update."""
+        if not self.update(trx, table, key, value):
+            self.insert(trx, table, key, value)
+
+    def delete(self, trx: Trx, table: str, key: int) -> bool:
+        """Remove the row; False if there is no such row."""
+        self._active(trx)
+        idx = self._index(table)
+        self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
+        old = idx.get(self.buf, key)
+        if old is None:
+            return False
+        with self.mtr() as m:
+            self.trx_sys.add_undo_rec(m, trx, undo.TRX_UNDO_DEL_REC, idx.space, key, old)
+            idx.delete(m, key)
+        return True
+
+    def commit(self, trx: Trx) -> int:
+        """Commit; returns the commit LSN (0 if the transaction changed nothing).  With
+        flush_log_at_trx_commit=1 the commit is durable when this returns."""
+        self._active(trx)
+        return self.trx_sys.commit(trx)
+
+    def _flush_log_at_commit(self, commit_lsn: int) -> None:
+        """innodb_flush_log_at_trx_commit=1: write and fsync the log up to the commit LSN
+        (mutant 1 acknowledges before the fsync)."""
+        self.log.write_up_to(commit_lsn, flush=True)
+
+    def rollback(self, trx: Trx) -> None:
+        """Roll back every change of ``trx`` (each undo step redo-logged)."""
+        self._active(trx)
+        self.trx_sys.rollback(trx)
+
+    # -- background work --------------------------------------------------------------------------
+    BACKGROUND_TASKS = ("page_cleaner", "checkpoint", "rollback")
+
+    def run_background(self, steps: int = 1) -> int:
+        """Run ``steps`` steps of background work in a fixed rotation (page cleaner batch,
+        checkpoint, one background-rollback step); a task with nothing to do passes its turn
+        to the next.  Returns the number of steps that did work.  Deterministic."""
+        self._usable()
+        done = 0
+        for _ in range(steps):
+            for k in range(len(self.BACKGROUND_TASKS)):
+                task = self.BACKGROUND_TASKS[(self._bg_step + k) % len(self.BACKGROUND_TASKS)]
+                if getattr(self, "_bg_" + task)():
+                    self.stats["bg_" + task] += 1
+                    done += 1
+                    break
+            self._bg_step += 1
+        return done
+
+    def _bg_page_cleaner(self) -> bool:
+        return self.buf.flush_batch(self.config.page_cleaner_batch) > 0
+
+    def _bg_checkpoint(self) -> bool:
+        target = self.buf.oldest_modification() or self.log.lsn
+        if target <= self.log.checkpoint_lsn:
+            return False
+        self.make_checkpoint()
+        return True
+
+    def _bg_rollback(self) -> bool:
+        pending = sorted((t for t in self.trx_sys.active.values() if t.resurrected),
+                         key=lambda t: -t.id)
+        if not pending:
+            return False
+        self.trx_sys.rollback_step(pending[0])
+        return True
+
+    def background_work_pending(self) -> bool:
+        return bool(self.buf.flush_list) or any(
+            t.resurrected for t in self.trx_sys.active.values())
+
+    def finish_background_rollback(self) -> int:
+        """Run background rollback to completion; return the transactions rolled back."""
+        n = 0
+        for t in sorted((t for t in self.trx_sys.active.values() if t.resurrected),
+                        key=lambda t: -t.id):
+            self.trx_sys.rollback(t)
+            n += 1
+        return n
+
+    def make_checkpoint(self, flush: bool = False) -> int:
+        """A fuzzy checkpoint (log_checkpoint): fsync the data files, take the oldest
+        modification in the flush list (or the current LSN when nothing is dirty), make the log
+        durable to it and write it to the next checkpoint slot.  With ``flush`` the buffer pool
+        is flushed first (a sharp checkpoint).  Returns the checkpoint LSN."""
+        if flush:
+            self.buf.flush_all()
+        self.fil.fsync_all()
+        lsn = self.buf.oldest_modification() or self.log.lsn
+        lsn = max(lsn, self.log.checkpoint_lsn)
+        self.log.write_up_to(lsn, flush=True)
+        self.log.write_checkpoint(lsn)
+        return lsn
+
+    def checkpoint(self) -> int:
+        """Public alias of :meth:`make_checkpoint` (fuzzy)."""
+        self._usable()
+        return self.make_checkpoint()
+
+    def close(self) -> None:
+        """Clean shutdown: finish background rollback, flush everything, checkpoint."""
+        if self.closed:
+            return
+        if not self.panicked:
+            self.finish_background_rollback()
+            self.make_checkpoint(flush=True)
+        self.fil.close()
+        self.log.file.close()
+        self.closed = True
+
+    # -- inspection -------------------------------------------------------------------------------
+    def all_rows(self, table: str) -> dict[int, bytes]:
+        """Every row of ``table`` (no locks; for checkers after recovery)."""
+        idx = self._index(table)
+        return {bp.rec_key(r): bp.leaf_value(r) for r in idx.scan(self.buf, 0, (1 << 64) - 1,
+                                                                     1 << 62)}
+
+    def _check(self) -> None:
+        """Assert the invariants of the buffer pool, the transaction system and every tree."""
+        self.buf._check()
+        self.trx_sys._check()
+        for idx in self.tables.values():
+            idx._check(self.buf)

@@ -1,0 +1,41 @@
+"""Typed errors of the engine.  The engine never returns data it could not verify."""
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class LockConflict(EngineError):
+    """A row lock is held by another transaction (there is no lock wait: the caller decides)."""
+
+    def __init__(self, table: str, key: int, holder: int) -> None:
+        super().__init__(f"row {table}:{key} is locked by trx {holder}")
+        self.table, self.key, self.holder = table, key, holder
+
+
+class DuplicateKey(EngineError):
+    """An insert found a row with the same primary key."""
+
+
+class TrxStateError(EngineError):
+    """An operation on a transaction that is not active (committed, rolled back, or resurrected)."""
+
+
+class Corruption(EngineError):
+    """A page or log block failed verification and no valid copy exists."""
+
+
+class PageFromFuture(Corruption):
+    """A page's LSN is newer than the end of the recovered redo log (a WAL violation)."""
+
+
+class TornPageUnrepairable(Corruption):
+    """A torn data page with no valid doublewrite copy and no redo that re-creates it."""
+
+
+class RecoveryError(EngineError):
+    """Recovery cannot start or cannot finish (no valid checkpoint, missing files, bad log)."""
+
+
+class LogFull(EngineError):
+    """An mtr would overwrite redo newer than the last checkpoint (should never surface)."""

@@ -1,0 +1,414 @@
+"""The redo log: one circular file of 512-byte blocks, two checkpoint slots (include/log0log.h,
+log/log0log.cc for the writer, log/log0recv.cc for the scanner; LevelDB's log_writer/log_reader
+mirror each other the same way).
+
+File layout (F = log file size, bytes):
+
+    0     512   header block: LOG_HEADER_FORMAT u32 @0, LOG_HEADER_START_LSN u64 @8
+    512   512   checkpoint slot 1 (even checkpoint numbers)
+    1024  512   unused
+    1536  512   checkpoint slot 2 (odd checkpoint numbers)
+    2048  F-2048  the circular data area: the block holding LSN L is at
+                  2048 + (floor512(L) - LOG_START_LSN) mod (F - 2048)
+
+Block (512 bytes):
+    0   4  LOG_BLOCK_HDR_NO          ((lsn / 512) mod 2^30) + 1; bit 31 is the flush bit
+    4   2  LOG_BLOCK_HDR_DATA_LEN    bytes used including the header; 512 = full
+    6   2  LOG_BLOCK_FIRST_REC_GROUP offset of the first mtr that starts in the block, 0 if none
+    8   4  LOG_BLOCK_CHECKPOINT_NO   low 32 bits of the next checkpoint number when written
+    12 496 payload
+    508 4  LOG_BLOCK_CHECKSUM        crc32c of bytes [0, 508)
+
+Checkpoint slot: LOG_CHECKPOINT_NO u64 @0, LOG_CHECKPOINT_LSN u64 @8, LOG_CHECKPOINT_OFFSET u64
+@16, crc32c of [0, 508) @508.
+
+LSN is a byte address in the endless log stream, block headers and trailers included.  An mtr's
+end LSN is normalised past a trailer: it is either a payload position (block offset 12..507) or
+a block start (offset 0).  The next mtr's start LSN equals the previous mtr's end LSN.
+
+Invariants (the writer asserts them):
+  * nothing is written to the file at or beyond ``floor512(checkpoint LSN) + (F - 2048)``: the
+    log never overwrites redo newer than the last checkpoint (MySQL #69477);
+  * ``flushed_lsn <= written_lsn <= lsn``;
+  * checkpoint numbers alternate slots (even → slot 1, odd → slot 2).
+
+Scan stop conditions (named, as LevelDB's reader names its corruption cases): a block whose
+number does not match its LSN (``block-number``), whose checksum fails (``checksum``), whose
+data length is impossible (``data-length``), whose checkpoint number is older than the block
+before it (``stale-block``), or which is not full (``end-of-log``, the normal end).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import crc32c as _crc
+
+from engine.errors import LogFull, RecoveryError
+from engine.mtr_log import RedoParseError, RedoRecord, parse_mtr
+from engine.page import put_u16, put_u32, put_u64, u16, u32, u64
+
+OS_FILE_LOG_BLOCK_SIZE = 512
+LOG_BLOCK_HDR_NO = 0
+LOG_BLOCK_HDR_DATA_LEN = 4
+LOG_BLOCK_FIRST_REC_GROUP = 6
+LOG_BLOCK_CHECKPOINT_NO = 8
+LOG_BLOCK_HDR_SIZE = 12
+LOG_BLOCK_TRL_SIZE = 4
+LOG_BLOCK_CHECKSUM = OS_FILE_LOG_BLOCK_SIZE - LOG_BLOCK_TRL_SIZE
+LOG_BLOCK_PAYLOAD = LOG_BLOCK_CHECKSUM - LOG_BLOCK_HDR_SIZE
+LOG_BLOCK_FLUSH_BIT_MASK = 0x80000000
+
+LOG_FILE_HDR_SIZE = 2048
+LOG_HEADER_FORMAT = 0
+LOG_HEADER_START_LSN = 8
+LOG_HEADER_FORMAT_TORNPAGE = 0x746F726E  # "torn"
+LOG_CHECKPOINT_1 = 512
+LOG_CHECKPOINT_2 = 1536
+LOG_CHECKPOINT_NO = 0
+LOG_CHECKPOINT_LSN = 8
+LOG_CHECKPOINT_OFFSET = 16
+LOG_START_LSN = 8192
+BLOCK = OS_FILE_LOG_BLOCK_SIZE
+
+STOP_BLOCK_NUMBER = "block-number"
+STOP_CHECKSUM = "checksum"
+STOP_DATA_LEN = "data-length"
+STOP_STALE = "stale-block"
+STOP_END = "end-of-log"
+STOP_WRAP = "wrapped"
+
+
+def block_no(lsn: int) -> int:
+    """LOG_BLOCK_HDR_NO for the block holding ``lsn`` (log_block_convert_lsn_to_no)."""
+    return ((lsn // BLOCK) & 0x3FFFFFFF) + 1
+
+
+def block_checksum(block) -> int:
+    return _crc.crc32c(bytes(block[:LOG_BLOCK_CHECKSUM]))
+
+
+def lsn_add(lsn: int, n: int) -> int:
+    """The LSN after ``n`` more payload bytes written from ``lsn`` (skipping headers and
+    trailers; normalised: a position at a trailer becomes the next block's start).  O(1)."""
+    if n == 0:
+        return lsn
+    off = lsn % BLOCK
+    if off == 0:
+        lsn += LOG_BLOCK_HDR_SIZE
+        off = LOG_BLOCK_HDR_SIZE
+    assert LOG_BLOCK_HDR_SIZE <= off < LOG_BLOCK_CHECKSUM, lsn
+    room = LOG_BLOCK_CHECKSUM - off
+    if n < room:
+        return lsn + n
+    n -= room
+    lsn = lsn - off + BLOCK
+    full, rem = divmod(n, LOG_BLOCK_PAYLOAD)
+    lsn += full * BLOCK
+    if rem:
+        lsn += LOG_BLOCK_HDR_SIZE + rem
+    return lsn
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    no: int
+    lsn: int
+    offset: int
+    slot: int  # file offset of the slot it was read from
+
+
+def checkpoint_slot_for(no: int) -> int:
+    """Even checkpoint numbers go to slot 1, odd to slot 2 (log_group_checkpoint)."""
+    return LOG_CHECKPOINT_1 if no % 2 == 0 else LOG_CHECKPOINT_2
+
+
+def encode_checkpoint(no: int, lsn: int, offset: int) -> bytes:
+    b = bytearray(BLOCK)
+    put_u64(b, LOG_CHECKPOINT_NO, no)
+    put_u64(b, LOG_CHECKPOINT_LSN, lsn)
+    put_u64(b, LOG_CHECKPOINT_OFFSET, offset)
+    put_u32(b, LOG_BLOCK_CHECKSUM, block_checksum(b))
+    return bytes(b)
+
+
+def decode_checkpoint(b: bytes, slot: int) -> Checkpoint | None:
+    """The checkpoint in a slot, or None if the slot is empty or its checksum fails."""
+    if len(b) != BLOCK or not any(b) or u32(b, LOG_BLOCK_CHECKSUM) != block_checksum(b):
+        return None
+    return Checkpoint(u64(b, LOG_CHECKPOINT_NO), u64(b, LOG_CHECKPOINT_LSN),
+                      u64(b, LOG_CHECKPOINT_OFFSET), slot)
+
+
+def file_header(start_lsn: int = LOG_START_LSN) -> bytes:
+    b = bytearray(BLOCK)
+    put_u32(b, LOG_HEADER_FORMAT, LOG_HEADER_FORMAT_TORNPAGE)
+    put_u64(b, LOG_HEADER_START_LSN, start_lsn)
+    put_u32(b, LOG_BLOCK_CHECKSUM, block_checksum(b))
+    return bytes(b)
+
+
+class LogSys:
+    """The redo log writer: log buffer, write and flush, checkpoint slots.
+
+    Args:
+        file: the open log file (VFS protocol).
+        file_size: bytes; the data area is ``file_size - 2048``.
+
+    All LSNs are byte addresses (see the module docstring).
+    """
+
+    def __init__(self, file, file_size: int) -> None:
+        self.file = file
+        self.file_size = file_size
+        self.capacity = file_size - LOG_FILE_HDR_SIZE
+        assert self.capacity % BLOCK == 0 and self.capacity >= 64 * BLOCK
+        self.lsn = LOG_START_LSN
+        self.buf_start = LOG_START_LSN
+        self.buf = bytearray()
+        self.written_lsn = LOG_START_LSN
+        self.flushed_lsn = LOG_START_LSN
+        self.checkpoint_lsn = LOG_START_LSN
+        self.checkpoint_no = 0
+        self.next_checkpoint_no = 0
+        self.stats = {"log_writes": 0, "log_fsyncs": 0, "checkpoints": 0}
+
+    # -- creation and recovery --------------------------------------------------------------------
+    def create(self) -> None:
+        """Write a fresh file header and empty checkpoint slots (the caller fsyncs)."""
+        self.file.pwrite(file_header() + bytes(LOG_FILE_HDR_SIZE - BLOCK), 0)
+        self.file.truncate(self.file_size)
+
+    def restart_at(self, lsn: int, ckpt: Checkpoint) -> None:
+        """Continue writing at the recovered LSN ``lsn`` after recovering from ``ckpt``: the
+        tail block's bytes before ``lsn`` are kept and rewritten with the next write."""
+        self.lsn = self.written_lsn = self.flushed_lsn = lsn
+        self.checkpoint_lsn = ckpt.lsn
+        self.checkpoint_no = ckpt.no
+        self.next_checkpoint_no = ckpt.no + 1
+        self.buf_start = lsn - lsn % BLOCK
+        self.buf = bytearray()
+        off = lsn % BLOCK
+        if off:
+            blk = bytearray(self.file.pread(BLOCK, self.offset_of(self.buf_start)))
+            assert len(blk) == BLOCK
+            blk[off:] = bytes(BLOCK - off)
+            put_u16(blk, LOG_BLOCK_HDR_DATA_LEN, off)
+            if u16(blk, LOG_BLOCK_FIRST_REC_GROUP) >= off:
+                put_u16(blk, LOG_BLOCK_FIRST_REC_GROUP, 0)
+            self.buf = blk
+
+    # -- addressing ----------------------------------------------------------------------------------
+    def offset_of(self, block_lsn: int) -> int:
+        """File offset (bytes) of the block starting at ``block_lsn``."""
+        assert block_lsn % BLOCK == 0
+        return LOG_FILE_HDR_SIZE + (block_lsn - LOG_START_LSN) % self.capacity
+
+    def free_space(self) -> int:
+        """Bytes of LSN that may still be written before the log would overwrite redo newer
+        than the last checkpoint."""
+        return (self.checkpoint_lsn - self.checkpoint_lsn % BLOCK) + self.capacity - self.lsn \
+            - BLOCK
+
+    # -- appending -----------------------------------------------------------------------------------
+    def append(self, data: bytes) -> tuple[int, int]:
+        """Append one mtr's bytes to the log buffer; return its (start LSN, end LSN).
+
+        Raises:
+            LogFull: the mtr would overwrite redo newer than the last checkpoint (callers run
+                a log free check before every mtr, so this means a missing check).
+        """
+        assert data
+        start = self.lsn
+        end = lsn_add(start, len(data))
+        if end - (self.checkpoint_lsn - self.checkpoint_lsn % BLOCK) > self.capacity - BLOCK:
+            raise LogFull(f"mtr [{start}, {end}) would overwrite redo newer than checkpoint "
+                          f"{self.checkpoint_lsn} (log capacity {self.capacity} bytes)")
+        lsn = start
+        pos = 0
+        first = True
+        while pos < len(data):
+            off = lsn % BLOCK
+            if off == 0:
+                self._new_block(lsn)
+                lsn += LOG_BLOCK_HDR_SIZE
+                off = LOG_BLOCK_HDR_SIZE
+            bi = lsn - off - self.buf_start
+            if first:
+                if u16(self.buf, bi + LOG_BLOCK_FIRST_REC_GROUP) == 0:
+                    put_u16(self.buf, bi + LOG_BLOCK_FIRST_REC_GROUP, off)
+                first = False
+            take = min(len(data) - pos, LOG_BLOCK_CHECKSUM - off)
+            self.buf[bi + off:bi + off + take] = data[pos:pos + take]
+            pos += take
+            lsn += take
+            put_u16(self.buf, bi + LOG_BLOCK_HDR_DATA_LEN,
+                    BLOCK if off + take == LOG_BLOCK_CHECKSUM else off + take)
+            if lsn % BLOCK == LOG_BLOCK_CHECKSUM:
+                lsn += LOG_BLOCK_TRL_SIZE
+        assert lsn == end, (lsn, end)
+        self.lsn = end
+        return start, end
+
+    def _new_block(self, block_lsn: int) -> None:
+        assert block_lsn == self.buf_start + len(self.buf), (block_lsn, self.buf_start)
+        blk = bytearray(BLOCK)
+        put_u32(blk, LOG_BLOCK_HDR_NO, block_no(block_lsn))
+        put_u16(blk, LOG_BLOCK_HDR_DATA_LEN, LOG_BLOCK_HDR_SIZE)
+        self.buf += blk
+
+    # -- writing -------------------------------------------------------------------------------------
+    def write_up_to(self, lsn: int, flush: bool = True) -> None:
+        """Write the log buffer to the file so that it covers ``lsn``; fsync when ``flush``.
+
+        As log_write_up_to: writes everything buffered (not just up to ``lsn``), rewriting the
+        last partial block.  O(bytes written).
+        """
+        assert lsn <= self.lsn, (lsn, self.lsn)
+        if lsn > self.written_lsn:
+            self._write_buffer()
+        if flush and lsn > self.flushed_lsn:
+            self.file.fsync()
+            self.stats["log_fsyncs"] += 1
+            self.flushed_lsn = self.written_lsn
+        assert self.flushed_lsn <= self.written_lsn <= self.lsn
+
+    def _write_buffer(self) -> None:
+        if not self.buf:
+            return
+        ckno = self.next_checkpoint_no & 0xFFFFFFFF
+        for bi in range(0, len(self.buf), BLOCK):
+            put_u32(self.buf, bi + LOG_BLOCK_CHECKPOINT_NO, ckno)
+            put_u32(self.buf, bi + LOG_BLOCK_CHECKSUM, block_checksum(self.buf[bi:bi + BLOCK]))
+        # one pwrite per contiguous run of the circular file
+        pos = 0
+        while pos < len(self.buf):
+            blsn = self.buf_start + pos
+            off = self.offset_of(blsn)
+            run = min(len(self.buf) - pos, self.file_size - off)
+            self.file.pwrite(bytes(self.buf[pos:pos + run]), off)
+            self.stats["log_writes"] += 1
+            pos += run
+        self.written_lsn = self.lsn
+        # keep only the block that is still being filled
+        keep_from = self.lsn - self.lsn % BLOCK
+        del self.buf[:keep_from - self.buf_start]
+        self.buf_start = keep_from
+        if self.lsn % BLOCK == 0:
+            assert not self.buf
+
+    def write_checkpoint(self, lsn: int) -> None:
+        """Write checkpoint number ``next_checkpoint_no`` at ``lsn`` to its slot and fsync.
+
+        Pre-conditions (log_checkpoint): the log is durable up to ``lsn`` and every page change
+        older than ``lsn`` is durable in the data files.
+        """
+        assert self.checkpoint_lsn <= lsn <= self.flushed_lsn, \
+            (self.checkpoint_lsn, lsn, self.flushed_lsn)
+        no = self.next_checkpoint_no
+        blsn = lsn - lsn % BLOCK
+        self.file.pwrite(encode_checkpoint(no, lsn, self.offset_of(blsn)),
+                         checkpoint_slot_for(no))
+        self.file.fsync()
+        self.stats["log_fsyncs"] += 1
+        self.stats["checkpoints"] += 1
+        self.checkpoint_lsn = lsn
+        self.checkpoint_no = no
+        self.next_checkpoint_no = no + 1
+
+
+# -- the reader (recovery) ---------------------------------------------------------------------
+def read_checkpoints(file) -> list[Checkpoint]:
+    """Valid checkpoints in both slots, newest (highest number) first."""
+    out = []
+    for slot in (LOG_CHECKPOINT_1, LOG_CHECKPOINT_2):
+        c = decode_checkpoint(file.pread(BLOCK, slot), slot)
+        if c is not None:
+            out.append(c)
+    return sorted(out, key=lambda c: -c.no)
+
+
+@dataclass
+class ParsedMtr:
+    start_lsn: int
+    end_lsn: int
+    records: list[RedoRecord]
+
+
+@dataclass
+class ScanResult:
+    checkpoint: Checkpoint
+    scanned_lsn: int          # end of the valid log blocks
+    recovered_lsn: int        # end of the last complete mtr
+    mtrs: list[ParsedMtr]
+    stop: str                 # the named condition that ended the scan
+    blocks: int
+
+
+def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
+    """Scan from ``ckpt`` to the end of the valid log and parse complete mtrs
+    (recv_scan_log_recs + recv_parse_log_recs).  O(redo bytes).
+
+    Raises:
+        RecoveryError: the log ends before the checkpoint LSN, or a checksum-valid block holds
+            bytes that do not parse as redo records.
+    """
+    capacity = file_size - LOG_FILE_HDR_SIZE
+    block_lsn = ckpt.lsn - ckpt.lsn % BLOCK
+    first_off = ckpt.lsn % BLOCK
+    payload = bytearray()
+    prev_ckno = None
+    scanned = ckpt.lsn
+    stop = STOP_WRAP
+    nblocks = 0
+    for _ in range(capacity // BLOCK):
+        off = LOG_FILE_HDR_SIZE + (block_lsn - LOG_START_LSN) % capacity
+        blk = file.pread(BLOCK, off)
+        if len(blk) != BLOCK or (u32(blk, LOG_BLOCK_HDR_NO) & ~LOG_BLOCK_FLUSH_BIT_MASK) != \
+                block_no(block_lsn):
+            stop = STOP_BLOCK_NUMBER
+            break
+        if u32(blk, LOG_BLOCK_CHECKSUM) != block_checksum(blk):
+            stop = STOP_CHECKSUM
+            break
+        data_len = u16(blk, LOG_BLOCK_HDR_DATA_LEN)
+        if data_len < LOG_BLOCK_HDR_SIZE or data_len > BLOCK or \
+                LOG_BLOCK_CHECKSUM < data_len < BLOCK:
+            stop = STOP_DATA_LEN
+            break
+        ckno = u32(blk, LOG_BLOCK_CHECKPOINT_NO)
+        if prev_ckno is not None and ckno != prev_ckno and \
+                ((prev_ckno - ckno) & 0xFFFFFFFF) < 0x80000000:
+            stop = STOP_STALE
+            break
+        prev_ckno = ckno
+        nblocks += 1
+        lo = max(LOG_BLOCK_HDR_SIZE, first_off) if nblocks == 1 else LOG_BLOCK_HDR_SIZE
+        hi = min(data_len, LOG_BLOCK_CHECKSUM)
+        if nblocks == 1 and first_off and data_len < first_off:
+            raise RecoveryError(f"the log block at the checkpoint LSN {ckpt.lsn} holds only "
+                                f"{data_len} bytes: the log ends before the checkpoint")
+        if hi > lo:
+            payload += blk[lo:hi]
+        if data_len < BLOCK:
+            scanned = block_lsn + data_len
+            stop = STOP_END
+            break
+        block_lsn += BLOCK
+        scanned = block_lsn
+    if nblocks == 0 and first_off:
+        raise RecoveryError(f"no valid log block at the checkpoint LSN {ckpt.lsn} ({stop})")
+    mtrs = []
+    pos = 0
+    while True:
+        try:
+            got = parse_mtr(payload, pos)
+        except RedoParseError as e:
+            raise RecoveryError(f"redo log corrupt after LSN {lsn_add(ckpt.lsn, pos)}: {e}") \
+                from None
+        if got is None:
+            break
+        recs, end = got
+        mtrs.append(ParsedMtr(lsn_add(ckpt.lsn, pos), lsn_add(ckpt.lsn, end), recs))
+        pos = end
+    recovered = mtrs[-1].end_lsn if mtrs else ckpt.lsn
+    return ScanResult(ckpt, max(scanned, recovered), recovered, mtrs, stop, nblocks)

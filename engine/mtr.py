@@ -1,0 +1,80 @@
+"""Mini-transactions (mtr/mtr0mtr.cc): the unit of atomic page change.
+
+An mtr fixes the pages it touches, changes them only by building redo records and applying
+them (so the change made and the change logged are the same bytes), and at commit appends its
+records to the log as one group, stamps every changed page with the group's end LSN and puts
+it on the flush list.  Recovery applies a group all or nothing.
+
+An exception inside an mtr leaves pages changed but unlogged; the engine then refuses further
+work (it "panics", as InnoDB asserts) rather than flush a page the log cannot explain.
+"""
+from __future__ import annotations
+
+from engine import mtr_log
+from engine.mtr_log import RedoRecord
+
+
+class Mtr:
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.buf = engine.buf
+        self.page_size = engine.config.page_size
+        self.records: list[RedoRecord] = []
+        self.modified: dict[tuple[int, int], object] = {}
+        self.fixed: list = []
+        self.start_lsn = 0
+        self.end_lsn = 0
+
+    def __enter__(self) -> "Mtr":
+        return self
+
+    def __exit__(self, et, ev, tb) -> bool:
+        if et is None:
+            self.commit()
+        else:
+            if self.records:
+                self.engine._panic(f"mtr failed after changing pages: {et.__name__}: {ev}")
+            self._release()
+        return False
+
+    def page(self, space: int, page_no: int):
+        """Fix and return the frame of an existing page (see BufferPool.get for errors)."""
+        f = self.buf.get(space, page_no)
+        f.fix_count += 1
+        self.fixed.append(f)
+        return f
+
+    def new_page(self, space: int, page_no: int, ptype: int, level: int = 0, index_id: int = 0):
+        """Fix a frame for ``space:page_no`` and re-create it with an MLOG_PAGE_INIT record."""
+        f = self.buf.create(space, page_no)
+        f.fix_count += 1
+        self.fixed.append(f)
+        self.log(f, mtr_log.page_init(space, page_no, ptype, level, index_id))
+        return f
+
+    def log(self, frame, rec: RedoRecord) -> None:
+        """Apply ``rec`` to ``frame`` and remember it for the log."""
+        assert frame.fix_count > 0 and (frame.space, frame.page_no) == (rec.space, rec.page_no)
+        mtr_log.apply(frame.data, rec, self.page_size)
+        self.records.append(rec)
+        self.modified[frame.key] = frame
+
+    def write(self, frame, offset: int, data: bytes) -> None:
+        """MLOG_WRITE_STRING: ``data`` at byte ``offset`` of the page."""
+        self.log(frame, mtr_log.write_string(frame.space, frame.page_no, offset, data))
+
+    def commit(self) -> None:
+        if self.records:
+            data = mtr_log.encode_mtr(self.records)
+            self.start_lsn, self.end_lsn = self.engine.log.append(data)
+            for f in self.modified.values():
+                self.buf.note_modification(f, self.start_lsn, self.end_lsn)
+            self.engine.stats["mtr_committed"] += 1
+            self.engine.stats["redo_records_written"] += len(self.records)
+        self._release()
+
+    def _release(self) -> None:
+        for f in self.fixed:
+            f.fix_count -= 1
+            assert f.fix_count >= 0
+        self.fixed.clear()

@@ -1,0 +1,194 @@
+"""Redo log records: types, encoding, parsing and application (mtr/mtr0log.h, log0recv.cc).
+
+Records are physiological: each names one physical page (space id, page number) and a logical
+change inside it.  The running engine changes a page *only* by building a record and calling
+:func:`apply` on the frame, and recovery calls the same :func:`apply`, so "do" and "redo" cannot
+drift apart.
+
+Encoding (a simplification of InnoDB's compressed integers; big-endian):
+
+    type u8 | space u32 | page u32 | body length u32 | body
+
+A mini-transaction (mtr) is a group of records written contiguously.  A one-record mtr sets
+MLOG_SINGLE_REC_FLAG on its type; a multi-record mtr ends with a single MLOG_MULTI_REC_END byte.
+Recovery applies a group all or nothing.
+
+Record types and bodies:
+    MLOG_WRITE_STRING       offset u16 | bytes            write bytes at offset
+    MLOG_PAGE_INIT          page type u16 | level u16 | index id u64
+                            re-create the page from nothing (old contents need not be read:
+                            InnoDB's MLOG_INIT_FILE_PAGE / MLOG_COMP_PAGE_CREATE)
+    MLOG_REC_INSERT         record payload                insert into an index page
+    MLOG_REC_UPDATE_IN_PLACE record payload               replace the record with that key
+    MLOG_REC_DELETE         key u64                       remove the record with that key
+    MLOG_LIST_END_DELETE    key u64                       remove records with key >= key
+    MLOG_LIST_END_COPY_CREATED  ([u16 len][payload])*     fill an empty index page
+    MLOG_UNDO_INSERT        undo record payload           append at TRX_UNDO_PAGE_FREE
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from engine import btr_page, trx_sys, undo
+from engine.page import (FIL_PAGE_INDEX, FIL_PAGE_TYPE_RSEG, FIL_PAGE_UNDO_LOG, init_frame)
+
+# InnoDB's numbers (mtr0types.h)
+MLOG_REC_INSERT = 9
+MLOG_REC_UPDATE_IN_PLACE = 13
+MLOG_REC_DELETE = 14
+MLOG_LIST_END_DELETE = 15
+MLOG_UNDO_INSERT = 20
+MLOG_PAGE_INIT = 29             # MLOG_INIT_FILE_PAGE
+MLOG_WRITE_STRING = 30
+MLOG_MULTI_REC_END = 31
+MLOG_LIST_END_COPY_CREATED = 45
+MLOG_SINGLE_REC_FLAG = 0x80
+
+assert MLOG_MULTI_REC_END not in (MLOG_REC_INSERT, MLOG_REC_UPDATE_IN_PLACE, MLOG_REC_DELETE,
+                                  MLOG_LIST_END_DELETE, MLOG_UNDO_INSERT, MLOG_PAGE_INIT,
+                                  MLOG_WRITE_STRING, MLOG_LIST_END_COPY_CREATED)
+
+TYPE_NAMES = {
+    MLOG_WRITE_STRING: "WRITE_STRING", MLOG_PAGE_INIT: "PAGE_INIT",
+    MLOG_REC_INSERT: "REC_INSERT", MLOG_REC_UPDATE_IN_PLACE: "REC_UPDATE_IN_PLACE",
+    MLOG_REC_DELETE: "REC_DELETE", MLOG_LIST_END_DELETE: "LIST_END_DELETE",
+    MLOG_LIST_END_COPY_CREATED: "LIST_END_COPY_CREATED", MLOG_UNDO_INSERT: "UNDO_INSERT",
+}
+
+_HDR = struct.Struct(">BIII")
+REC_HDR = _HDR.size
+_KEY = struct.Struct(">Q")
+
+
+class RedoParseError(ValueError):
+    """Bytes that do not parse as redo records (inside checksum-valid blocks: corruption)."""
+
+
+@dataclass(frozen=True)
+class RedoRecord:
+    type: int
+    space: int
+    page_no: int
+    body: bytes
+
+    def describe(self) -> str:
+        return f"{TYPE_NAMES.get(self.type, self.type)} page {self.space}:{self.page_no} " \
+               f"({len(self.body)} bytes)"
+
+
+def encode(rec: RedoRecord, single: bool = False) -> bytes:
+    t = rec.type | (MLOG_SINGLE_REC_FLAG if single else 0)
+    return _HDR.pack(t, rec.space, rec.page_no, len(rec.body)) + rec.body
+
+
+def encode_mtr(recs: list[RedoRecord]) -> bytes:
+    """The bytes of one mtr: a single flagged record, or records + MLOG_MULTI_REC_END."""
+    assert recs
+    if len(recs) == 1:
+        return encode(recs[0], single=True)
+    return b"".join(encode(r) for r in recs) + bytes([MLOG_MULTI_REC_END])
+
+
+def parse_mtr(buf, pos: int) -> tuple[list[RedoRecord], int] | None:
+    """Parse one complete mtr starting at ``buf[pos]``.
+
+    Returns (records, end position), or None when the bytes end before the mtr is complete
+    (recovery then discards the incomplete group, as recv_parse_log_recs does).
+
+    Raises:
+        RedoParseError: an unknown record type or an impossible length.
+    """
+    recs = []
+    n = len(buf)
+    while True:
+        if pos >= n:
+            return None
+        t = buf[pos]
+        if t == MLOG_MULTI_REC_END:
+            if not recs:
+                raise RedoParseError(f"MULTI_REC_END with no records at {pos}")
+            return recs, pos + 1
+        if pos + REC_HDR > n:
+            return None
+        t, space, page_no, ln = _HDR.unpack_from(buf, pos)
+        single = bool(t & MLOG_SINGLE_REC_FLAG)
+        t &= ~MLOG_SINGLE_REC_FLAG
+        if t not in TYPE_NAMES:
+            raise RedoParseError(f"unknown redo record type {t} at {pos}")
+        if ln > 1 << 20:
+            raise RedoParseError(f"redo record body of {ln} bytes at {pos}")
+        if pos + REC_HDR + ln > n:
+            return None
+        recs.append(RedoRecord(t, space, page_no, bytes(buf[pos + REC_HDR:pos + REC_HDR + ln])))
+        pos += REC_HDR + ln
+        if single:
+            if len(recs) != 1:
+                raise RedoParseError(f"single-record flag inside a multi-record mtr at {pos}")
+            return recs, pos
+
+
+# -- record constructors ---------------------------------------------------------------------
+def write_string(space: int, page_no: int, offset: int, data: bytes) -> RedoRecord:
+    return RedoRecord(MLOG_WRITE_STRING, space, page_no, offset.to_bytes(2, "big") + data)
+
+
+def page_init(space: int, page_no: int, ptype: int, level: int = 0,
+              index_id: int = 0) -> RedoRecord:
+    return RedoRecord(MLOG_PAGE_INIT, space, page_no,
+                      struct.pack(">HHQ", ptype, level, index_id))
+
+
+def key_body(key: int) -> bytes:
+    return _KEY.pack(key)
+
+
+def encode_rec_list(recs: list[bytes]) -> bytes:
+    return b"".join(len(r).to_bytes(2, "big") + r for r in recs)
+
+
+def decode_rec_list(body: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(body):
+        n = int.from_bytes(body[pos:pos + 2], "big")
+        out.append(body[pos + 2:pos + 2 + n])
+        pos += 2 + n
+    return out
+
+
+def apply(frame: bytearray, rec: RedoRecord, page_size: int) -> None:
+    """Apply ``rec`` to ``frame`` (the page LSN is the caller's business).
+
+    Raises:
+        btr_page.PageLayoutError / undo.UndoLayoutError: the page cannot take the change
+            (a wrong page image: corruption).
+    """
+    t, body = rec.type, rec.body
+    if t == MLOG_WRITE_STRING:
+        off = int.from_bytes(body[:2], "big")
+        data = body[2:]
+        assert off + len(data) <= page_size, (off, len(data))
+        frame[off:off + len(data)] = data
+    elif t == MLOG_PAGE_INIT:
+        ptype, level, index_id = struct.unpack(">HHQ", body)
+        init_frame(frame, rec.space, rec.page_no, ptype)
+        if ptype == FIL_PAGE_INDEX:
+            btr_page.init(frame, level, index_id)
+        elif ptype == FIL_PAGE_UNDO_LOG:
+            undo.init_page(frame)
+        elif ptype == FIL_PAGE_TYPE_RSEG:
+            trx_sys.init_rseg(frame, page_size)
+    elif t == MLOG_REC_INSERT:
+        btr_page.insert_rec(frame, body)
+    elif t == MLOG_REC_UPDATE_IN_PLACE:
+        btr_page.update_rec(frame, body)
+    elif t == MLOG_REC_DELETE:
+        btr_page.delete_rec(frame, _KEY.unpack(body)[0])
+    elif t == MLOG_LIST_END_DELETE:
+        btr_page.list_end_delete(frame, _KEY.unpack(body)[0])
+    elif t == MLOG_LIST_END_COPY_CREATED:
+        btr_page.copy_recs_to_created(frame, decode_rec_list(body))
+    elif t == MLOG_UNDO_INSERT:
+        undo.append_rec(frame, body)
+    else:  # pragma: no cover - parse_mtr rejects unknown types
+        raise RedoParseError(f"unknown redo record type {t}")

@@ -1,0 +1,120 @@
+"""Crash recovery (log/log0recv.cc, buf/buf0dblwr.cc, trx/trx0roll.cc).
+
+In order, as InnoDB does it:
+  1. read both checkpoint slots and take the newest valid one (none: refuse to start);
+  2. scan the log from the checkpoint LSN to the first bad, stale or partial block and parse
+     complete mtrs only, hashing each record by (space, page) in LSN order;
+  3. repair torn pages from the doublewrite buffer;
+  4. apply the records page by page: a record is applied iff its mtr's start LSN >= the page
+     LSN read from disk (the page LSN is an end LSN, so equal means not yet applied); then the
+     page LSN and trailer LSN become the mtr's end LSN.  A page whose first record re-creates it
+     (MLOG_PAGE_INIT) need not be readable.  Applied pages join the flush list sorted by their
+     oldest modification;
+  5. write a new checkpoint (the next number, so the newest valid slot is not overwritten);
+  6. resurrect ACTIVE transactions from the undo logs (only now: MDEV-34212);
+  7. open for new transactions; the engine rolls the resurrected ones back in background steps.
+
+Recovery costs O(redo bytes) to scan and parse plus O(dirty pages · log(dirty pages)) to insert
+the applied pages into the flush list.
+"""
+from __future__ import annotations
+
+from engine import page as fil_page
+from engine.errors import (Corruption, PageFromFuture, RecoveryError, TornPageUnrepairable)
+from engine.log import ScanResult, read_checkpoints, scan
+from engine.mtr_log import MLOG_PAGE_INIT, apply
+from engine.page import PAGE_OK, PAGE_FROM_FUTURE, PAGE_ZERO, PAGE_SHORT
+
+
+def should_apply(start_lsn: int, page_lsn: int) -> bool:
+    """recv_recover_page: apply a record iff its mtr's start LSN >= the page LSN."""
+    return start_lsn >= page_lsn
+
+
+def scan_log(engine) -> ScanResult:
+    ckpts = read_checkpoints(engine.log.file)
+    if not ckpts:
+        raise RecoveryError("no valid checkpoint in either slot of the redo log")
+    res = scan(engine.log.file, engine.config.log_file_size, ckpts[0])
+    st = engine.stats
+    st["recv_scan_blocks"] += res.blocks
+    st["recv_mtrs_parsed"] += len(res.mtrs)
+    st[f"recv_scan_stop_{res.stop}"] += 1
+    return res
+
+
+def build_hash(engine, res: ScanResult) -> dict[tuple[int, int], list]:
+    """(space, page) → [(start LSN, end LSN, record)] in LSN order (recv_sys->addr_hash)."""
+    h: dict[tuple[int, int], list] = {}
+    for m in res.mtrs:
+        for r in m.records:
+            if r.space not in engine.fil.spaces:
+                engine.stats["recv_records_unknown_space"] += 1
+                continue
+            h.setdefault((r.space, r.page_no), []).append((m.start_lsn, m.end_lsn, r))
+    return h
+
+
+def apply_hash(engine, h: dict, recovered_lsn: int) -> None:
+    """recv_apply_hashed_log_recs: bring every page with redo up to date, in page order."""
+    ps = engine.config.page_size
+    st = engine.stats
+    for key in sorted(h):
+        space, pno = key
+        recs = h[key]
+        raw = engine.fil.space(space).read_page(pno)
+        v = fil_page.verify(raw, ps, recovered_lsn)
+        if v == PAGE_OK:
+            frame = bytearray(raw)
+            plsn = fil_page.page_lsn(raw)
+        elif recs[0][2].type == MLOG_PAGE_INIT and should_apply(recs[0][0], 0):
+            frame = bytearray(ps)          # the redo re-creates it: old contents not needed
+            plsn = 0
+            st["recv_pages_init_from_redo"] += 1
+            if v not in (PAGE_ZERO, PAGE_SHORT):
+                st["recv_torn_pages_recreated_from_redo"] += 1
+        elif v == PAGE_FROM_FUTURE:
+            raise PageFromFuture(f"page {space}:{pno} has LSN {fil_page.page_lsn(raw)} beyond "
+                                 f"the recovered log end {recovered_lsn} (a WAL violation)")
+        elif v in (PAGE_ZERO, PAGE_SHORT):
+            raise Corruption(f"page {space}:{pno} needs redo from LSN {recs[0][0]} but is {v} "
+                             f"on disk")
+        else:
+            raise TornPageUnrepairable(f"page {space}:{pno} is {v} and no valid doublewrite "
+                                       f"copy exists")
+        first = last = 0
+        for start, end, r in recs:
+            if should_apply(start, plsn):
+                try:
+                    apply(frame, r, ps)
+                except AssertionError as e:
+                    raise Corruption(f"redo {r.describe()} [{start}, {end}) does not apply to "
+                                     f"page {space}:{pno} with page LSN {plsn}: {e}") from None
+                st["recv_records_applied"] += 1
+                first = first or start
+                last = end
+            else:
+                st["recv_records_skipped_page_lsn"] += 1
+        if last:
+            fil_page.put_u64(frame, fil_page.FIL_PAGE_LSN, last)
+            engine.buf.install_recovered(space, pno, frame, first, last)
+            st["recv_pages_applied"] += 1
+
+
+def recover(engine) -> None:
+    """Run steps 1-6 on an engine whose files are open (see the module docstring).
+
+    Raises:
+        RecoveryError: no valid checkpoint; the log ends before its checkpoint; unparseable redo.
+        TornPageUnrepairable: a torn page with no valid doublewrite copy and no re-creating redo.
+        PageFromFuture / Corruption: a page that cannot be trusted.
+    """
+    res = scan_log(engine)
+    engine.log.restart_at(res.recovered_lsn, res.checkpoint)
+    if engine.dblwr is not None:
+        engine.dblwr.recover(engine.fil, res.checkpoint.lsn, res.scanned_lsn, engine.stats)
+    h = build_hash(engine, res)
+    apply_hash(engine, h, res.recovered_lsn)
+    engine.recovered_lsn = res.recovered_lsn
+    engine.make_checkpoint(flush=False)
+    engine.trx_sys.resurrect()

@@ -1,0 +1,118 @@
+"""System pages of the system tablespace: TRX_SYS, rollback segment headers and the data
+dictionary header (trx/trx0sys.h, trx0rseg.h, dict/dict0boot.h; simplified).
+
+System tablespace (space 0) page map, fixed at bootstrap:
+
+    0                      FSP_HDR (engine.fsp)
+    1   TRX_SYS_PAGE_NO    TRX_SYS: max trx id store, rollback segment directory,
+                           doublewrite header
+    2   DICT_HDR_PAGE_NO   DICT_HDR: tables (name, space id, root page)
+    3 .. 3+R-1             rollback segment headers (R = n_rollback_segments)
+    3+R .. 3+R+D-1         the doublewrite area (D = doublewrite_batch_pages + 1 single-page slot)
+    then                   pages allocated on demand (undo log pages)
+
+TRX_SYS body:
+    38  8  TRX_SYS_TRX_ID_STORE   a trx id above every id assigned so far, written every
+                                  TRX_SYS_TRX_ID_WRITE_MARGIN ids
+    46  4  TRX_SYS_N_RSEGS
+    50  4  TRX_SYS_DOUBLEWRITE_MAGIC
+    54  4  TRX_SYS_DOUBLEWRITE_BLOCK1 (first page of the area)
+    58  4  TRX_SYS_DOUBLEWRITE_PAGES  (pages in the area)
+    62  4  TRX_SYS_DOUBLEWRITE_MAGIC repeated (in case this page is torn)
+    66  4  TRX_SYS_DOUBLEWRITE_BLOCK1 repeated
+    70  4  TRX_SYS_DOUBLEWRITE_PAGES repeated
+    74  4xR rollback segment header page numbers
+
+Rollback segment header body: TRX_RSEG_N_SLOTS (page size / 16) slots of 4 bytes at
+TRX_RSEG_UNDO_SLOTS, each the header page of an undo log in use or FIL_NULL.
+
+DICT_HDR body: 38 u16 number of tables; then entries [u8 name length][name][u32 space][u32 root].
+"""
+from __future__ import annotations
+
+from engine.page import FIL_NULL, FIL_PAGE_DATA, u16, u32, u64
+
+TRX_SYS_SPACE = 0
+FSP_HDR_PAGE_NO = 0
+TRX_SYS_PAGE_NO = 1
+DICT_HDR_PAGE_NO = 2
+FIRST_RSEG_PAGE_NO = 3
+
+TRX_SYS_TRX_ID_STORE = FIL_PAGE_DATA
+TRX_SYS_N_RSEGS = FIL_PAGE_DATA + 8
+TRX_SYS_DOUBLEWRITE = FIL_PAGE_DATA + 12
+TRX_SYS_DOUBLEWRITE_REPEAT = TRX_SYS_DOUBLEWRITE + 12
+TRX_SYS_RSEGS = FIL_PAGE_DATA + 36
+TRX_SYS_DOUBLEWRITE_MAGIC_N = 536853855
+TRX_SYS_TRX_ID_WRITE_MARGIN = 256
+
+TRX_RSEG_UNDO_SLOTS = FIL_PAGE_DATA
+
+DICT_HDR_N_TABLES = FIL_PAGE_DATA
+DICT_HDR_TABLES = FIL_PAGE_DATA + 2
+
+
+def n_slots(page_size: int) -> int:
+    """Undo slots per rollback segment (TRX_RSEG_N_SLOTS = page size / 16)."""
+    return page_size // 16
+
+
+def doublewrite_first_page(n_rsegs: int) -> int:
+    return FIRST_RSEG_PAGE_NO + n_rsegs
+
+
+def first_free_page(n_rsegs: int, dblwr_pages: int) -> int:
+    return doublewrite_first_page(n_rsegs) + dblwr_pages
+
+
+def rseg_slot_offset(slot: int) -> int:
+    return TRX_RSEG_UNDO_SLOTS + 4 * slot
+
+
+def rseg_slots(frame, page_size: int) -> list[int]:
+    return [u32(frame, rseg_slot_offset(i)) for i in range(n_slots(page_size))]
+
+
+def init_rseg(frame: bytearray, page_size: int) -> None:
+    n = n_slots(page_size)
+    frame[TRX_RSEG_UNDO_SLOTS:TRX_RSEG_UNDO_SLOTS + 4 * n] = FIL_NULL.to_bytes(4, "big") * n
+
+
+def doublewrite_header(first: int, pages: int) -> bytes:
+    one = TRX_SYS_DOUBLEWRITE_MAGIC_N.to_bytes(4, "big") + first.to_bytes(4, "big") + \
+        pages.to_bytes(4, "big")
+    return one + one
+
+
+def read_doublewrite_header(frame) -> tuple[int, int] | None:
+    """(first page, pages) of the doublewrite area, from either copy whose magic is intact."""
+    for off in (TRX_SYS_DOUBLEWRITE, TRX_SYS_DOUBLEWRITE_REPEAT):
+        if len(frame) >= off + 12 and u32(frame, off) == TRX_SYS_DOUBLEWRITE_MAGIC_N:
+            return u32(frame, off + 4), u32(frame, off + 8)
+    return None
+
+
+def trx_id_store(frame) -> int:
+    return u64(frame, TRX_SYS_TRX_ID_STORE)
+
+
+def encode_dict(tables: list[tuple[str, int, int]]) -> bytes:
+    out = bytearray(len(tables).to_bytes(2, "big"))
+    for name, space, root in tables:
+        nb = name.encode()
+        assert len(nb) < 256
+        out += bytes([len(nb)]) + nb + space.to_bytes(4, "big") + root.to_bytes(4, "big")
+    return bytes(out)
+
+
+def decode_dict(frame) -> list[tuple[str, int, int]]:
+    n = u16(frame, DICT_HDR_N_TABLES)
+    pos = DICT_HDR_TABLES
+    out = []
+    for _ in range(n):
+        ln = frame[pos]
+        name = bytes(frame[pos + 1:pos + 1 + ln]).decode()
+        pos += 1 + ln
+        out.append((name, u32(frame, pos), u32(frame, pos + 4)))
+        pos += 8
+    return out

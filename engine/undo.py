@@ -1,0 +1,150 @@
+"""Undo log pages and undo records (trx/trx0undo.h, trx0rec.h, simplified).
+
+An undo log is a chain of UNDO_LOG pages in the system tablespace, linked by FIL_PAGE_PREV /
+FIL_PAGE_NEXT.  Its first page (the header page) also carries the undo log segment header.
+
+Every undo page:
+    38  2  TRX_UNDO_PAGE_START   offset of the first undo record on this page
+    40  2  TRX_UNDO_PAGE_FREE    first free byte
+Header page only:
+    42  2  TRX_UNDO_STATE        TRX_UNDO_ACTIVE / TRX_UNDO_TO_FREE / TRX_UNDO_PREPARED
+    44  8  TRX_UNDO_TRX_ID
+    52  4  TRX_UNDO_LAST_PAGE    page number of the last page of the chain
+    56  4  TRX_UNDO_N_RECS       undo records in the whole log (the next undo_no)
+    60  1  TRX_UNDO_RSEG_ID
+    64     records start (TRX_UNDO_PAGE_HDR_END)
+
+Undo record: ``[u16 length][payload]``; payload:
+    type u8 | undo_no u32 | space id u32 | key u64 | (update/delete only) old clustered record
+
+Types: TRX_UNDO_INSERT_REC (the row did not exist: rollback deletes it), TRX_UNDO_UPD_EXIST_REC
+(rollback restores the old record), TRX_UNDO_DEL_REC (the row was removed: rollback re-inserts
+the old record).  Simplification versus InnoDB: a transaction keeps one undo log for inserts and
+updates alike (InnoDB keeps separate insert and update undo logs), and deletes remove the row at
+once instead of delete-marking it for purge, since nothing here reads old versions yet.
+
+Rollback pops the last record; the pop is redo-logged as a write of TRX_UNDO_PAGE_FREE (and of
+the chain pointers when a page empties), so a crash during rollback resumes where it stopped.
+"""
+from __future__ import annotations
+
+import struct
+
+from engine.page import FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u16, u32, u64
+
+TRX_UNDO_PAGE_START = FIL_PAGE_DATA + 0
+TRX_UNDO_PAGE_FREE = FIL_PAGE_DATA + 2
+TRX_UNDO_STATE = FIL_PAGE_DATA + 4
+TRX_UNDO_TRX_ID = FIL_PAGE_DATA + 6
+TRX_UNDO_LAST_PAGE = FIL_PAGE_DATA + 14
+TRX_UNDO_N_RECS = FIL_PAGE_DATA + 18
+TRX_UNDO_RSEG_ID = FIL_PAGE_DATA + 22
+TRX_UNDO_PAGE_HDR_END = FIL_PAGE_DATA + 26
+
+TRX_UNDO_ACTIVE = 1
+TRX_UNDO_TO_FREE = 3
+TRX_UNDO_PREPARED = 5
+STATE_NAMES = {TRX_UNDO_ACTIVE: "ACTIVE", TRX_UNDO_TO_FREE: "TO_FREE",
+               TRX_UNDO_PREPARED: "PREPARED"}
+
+TRX_UNDO_INSERT_REC = 11
+TRX_UNDO_UPD_EXIST_REC = 12
+TRX_UNDO_DEL_REC = 14
+UNDO_TYPE_NAMES = {TRX_UNDO_INSERT_REC: "insert", TRX_UNDO_UPD_EXIST_REC: "update",
+                   TRX_UNDO_DEL_REC: "delete"}
+
+_HDR = struct.Struct(">BIIQ")
+UNDO_REC_HDR = _HDR.size
+
+
+class UndoLayoutError(AssertionError):
+    """An undo page whose records do not parse."""
+
+
+def init_page(frame: bytearray) -> None:
+    """Body of a fresh undo page: no records (header fields, if any, are written after)."""
+    frame[TRX_UNDO_PAGE_START:TRX_UNDO_PAGE_START + 2] = TRX_UNDO_PAGE_HDR_END.to_bytes(2, "big")
+    frame[TRX_UNDO_PAGE_FREE:TRX_UNDO_PAGE_FREE + 2] = TRX_UNDO_PAGE_HDR_END.to_bytes(2, "big")
+
+
+def page_free(frame) -> int:
+    return u16(frame, TRX_UNDO_PAGE_FREE)
+
+
+def page_room(frame) -> int:
+    return len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM - page_free(frame)
+
+
+def append_rec(frame: bytearray, payload: bytes) -> int:
+    """Append an undo record at TRX_UNDO_PAGE_FREE (MLOG_UNDO_INSERT); return its offset."""
+    off = page_free(frame)
+    end = off + 2 + len(payload)
+    if end > len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM:
+        raise UndoLayoutError(f"undo record of {len(payload)} bytes does not fit at {off}")
+    frame[off:end] = len(payload).to_bytes(2, "big") + payload
+    frame[TRX_UNDO_PAGE_FREE:TRX_UNDO_PAGE_FREE + 2] = end.to_bytes(2, "big")
+    return off
+
+
+def page_records(frame) -> list[tuple[int, bytes]]:
+    """(offset, payload) of each undo record on the page, in order.  O(records)."""
+    pos = u16(frame, TRX_UNDO_PAGE_START)
+    free = page_free(frame)
+    limit = len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM
+    if not TRX_UNDO_PAGE_HDR_END <= pos <= free <= limit:
+        raise UndoLayoutError(f"undo page start {pos} / free {free} out of range")
+    out = []
+    while pos < free:
+        n = u16(frame, pos)
+        if n < UNDO_REC_HDR or pos + 2 + n > free:
+            raise UndoLayoutError(f"undo record of {n} bytes at {pos} crosses free {free}")
+        out.append((pos, bytes(frame[pos + 2:pos + 2 + n])))
+        pos += 2 + n
+    return out
+
+
+def make_rec(rtype: int, undo_no: int, space: int, key: int, old_rec: bytes = b"") -> bytes:
+    assert rtype in UNDO_TYPE_NAMES
+    assert (rtype == TRX_UNDO_INSERT_REC) == (old_rec == b"")
+    return _HDR.pack(rtype, undo_no, space, key) + old_rec
+
+
+def parse_rec(payload: bytes) -> tuple[int, int, int, int, bytes]:
+    """(type, undo_no, space, key, old clustered record or b"")."""
+    if len(payload) < UNDO_REC_HDR:
+        raise UndoLayoutError("short undo record")
+    t, undo_no, space, key = _HDR.unpack_from(payload, 0)
+    if t not in UNDO_TYPE_NAMES:
+        raise UndoLayoutError(f"unknown undo record type {t}")
+    return t, undo_no, space, key, payload[UNDO_REC_HDR:]
+
+
+def header_state(frame) -> int:
+    return u16(frame, TRX_UNDO_STATE)
+
+
+def header_trx_id(frame) -> int:
+    return u64(frame, TRX_UNDO_TRX_ID)
+
+
+def header_last_page(frame) -> int:
+    return u32(frame, TRX_UNDO_LAST_PAGE)
+
+
+def header_n_recs(frame) -> int:
+    return u32(frame, TRX_UNDO_N_RECS)
+
+
+# -- roll pointers (trx0types.h: 1 bit insert flag, 7 bits rseg id, 4 bytes page, 2 bytes offset)
+def make_roll_ptr(is_insert: bool, rseg_id: int, page_no: int, offset: int) -> bytes:
+    assert 0 <= rseg_id < 128
+    return bytes([(0x80 if is_insert else 0) | rseg_id]) + page_no.to_bytes(4, "big") + \
+        offset.to_bytes(2, "big")
+
+
+def parse_roll_ptr(rp: bytes) -> tuple[bool, int, int, int]:
+    return bool(rp[0] & 0x80), rp[0] & 0x7F, int.from_bytes(rp[1:5], "big"), \
+        int.from_bytes(rp[5:7], "big")
+
+
+NULL_ROLL_PTR = make_roll_ptr(True, 0, 0, 0)

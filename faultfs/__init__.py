@@ -1,0 +1,19 @@
+"""faultfs: a fault-injecting simulated disk.  Knows nothing of databases.
+
+Public surface: the VFS protocol (:class:`VFS`, :class:`VFSFile`), :class:`OsVFS`,
+:class:`SimDisk` with its :class:`Trace`, device profiles, and crash states
+(:class:`CrashPlan`, :class:`CrashStateBuilder`).
+"""
+from faultfs.crash import (Choice, CrashPlan, CrashPlanError, CrashStateBuilder, DROP, KEEP,
+                           TEAR, pending_ops, tear_units)
+from faultfs.devices import DEFAULT_DEVICE, DEVICES, DeviceProfile, UnknownDevice, get_device
+from faultfs.simdisk import Image, SimDisk, SimFile
+from faultfs.trace import Marker, Trace, Write
+from faultfs.vfs import VFS, OsVFS, VFSFile
+
+__all__ = [
+    "VFS", "VFSFile", "OsVFS", "SimDisk", "SimFile", "Image", "Trace", "Marker", "Write",
+    "DeviceProfile", "DEVICES", "DEFAULT_DEVICE", "UnknownDevice", "get_device",
+    "Choice", "CrashPlan", "CrashPlanError", "CrashStateBuilder", "KEEP", "DROP", "TEAR",
+    "pending_ops", "tear_units",
+]

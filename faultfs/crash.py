@@ -1,0 +1,338 @@
+"""Crash states: what the disk kept when the power went.
+
+A crash state is a pure function of ``(base image, trace, CrashPlan, device profile)``.  The plan's
+choices are data, not randomness, so every state can be written to JSON and rebuilt exactly.
+
+The persistence model (see DESIGN.md, faultfs):
+  * An operation at index ``i < position`` is *durable* when a barrier for it follows before the
+    crash: ``Fsync`` of the same inode for ``Write``/``Truncate``; ``FsyncDir`` of the parent
+    directory for ``Create``/``Mkdir``/``Rename``/``Unlink``.  Durable operations always survive.
+  * Every other operation before the crash is *pending*.  The plan gives each pending operation a
+    :class:`Choice`: ``keep`` (the default for an operation the plan does not name), ``drop``, or
+    ``tear`` (only some tear units of a write reach the disk; lost units show old data, zeros or
+    garbage).  Choices are independent, so a later write may survive while an earlier one is lost
+    (reordering), but never across a barrier, since barriers make earlier operations durable.
+  * ``ordered`` devices keep a prefix of the pending operations: after the first dropped or torn
+    one, every later pending operation is dropped.  Process-kill devices have nothing pending.
+  * Surviving operations are applied in trace order.
+
+Tear units are aligned on absolute file offsets: unit ``u`` of a write covers the bytes of the
+write that fall in ``[k*U, (k+1)*U)`` for the device's tear unit ``U``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from faultfs.devices import DeviceProfile
+from faultfs.simdisk import Image
+from faultfs.trace import (DATA_OPS, META_OPS, Create, Fsync, FsyncDir, Marker, Mkdir, Rename,
+                           Trace, Truncate, Unlink, Write, parent_dir)
+
+KEEP, DROP, TEAR = "keep", "drop", "tear"
+FILLS = ("old", "zeros", "garbage")
+
+
+class CrashPlanError(ValueError):
+    """A crash plan that does not fit its trace, or whose JSON is malformed."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The fate of one pending operation.
+
+    ``units`` (for ``tear``) are the indices, within the write, of the tear units that reached the
+    disk; ``fill`` says what the lost units show: the ``old`` contents, ``zeros`` or ``garbage``.
+    """
+    kind: str = KEEP
+    units: tuple[int, ...] = ()
+    fill: str = "old"
+
+    def to_json(self) -> dict:
+        d: dict = {"kind": self.kind}
+        if self.kind == TEAR:
+            d["units"] = list(self.units)
+            d["fill"] = self.fill
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Choice":
+        try:
+            kind = d["kind"]
+            if kind not in (KEEP, DROP, TEAR):
+                raise CrashPlanError(f"unknown choice kind {kind!r}")
+            fill = d.get("fill", "old")
+            if fill not in FILLS:
+                raise CrashPlanError(f"unknown tear fill {fill!r}")
+            return cls(kind, tuple(int(u) for u in d.get("units", ())), fill)
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, CrashPlanError):
+                raise
+            raise CrashPlanError(f"malformed choice {d!r}: {e}") from None
+
+
+@dataclass(frozen=True)
+class CrashPlan:
+    """Crash after ``position`` operations; ``choices`` maps trace index → :class:`Choice`."""
+    position: int
+    choices: tuple[tuple[int, Choice], ...] = field(default=())
+
+    def choice(self, i: int) -> Choice:
+        for j, c in self.choices:
+            if j == i:
+                return c
+        return Choice()
+
+    def to_json(self) -> dict:
+        return {"position": self.position,
+                "choices": [[i, c.to_json()] for i, c in self.choices]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "CrashPlan":
+        try:
+            return cls(int(d["position"]),
+                       tuple((int(i), Choice.from_json(c)) for i, c in d.get("choices", [])))
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, CrashPlanError):
+                raise
+            raise CrashPlanError(f"malformed crash plan: {e}") from None
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=True)
+
+
+def pending_ops(trace: Trace, position: int, profile: DeviceProfile) -> list[int]:
+    """Indices (ascending) of the operations before ``position`` that a crash there may lose.
+
+    O(position).
+    """
+    if not 0 <= position <= len(trace):
+        raise CrashPlanError(f"position {position} outside trace of {len(trace)} operations")
+    if not profile.power_loss:
+        return []
+    synced_inodes: set[int] = set()
+    synced_dirs: set[str] = set()
+    out = []
+    for i in range(position - 1, -1, -1):
+        op = trace.ops[i]
+        if isinstance(op, Fsync):
+            synced_inodes.add(op.inode)
+        elif isinstance(op, FsyncDir):
+            synced_dirs.add(op.path)
+        elif isinstance(op, DATA_OPS):
+            if op.inode not in synced_inodes:
+                out.append(i)
+        elif isinstance(op, META_OPS):
+            path = op.dst if isinstance(op, Rename) else op.path
+            dirs = {parent_dir(path)}
+            if isinstance(op, Rename):
+                dirs.add(parent_dir(op.src))
+            if not dirs <= synced_dirs:
+                out.append(i)
+    out.reverse()
+    return out
+
+
+def tear_units(offset: int, length: int, unit: int) -> list[tuple[int, int]]:
+    """Split the write ``[offset, offset+length)`` into aligned tear units: (start, end) bytes
+    relative to the write."""
+    out = []
+    pos = offset
+    end = offset + length
+    while pos < end:
+        nxt = min(end, (pos // unit + 1) * unit)
+        out.append((pos - offset, nxt - offset))
+        pos = nxt
+    return out
+
+
+def _garbage(seed: str, n: int) -> bytes:
+    out = bytearray()
+    counter = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:n])
+
+
+class _State:
+    """Mutable file-system state while replaying a trace."""
+
+    def __init__(self, base: Image) -> None:
+        self.inodes: dict[int, bytearray] = {}
+        self.names: dict[str, int] = {}
+        self.dirs = set(base.dirs)
+        for n, path in enumerate(sorted(base.files)):
+            self.inodes[n] = bytearray(base.files[path])
+            self.names[path] = n
+        self.base_inodes = len(base.files)
+
+    def copy(self) -> "_State":
+        s = _State.__new__(_State)
+        s.inodes = {i: bytearray(b) for i, b in self.inodes.items()}
+        s.names = dict(self.names)
+        s.dirs = set(self.dirs)
+        s.base_inodes = self.base_inodes
+        return s
+
+    def apply(self, op, data: bytes | None = None, keep_mask=None) -> None:
+        if isinstance(op, Write):
+            buf = self.inodes.setdefault(op.inode, bytearray())
+            if keep_mask is None:
+                if op.offset > len(buf):
+                    buf.extend(bytes(op.offset - len(buf)))
+                buf[op.offset:op.offset + len(op.data)] = op.data
+                return
+            for (a, b), new in keep_mask:
+                lo, hi = op.offset + a, op.offset + b
+                if new is None:          # lost unit showing the old contents
+                    continue
+                if lo > len(buf):
+                    buf.extend(bytes(lo - len(buf)))
+                buf[lo:hi] = new
+        elif isinstance(op, Truncate):
+            buf = self.inodes.setdefault(op.inode, bytearray())
+            if op.size < len(buf):
+                del buf[op.size:]
+            else:
+                buf.extend(bytes(op.size - len(buf)))
+        elif isinstance(op, Create):
+            self.inodes.setdefault(op.inode, bytearray())
+            self.names[op.path] = op.inode
+        elif isinstance(op, Mkdir):
+            self.dirs.add(op.path)
+        elif isinstance(op, Rename):
+            if op.src in self.names:
+                self.names[op.dst] = self.names.pop(op.src)
+        elif isinstance(op, Unlink):
+            if self.names.get(op.path) == op.inode:
+                del self.names[op.path]
+
+    def image(self) -> Image:
+        files = {p: bytes(self.inodes.get(i, b"")) for p, i in self.names.items()
+                 if parent_dir(p) in self.dirs or parent_dir(p) == ""}
+        return Image(files, set(self.dirs))
+
+
+class CrashStateBuilder:
+    """Builds crash images from one recorded trace, many times.
+
+    Keeps a full-replay snapshot every ``snapshot_every`` operations, so building the state at a
+    position costs the replay from the snapshot before its earliest pending operation instead of
+    from the start of the trace.
+
+    Raises:
+        CrashPlanError: a plan whose position is outside the trace, or which names an operation
+            that is not pending at that position, or tears a non-write / with a bad unit index.
+    """
+
+    def __init__(self, base: Image, trace: Trace, profile: DeviceProfile,
+                 snapshot_every: int = 64) -> None:
+        self.base = base
+        self.trace = trace
+        self.profile = profile
+        self.every = snapshot_every
+        self._snaps: dict[int, _State] = {0: _State(base)}
+
+    def _snapshot_at_or_before(self, index: int) -> tuple[int, _State]:
+        k = (index // self.every) * self.every
+        if k not in self._snaps:
+            j, st = self._snapshot_at_or_before(k - 1) if k > 0 else (0, self._snaps[0])
+            st = st.copy()
+            for i in range(j, k):
+                st.apply(self.trace.ops[i])
+            self._snaps[k] = st
+        return k, self._snaps[k]
+
+    def pending(self, position: int) -> list[int]:
+        return pending_ops(self.trace, position, self.profile)
+
+    def build(self, plan: CrashPlan) -> Image:
+        """The durable image after a crash as described by ``plan``."""
+        pend = self.pending(plan.position)
+        pend_set = set(pend)
+        for i, c in plan.choices:
+            if i not in pend_set:
+                raise CrashPlanError(f"plan names operation #{i}, which is not pending at "
+                                     f"position {plan.position}")
+            if c.kind == TEAR and not isinstance(self.trace.ops[i], Write):
+                raise CrashPlanError(f"plan tears operation #{i}, which is not a write")
+        first = pend[0] if pend else plan.position
+        k, snap = self._snapshot_at_or_before(first)
+        st = snap.copy()
+        for i in range(k, first):
+            st.apply(self.trace.ops[i])
+        dropping_rest = False
+        for i in range(first, plan.position):
+            op = self.trace.ops[i]
+            if isinstance(op, Marker):
+                continue
+            if i not in pend_set:
+                st.apply(op)
+                continue
+            c = plan.choice(i)
+            if dropping_rest or c.kind == DROP:
+                continue
+            if c.kind == KEEP:
+                st.apply(op)
+            else:
+                st.apply(op, keep_mask=self._tear_mask(i, op, c))
+            if self.profile.ordered and c.kind != KEEP:
+                dropping_rest = True
+        return st.image()
+
+    def _tear_mask(self, i: int, op: Write, c: Choice):
+        units = tear_units(op.offset, len(op.data), self.profile.tear_unit)
+        for u in c.units:
+            if not 0 <= u < len(units):
+                raise CrashPlanError(f"tear of #{i} names unit {u}; the write has {len(units)}")
+        kept = set(c.units)
+        mask = []
+        for u, (a, b) in enumerate(units):
+            if u in kept:
+                mask.append(((a, b), op.data[a:b]))
+            elif c.fill == "zeros":
+                mask.append(((a, b), bytes(b - a)))
+            elif c.fill == "garbage":
+                mask.append(((a, b), _garbage(f"{i}:{u}", b - a)))
+            else:
+                mask.append(((a, b), None))
+        return mask
+
+    def explain(self, plan: CrashPlan, describe=None) -> list[str]:
+        """One line per choice that loses something, e.g.
+        ``#812 write t1.ibd [16384, 20480) torn: units 0-3 new, 4-7 old``.
+
+        ``describe(op)`` may return a richer name for a write (e.g. ``"page 1:5"``).
+        """
+        lines = [f"crash after operation #{plan.position - 1} "
+                 f"({len(self.pending(plan.position))} operations pending)"]
+        for i, c in plan.choices:
+            if c.kind == KEEP:
+                continue
+            op = self.trace.ops[i]
+            what = self.trace.describe(i)
+            if describe is not None and isinstance(op, Write):
+                extra = describe(op)
+                if extra:
+                    what += f" ({extra})"
+            if c.kind == DROP:
+                lines.append(f"{what}: dropped")
+            else:
+                n = len(tear_units(op.offset, len(op.data), self.profile.tear_unit))
+                new = _ranges(sorted(c.units))
+                old = _ranges([u for u in range(n) if u not in set(c.units)])
+                lines.append(f"{what}: torn: units {new or 'none'} new, {old or 'none'} "
+                             f"{c.fill} ({self.profile.tear_unit}-byte units)")
+        return lines
+
+
+def _ranges(xs: list[int]) -> str:
+    out = []
+    for x in xs:
+        if out and out[-1][1] == x - 1:
+            out[-1][1] = x
+        else:
+            out.append([x, x])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)

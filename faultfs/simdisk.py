@@ -1,0 +1,163 @@
+"""SimDisk: an in-memory disk that records every IO as a trace.
+
+What the running program reads is always the newest data (the OS page cache).  What survives a
+crash is decided later and separately, by :mod:`faultfs.crash`, from ``(base image, trace,
+position, CrashPlan)``: the disk itself never loses anything while the program runs, so one run's
+trace yields many crash states without re-running the program.
+
+Invariants:
+  * every mutating call appends exactly one operation to ``trace`` before it returns;
+  * the contents the program reads equal the base image with every traced operation applied.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from faultfs.devices import DEFAULT_DEVICE, DeviceProfile, get_device
+from faultfs.trace import (Create, Fsync, FsyncDir, Marker, Mkdir, Rename, Trace, Truncate,
+                           Unlink, Write, parent_dir)
+
+
+@dataclass
+class Image:
+    """A disk's durable contents: file path → bytes, plus the set of directories."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
+
+    def copy(self) -> "Image":
+        return Image(dict(self.files), set(self.dirs))
+
+
+class SimFile:
+    """An open file on a :class:`SimDisk` (see :class:`faultfs.vfs.VFSFile`)."""
+
+    def __init__(self, disk: "SimDisk", path: str, inode: int) -> None:
+        self.path = path
+        self._disk = disk
+        self._inode = inode
+        self.closed = False
+
+    def _data(self) -> bytearray:
+        assert not self.closed, f"{self.path} is closed"
+        return self._disk._inodes[self._inode]
+
+    def pread(self, n: int, offset: int) -> bytes:
+        assert n >= 0 and offset >= 0
+        return bytes(self._data()[offset:offset + n])
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        assert offset >= 0
+        buf = self._data()
+        data = bytes(data)
+        if offset > len(buf):
+            buf.extend(bytes(offset - len(buf)))
+        buf[offset:offset + len(data)] = data
+        self._disk.trace.append(Write(self._inode, self.path, offset, data))
+        return len(data)
+
+    def fsync(self) -> None:
+        self._data()
+        self._disk.trace.append(Fsync(self._inode, self.path))
+
+    def truncate(self, size: int) -> None:
+        buf = self._data()
+        if size < len(buf):
+            del buf[size:]
+        else:
+            buf.extend(bytes(size - len(buf)))
+        self._disk.trace.append(Truncate(self._inode, self.path, size))
+
+    def size(self) -> int:
+        return len(self._data())
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class SimDisk:
+    """The VFS protocol in memory, tracing every operation.
+
+    Args:
+        profile: the device's persistence guarantees (a :class:`DeviceProfile` or its name).
+        image: the durable contents the disk starts from (e.g. a crash state to recover).
+    """
+
+    def __init__(self, profile: DeviceProfile | str = DEFAULT_DEVICE,
+                 image: Image | None = None) -> None:
+        self.profile = get_device(profile) if isinstance(profile, str) else profile
+        self.base = image.copy() if image is not None else Image()
+        self.trace = Trace()
+        self._inodes: dict[int, bytearray] = {}
+        self._names: dict[str, int] = {}
+        self._dirs: set[str] = set(self.base.dirs) | {""}
+        for path in sorted(self.base.files):
+            self._names[path] = self._new_inode(self.base.files[path])
+
+    def _new_inode(self, data: bytes = b"") -> int:
+        ino = len(self._inodes)
+        self._inodes[ino] = bytearray(data)
+        return ino
+
+    # -- the VFS protocol ---------------------------------------------------------------------
+    def open(self, path: str, create: bool = False) -> SimFile:
+        ino = self._names.get(path)
+        if ino is None:
+            if not create:
+                raise FileNotFoundError(path)
+            if parent_dir(path) not in self._dirs:
+                raise FileNotFoundError(f"directory of {path!r} does not exist")
+            ino = self._new_inode()
+            self._names[path] = ino
+            self.trace.append(Create(path, ino))
+        return SimFile(self, path, ino)
+
+    def exists(self, path: str) -> bool:
+        return path in self._names or path in self._dirs
+
+    def listdir(self, path: str = "") -> list[str]:
+        if path not in self._dirs:
+            raise FileNotFoundError(path)
+        names = {p.rsplit("/", 1)[-1] for p in list(self._names) + list(self._dirs)
+                 if p and parent_dir(p) == path}
+        return sorted(names)
+
+    def mkdir(self, path: str) -> None:
+        if path in self._dirs:
+            return
+        if parent_dir(path) not in self._dirs:
+            raise FileNotFoundError(path)
+        self._dirs.add(path)
+        self.trace.append(Mkdir(path))
+
+    def rename(self, src: str, dst: str) -> None:
+        if src not in self._names:
+            raise FileNotFoundError(src)
+        ino = self._names.pop(src)
+        self._names[dst] = ino
+        self.trace.append(Rename(src, dst, ino))
+
+    def unlink(self, path: str) -> None:
+        if path not in self._names:
+            raise FileNotFoundError(path)
+        self.trace.append(Unlink(path, self._names.pop(path)))
+
+    def fsync_dir(self, path: str = "") -> None:
+        if path not in self._dirs:
+            raise FileNotFoundError(path)
+        self.trace.append(FsyncDir(path))
+
+    def mark(self, label: str, **attrs: object) -> None:
+        self.trace.append(Marker(label, tuple(sorted(attrs.items()))))
+
+    # -- inspection ---------------------------------------------------------------------------
+    def read_file(self, path: str) -> bytes:
+        """The file's newest contents (what the running program sees)."""
+        return bytes(self._inodes[self._names[path]])
+
+    def live_image(self) -> Image:
+        """Everything written so far, as if all of it were durable (a process-kill view)."""
+        return Image({p: bytes(self._inodes[i]) for p, i in self._names.items()},
+                     set(self._dirs) - {""})
+
+    def trace_hash(self) -> str:
+        return self.trace.hash()
