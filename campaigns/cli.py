@@ -13,9 +13,9 @@ import click
 from campaigns import crashcheck
 from campaigns.artifacts import ArtifactError, load
 from campaigns.mutants import MUTANTS, planted
-from campaigns.runner import CampaignConfig, CampaignResult, run_campaign
+from campaigns.runner import SEARCH_MODES, CampaignConfig, CampaignResult, run_campaign
 from campaigns.workload import WorkloadSettings, run_workload
-from checkers.probes import PROBES, REQUIRED_DEFAULT
+from checkers.probes import FAULT_PROBES, PROBES, REQUIRED_DEFAULT
 from engine.config import PAGE_SIZES, ConfigError
 from faultfs import DEVICES, DEFAULT_DEVICE, CrashPlanError
 
@@ -59,13 +59,21 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None) -> tuple:
 @click.option("--recovery-crashes", type=click.IntRange(min=0, max=8), default=1,
               show_default=True, help="Crash during recovery up to K times per crash state "
                                       "(each recovery IO is a crash point).")
+@click.option("--search", type=click.Choice(sorted(SEARCH_MODES)), default="sample",
+              show_default=True, help="How crash states are chosen: " + "; ".join(
+                  f"{k}: {v}" for k, v in sorted(SEARCH_MODES.items())))
+@click.option("--exhaustive-bound", type=click.IntRange(min=1), default=64, show_default=True,
+              help="systematic search: enumerate a crash point completely when its space has "
+                   "at most this many states.")
+@click.option("--determinism-check/--no-determinism-check", default=True, show_default=True,
+              help="Replay every finding twice and compare trace hash and verdict.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               default=None, help="Write the summary as JSON here.")
 @click.option("--artifacts", type=click.Path(file_okay=False), default="tornpage-artifacts",
               show_default=True, help="Directory for finding artifacts.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 def run(budget, examples, seed, mutant, device, no_doublewrite, page_size, crash_states,
-        max_findings, recovery_crashes, json_path, artifacts, quiet):
+        max_findings, recovery_crashes, search, exhaustive_bound, determinism_check, json_path, artifacts, quiet):
     """Run a fault campaign: workloads, crashes, recovery, oracles."""
     settings = WorkloadSettings(page_size=int(page_size), log_file_size=48 * int(page_size),
                                 doublewrite=not no_doublewrite, device=device)
@@ -77,6 +85,8 @@ def run(budget, examples, seed, mutant, device, no_doublewrite, page_size, crash
                          examples=examples, settings=settings, mutant=mutant,
                          crash_states_per_workload=crash_states, artifacts_dir=artifacts,
                          max_findings=max_findings, recovery_crashes=recovery_crashes,
+                         search=search, exhaustive_bound=exhaustive_bound,
+                         check_determinism=determinism_check,
                          required_probes=_required_probes(settings, mutant))
     if not quiet:
         _err(f"tornpage run: seed {seed}, "
@@ -108,15 +118,19 @@ def _print_summary(cfg: CampaignConfig, res: CampaignResult) -> None:
     if res.shrink_runs:
         click.echo(f"shrink runs    {res.shrink_runs}")
     click.echo("probes")
-    for name in PROBES:
+    for name in list(PROBES) + list(FAULT_PROBES):
         mark = " (required)" if name in cfg.required_probes else ""
         click.echo(f"  {name:38s} {res.probes.get(name, 0):8d}{mark}")
+    click.echo(f"search         {cfg.search}: {res.coverage.describe()}")
     click.echo(f"findings       {len(res.findings)}")
     for f in res.findings:
         click.echo("")
         click.echo(f.explanation)
         for line in f.plan_lines:
             click.echo("  " + line)
+        if f.determinism is not None:
+            click.echo(f"  determinism: " + ("2 replays gave the same trace hash and verdict"
+                                             if f.determinism == "ok" else f.determinism))
         click.echo(f"  artifact: {f.artifact}")
         click.echo(f"  reproduce: tornpage replay {f.artifact}")
     if res.missing_probes:
@@ -138,6 +152,11 @@ def replay(artifact, without_mutant):
     mutant = None if without_mutant else art.mutant
     with planted(mutant):
         run = run_workload(art.settings, art.steps)
+        again = run_workload(art.settings, art.steps).trace.hash()
+        if again != run.trace.hash():
+            click.echo(f"NONDETERMINISTIC: two runs of the workload gave trace hashes "
+                       f"{run.trace.hash()[:16]} and {again[:16]}")
+            sys.exit(1)
         exact = run.trace.hash() == art.trace_hash
         click.echo(f"replaying {artifact}: {len(art.steps)} steps, crash at operation "
                    f"{art.plan.position} of {len(run.trace)}"
@@ -145,7 +164,8 @@ def replay(artifact, without_mutant):
         click.echo(f"trace hash {run.trace.hash()[:16]} "
                    + ("(matches the artifact)" if exact else
                       f"(DIFFERS from the artifact's {art.trace_hash[:16]}: the code changed; "
-                      f"the crash plan is applied to the new trace)"))
+                      f"the crash plan is applied to the new trace)")
+                   + "; the workload ran twice with the same hash")
         try:
             out = crashcheck.check_crash_state(run, art.plan, nested=art.nested)
             lines = crashcheck.explain_plans(run, art.plan, art.nested)

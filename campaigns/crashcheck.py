@@ -91,6 +91,25 @@ def nested_drawer(data, max_depth: int):
     return decide
 
 
+def crash_points(run: WorkloadRun) -> list[int]:
+    """The positions where a crash loses the most: just before each fsync of the workload (the
+    fsync not issued, everything since the previous barrier pending) and at the end."""
+    ops = run.trace.ops
+    pts = [i for i in range(run.setup_end + 1, len(ops)) if isinstance(ops[i], Fsync)]
+    return pts + [len(ops)]
+
+
+def fault_probes(plan: CrashPlan) -> Counter:
+    """Probe counts for the faults a crash plan injects (see checkers.probes.FAULT_PROBES)."""
+    out: Counter = Counter()
+    for _, c in plan.choices:
+        if c.kind == DROP:
+            out["fault_dropped"] += 1
+        elif c.kind == TEAR:
+            out["fault_torn_" + c.fill] += 1
+    return out
+
+
 class _Failed(Exception):
     def __init__(self, verdict: Verdict, probes=None) -> None:
         self.verdict, self.probes = verdict, probes or {}

@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, seed as hyp_seed, s
 from hypothesis import strategies as st
 
 from checkers import probes as probes_mod
+from faultfs import CrashPlan, search
+
 from campaigns import crashcheck
 from campaigns.artifacts import Artifact
 from campaigns.mutants import planted
@@ -50,6 +52,17 @@ class CampaignConfig:
     max_findings: int = 1
     required_probes: tuple = probes_mod.REQUIRED_DEFAULT
     shard: tuple[int, int] = (1, 1)      # (K, N): this process runs chunks i with i % N == K-1
+    search: str = "sample"               # "sample" or "systematic" (see SEARCH_MODES)
+    exhaustive_bound: int = 64           # systematic: enumerate crash points with <= this many states
+    check_determinism: bool = True       # replay every finding twice: same trace hash, verdict
+
+
+SEARCH_MODES = {
+    "sample": "Hypothesis draws crash positions and fault choices (fast, shrinks well)",
+    "systematic": "every prefix of the trace (all issued operations kept), every crash point "
+                  "(before each fsync and at the end) enumerated exhaustively when its space "
+                  "has at most --exhaustive-bound states, sampled beyond; plus the samples",
+}
 
 
 @dataclass
@@ -59,11 +72,13 @@ class Finding:
     seed: int
     explanation: str
     plan_lines: list
+    determinism: str | None = None    # None unchecked, "ok", or what differed between replays
 
     def to_json(self) -> dict:
         return {"kind": self.verdict["kind"], "summary": self.verdict["summary"],
                 "artifact": self.artifact, "seed": self.seed,
-                "explanation": self.explanation, "crash_plan": self.plan_lines}
+                "explanation": self.explanation, "crash_plan": self.plan_lines,
+                "determinism": self.determinism}
 
 
 @dataclass
@@ -76,6 +91,7 @@ class CampaignResult:
     missing_probes: list = field(default_factory=list)
     elapsed: float = 0.0
     chunks: int = 0
+    coverage: "Coverage" = field(default_factory=lambda: Coverage())
 
     @property
     def failed(self) -> bool:
@@ -89,10 +105,62 @@ class CampaignResult:
                 if self.elapsed else None,
                 "elapsed_seconds": round(self.elapsed, 2),
                 "probes": dict(sorted(self.probes.items())),
+                "search": cfg.search, "coverage": self.coverage.to_json(),
                 "required_probes": list(cfg.required_probes),
                 "missing_probes": self.missing_probes,
                 "findings": [f.to_json() for f in self.findings],
                 "passed": not self.failed}
+
+
+@dataclass
+class Coverage:
+    """How much of each crash point's space of crash states was checked.
+
+    A crash point is one position in one workload's trace; its space is
+    :func:`faultfs.search.space_size` there.  ``fractions`` holds checked/space for every point
+    that was not covered completely (sampled points).
+    """
+    prefixes: int = 0              # all-kept crash states at every position (systematic)
+    points: int = 0                # crash points with at least one state checked
+    exhaustive: int = 0            # ... of which every state was checked
+    exhaustive_states: int = 0     # states checked at exhaustively covered points
+    largest_exhaustive: int = 0    # the largest space enumerated completely
+    fractions: list = field(default_factory=list)
+
+    def add_point(self, checked: int, size: int) -> None:
+        self.points += 1
+        if checked >= size:
+            self.exhaustive += 1
+            self.exhaustive_states += size
+            self.largest_exhaustive = max(self.largest_exhaustive, size)
+        else:
+            self.fractions.append(checked / size)
+
+    def median_fraction(self) -> float | None:
+        if not self.fractions:
+            return None
+        xs = sorted(self.fractions)
+        return xs[len(xs) // 2]
+
+    def to_json(self) -> dict:
+        m = self.median_fraction()
+        return {"prefixes": self.prefixes, "crash_points": self.points,
+                "crash_points_exhaustive": self.exhaustive,
+                "exhaustive_states": self.exhaustive_states,
+                "largest_exhaustive_space": self.largest_exhaustive,
+                "crash_points_sampled": len(self.fractions),
+                "sampled_median_fraction": m}
+
+    def describe(self) -> str:
+        m = self.median_fraction()
+        s = (f"{self.points} crash points: {self.exhaustive} enumerated exhaustively "
+             f"({self.exhaustive_states} states, spaces up to {self.largest_exhaustive}), "
+             f"{len(self.fractions)} sampled")
+        if m is not None:
+            s += f" (median {m:.2g} of their space)"
+        if self.prefixes:
+            s += f"; {self.prefixes} prefix states"
+        return s
 
 
 def chunk_seed(seed: int, i: int) -> int:
@@ -144,26 +212,58 @@ def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignRe
         run = run_workload(s, steps)
         if not state["failed_once"]:
             res.workloads += 1
-        for _ in range(cfg.crash_states_per_workload):
-            plan = crashcheck.draw_workload_plan(data, run)
-            out = crashcheck.check_crash_state(
-                run, plan, draw_nested=crashcheck.nested_drawer(data, cfg.recovery_crashes)
-                if cfg.recovery_crashes else None)
+        checked: dict[int, set] = {}
+        cov = Coverage()
+
+        def check(plan, nested_draw, point=True):
+            out = crashcheck.check_crash_state(run, plan, draw_nested=nested_draw)
+            if point:
+                checked.setdefault(plan.position, set()).add(plan.dumps())
             if state["failed_once"]:
                 res.shrink_runs += 1
             else:
                 res.crash_states += 1
                 res.probes.update(out.probes)
+                res.probes.update(crashcheck.fault_probes(plan))
             if not out.verdict.ok:
                 state["failed_once"] = True
                 state["failing"] = (s, steps, run, plan, out)
                 raise _CrashStateFailed(out.verdict.summary)
+
+        if cfg.search == "systematic":
+            b = crashcheck.builder_for(run)
+            lo, hi = run.setup_end + 1, len(run.trace)
+            for pos in range(lo, hi + 1):           # every prefix, nothing lost
+                check(CrashPlan(pos), None, point=False)
+                cov.prefixes += 1
+            for pos in crashcheck.crash_points(run):
+                if search.space_size(b, pos) <= cfg.exhaustive_bound:
+                    for plan in search.enumerate_plans(b, pos):
+                        check(plan, None)
+        for _ in range(cfg.crash_states_per_workload):
+            plan = crashcheck.draw_workload_plan(data, run)
+            check(plan, crashcheck.nested_drawer(data, cfg.recovery_crashes)
+                  if cfg.recovery_crashes else None)
+        if not state["failed_once"]:
+            b = crashcheck.builder_for(run)
+            for pos, plans in sorted(checked.items()):
+                cov.add_point(len(plans), search.space_size(b, pos))
+            _merge_coverage(res.coverage, cov)
 
     try:
         campaign_example()
     except _CrashStateFailed:
         s, steps, run, plan, out = state["failing"]
         _save_finding(cfg, cseed, s, steps, run, plan, out, res)
+
+
+def _merge_coverage(into: Coverage, c: Coverage) -> None:
+    into.prefixes += c.prefixes
+    into.points += c.points
+    into.exhaustive += c.exhaustive
+    into.exhaustive_states += c.exhaustive_states
+    into.largest_exhaustive = max(into.largest_exhaustive, c.largest_exhaustive)
+    into.fractions.extend(c.fractions)
 
 
 def _save_finding(cfg, cseed, s, steps, run, plan, out, res: CampaignResult) -> None:
@@ -174,5 +274,21 @@ def _save_finding(cfg, cseed, s, steps, run, plan, out, res: CampaignResult) -> 
                    mutant=cfg.mutant, trace_hash=run.trace.hash(),
                    finding=out.verdict.to_json())
     path = art.save(cfg.artifacts_dir)
+    det = determinism_check(art) if cfg.check_determinism else None
     res.findings.append(Finding(out.verdict.to_json(), path, cseed, out.verdict.explain(),
-                                plan_lines))
+                                plan_lines, det))
+
+
+def determinism_check(art: Artifact, runs: int = 2) -> str:
+    """Replay ``art`` ``runs`` times (the mutant, if any, must already be planted): ``"ok"``
+    when every replay gives the artifact's trace hash and verdict, else what differed."""
+    for n in range(1, runs + 1):
+        run = run_workload(art.settings, art.steps)
+        if run.trace.hash() != art.trace_hash:
+            return (f"replay {n} gave trace hash {run.trace.hash()[:16]}, the artifact has "
+                    f"{art.trace_hash[:16]}: the workload is not deterministic")
+        out = crashcheck.check_crash_state(run, art.plan, nested=art.nested)
+        if out.verdict.to_json() != art.finding:
+            return (f"replay {n} gave verdict {out.verdict.signature()!r}, the artifact has "
+                    f"{art.finding.get('kind')}:{art.finding.get('summary')!r}")
+    return "ok"

@@ -31,6 +31,15 @@ PROBES: dict[str, tuple[str, str]] = {
                                         "redo scan ended at the last, partial block"),
 }
 
+# fault kinds injected (counted by the campaign from the crash plans, not by the engine)
+FAULT_PROBES: dict[str, str] = {
+    "fault_dropped": "pending operation lost by a crash",
+    "fault_torn_old": "write torn; lost units kept their old contents",
+    "fault_torn_zeros": "write torn; lost units read as zeros",
+    "fault_torn_garbage": "write torn; lost units read as garbage",
+    "crash_during_recovery": "crash while recovering or rolling back after a crash",
+}
+
 # the branches the default campaign must reach (issue: doublewrite repair, redo skipped by page
 # LSN, background rollback)
 REQUIRED_DEFAULT = ("doublewrite_repair", "redo_skipped_by_page_lsn", "background_rollback")
