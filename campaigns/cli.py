@@ -65,6 +65,9 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None) -> tuple:
 @click.option("--exhaustive-bound", type=click.IntRange(min=1), default=64, show_default=True,
               help="systematic search: enumerate a crash point completely when its space has "
                    "at most this many states.")
+@click.option("--media-faults", is_flag=True,
+              help="Inject media faults while workloads run: bit flips and latent sector "
+                   "errors on read, EIO on write and fsync, ENOSPC (see faultfs.media).")
 @click.option("--determinism-check/--no-determinism-check", default=True, show_default=True,
               help="Replay every finding twice and compare trace hash and verdict.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
@@ -73,7 +76,7 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None) -> tuple:
               show_default=True, help="Directory for finding artifacts.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 def run(budget, examples, seed, mutant, device, no_doublewrite, page_size, crash_states,
-        max_findings, recovery_crashes, search, exhaustive_bound, determinism_check, json_path, artifacts, quiet):
+        max_findings, recovery_crashes, search, exhaustive_bound, media_faults, determinism_check, json_path, artifacts, quiet):
     """Run a fault campaign: workloads, crashes, recovery, oracles."""
     settings = WorkloadSettings(page_size=int(page_size), log_file_size=48 * int(page_size),
                                 doublewrite=not no_doublewrite, device=device)
@@ -86,7 +89,7 @@ def run(budget, examples, seed, mutant, device, no_doublewrite, page_size, crash
                          crash_states_per_workload=crash_states, artifacts_dir=artifacts,
                          max_findings=max_findings, recovery_crashes=recovery_crashes,
                          search=search, exhaustive_bound=exhaustive_bound,
-                         check_determinism=determinism_check,
+                         check_determinism=determinism_check, media_faults=media_faults,
                          required_probes=_required_probes(settings, mutant))
     if not quiet:
         _err(f"tornpage run: seed {seed}, "
@@ -190,7 +193,8 @@ def mutants():
     """List the planted bugs a campaign can be asked to find."""
     for m in MUTANTS.values():
         click.echo(f"{m.name:32s} bug {m.bug:2d}  {m.description}")
-        click.echo(f"{'':32s}         expect {m.expect}")
+        click.echo(f"{'':32s}         expect {m.expect}"
+                   + (f"; found only with {m.needs}" if m.needs else ""))
 
 
 @main.command()

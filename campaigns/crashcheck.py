@@ -19,8 +19,8 @@ from checkers.structure import check_after_recovery, check_quiesced
 from checkers.verdict import CORRUPT, ENGINE_ERROR, LOST, REFUSED, UNCOMMITTED, Verdict
 from engine import Engine
 from engine.errors import Corruption, EngineError, RecoveryError
-from faultfs import (DROP, KEEP, TEAR, Choice, CrashPlan, CrashStateBuilder, SimDisk, Write,
-                     get_device, tear_units)
+from faultfs import (DROP, KEEP, TEAR, Choice, CrashPlan, CrashStateBuilder, InjectedIOError,
+                     MediaFault, SimDisk, Write, get_device, tear_units)
 from faultfs.trace import Fsync
 
 from campaigns.workload import TABLE, WorkloadRun
@@ -99,6 +99,17 @@ def crash_points(run: WorkloadRun) -> list[int]:
     return pts + [len(ops)]
 
 
+def media_fault_probes(run: WorkloadRun) -> Counter:
+    """Probe counts for the media faults injected while the workload ran."""
+    out: Counter = Counter()
+    for op in run.trace.ops:
+        if isinstance(op, MediaFault):
+            out["media_" + op.kind.replace("-", "_")] += 1
+    if run.stopped and run.disk.faults_injected:
+        out["engine_stopped_on_media_fault"] += 1
+    return out
+
+
 def fault_probes(plan: CrashPlan) -> Counter:
     """Probe counts for the faults a crash plan injects (see checkers.probes.FAULT_PROBES)."""
     out: Counter = Counter()
@@ -115,14 +126,36 @@ class _Failed(Exception):
         self.verdict, self.probes = verdict, probes or {}
 
 
+class _RefusedOnMedia(Exception):
+    """The engine refused loudly because the media failed an IO: the right answer."""
+
+
+def caused_by_media(e: BaseException) -> bool:
+    """Whether ``e`` or anything in its cause/context chain is an injected media error."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, InjectedIOError):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def _open(disk: SimDisk, cfg) -> Engine:
     try:
         return Engine.open(disk, cfg)
-    except (RecoveryError, Corruption) as e:
-        raise _Failed(Verdict.failed(REFUSED, f"{type(e).__name__}: {e}")) from None
-    except Exception as e:  # noqa: BLE001 - any other exception is a finding, not a crash
+    except Exception as e:  # noqa: BLE001
+        if caused_by_media(e):
+            raise _RefusedOnMedia(str(e)) from None
+        if isinstance(e, (RecoveryError, Corruption)):
+            raise _Failed(Verdict.failed(REFUSED, f"{type(e).__name__}: {e}")) from None
+        # any other exception is a finding, not a crash of the campaign
         raise _Failed(Verdict.failed(ENGINE_ERROR, f"recovery raised {type(e).__name__}: {e}",
-                                     traceback.format_exc().splitlines()[-6:])) from None
+                                     _tb(e))) from None
+
+
+def _tb(e: BaseException) -> list[str]:
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__)).splitlines()[-6:]
 
 
 def _finish(eng: Engine, quiesce: bool) -> dict:
@@ -134,13 +167,14 @@ def _finish(eng: Engine, quiesce: bool) -> dict:
             while eng.run_background(3):
                 pass
         return {(TABLE, k): v for k, v in eng.all_rows(TABLE).items()}
-    except EngineError as e:
-        raise _Failed(Verdict.failed(CORRUPT, f"after recovery: {type(e).__name__}: {e}"),
-                      probes) from None
     except Exception as e:  # noqa: BLE001
+        if caused_by_media(e):
+            raise _RefusedOnMedia(str(e)) from None
+        if isinstance(e, EngineError):
+            raise _Failed(Verdict.failed(CORRUPT, f"after recovery: {type(e).__name__}: {e}"),
+                          probes) from None
         raise _Failed(Verdict.failed(ENGINE_ERROR, f"background work after recovery raised "
-                                     f"{type(e).__name__}: {e}",
-                                     traceback.format_exc().splitlines()[-6:]), probes) from None
+                                     f"{type(e).__name__}: {e}", _tb(e)), probes) from None
 
 
 def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = None,
@@ -155,6 +189,10 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
     uninterrupted recovery of the first crash state produced (recovery is idempotent).
     """
     b = builder_for(run)
+    if run.stopped and not run.disk.faults_injected:
+        return CrashResult(plan, Verdict.failed(
+            ENGINE_ERROR, f"the engine stopped during the workload with no fault injected: "
+                          f"{run.stopped}"))
     cfg = run.settings.engine_config()
     used: list[CrashPlan] = []
     probes: Counter = Counter()
@@ -206,11 +244,19 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         if problems:
             raise _Failed(Verdict.failed(CORRUPT, problems[0], problems[1:]))
         return CrashResult(plan, Verdict.passed(), probes, used)
+    except _RefusedOnMedia:
+        probes["refused_on_media_error"] += 1
+        return CrashResult(plan, Verdict.passed(), probes, used)
     except _Failed as f:
         probes.update(f.probes)
         if used:
             f.verdict.details.append(f"after {len(used)} crash(es) during recovery")
         return CrashResult(plan, f.verdict, probes, used)
+    except Exception as e:  # a checker reading an unreadable sector, say
+        if not caused_by_media(e):
+            raise
+        probes["refused_on_media_error"] += 1
+        return CrashResult(plan, Verdict.passed(), probes, used)
 
 
 def describe_write(run: WorkloadRun):

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 from unittest import mock
 
-from engine import dblwr, recovery
+from engine import buf, dblwr, os_file, recovery
 from engine.engine import Engine
+from engine.page import PAGE_OK
 
 
 class UnknownMutant(KeyError):
@@ -34,13 +35,32 @@ def _no_doublewrite_fsync(self) -> None:
     return None
 
 
+def _fsync_retry_after_eio(self) -> None:
+    # fsyncgate: retry a failed fsync and carry on as if the data were durable
+    try:
+        self.file.fsync()
+    except OSError:
+        self.file.fsync()
+
+
+def _no_checksum_on_read(self, raw: bytes) -> str:
+    # pages read from disk are used without verifying their checksum
+    return PAGE_OK
+
+
+def _no_dir_fsync_on_create(self) -> None:
+    # a new tablespace file's directory entry is never fsynced
+    return None
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
-    bug: int                  # the number in INNODB.md's list
+    bug: int                  # the number in INNODB.md's list (0: a fault-model mutant)
     description: str
     expect: str               # what the oracle should see
     patch: Callable[[], contextlib.AbstractContextManager]
+    needs: str = ""           # the fault model that can find it, when not the default
 
 
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
@@ -56,6 +76,21 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "no fsync between the doublewrite write and the in-place write",
            "R/C: a torn page whose copy was not durable cannot be repaired",
            lambda: mock.patch.object(dblwr.Doublewrite, "_sync_area", _no_doublewrite_fsync)),
+    Mutant("fsync-retry-after-eio", 0,
+           "a failed fsync is retried and the engine carries on (PostgreSQL before 2018)",
+           "L: a commit acknowledged after the retry is lost",
+           lambda: mock.patch.object(os_file.GuardedFile, "fsync", _fsync_retry_after_eio),
+           needs="--media-faults (eio-fsync)"),
+    Mutant("no-checksum-on-read", 0,
+           "pages read from disk are not verified (checksum, LSN) before use",
+           "U/L/C: a flipped bit is written back with a fresh checksum",
+           lambda: mock.patch.object(buf.BufferPool, "_verify_read", _no_checksum_on_read),
+           needs="--media-faults (bitflip)"),
+    Mutant("no-dir-fsync-on-create", 0,
+           "the directory is not fsynced after a tablespace file is created",
+           "R/L: the table's file name is lost by a power loss",
+           lambda: mock.patch.object(Engine, "_sync_dir", _no_dir_fsync_on_create),
+           needs="metadata persistence (a power-loss device)"),
 )}
 
 

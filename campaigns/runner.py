@@ -12,6 +12,7 @@ last failing run it makes is the minimal one, which is what gets saved.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections import Counter
@@ -27,8 +28,8 @@ from faultfs import CrashPlan, search
 from campaigns import crashcheck
 from campaigns.artifacts import Artifact
 from campaigns.mutants import planted
-from campaigns.workload import (WorkloadSettings, run_workload, settings_strategy,
-                                workload_strategy)
+from campaigns.workload import (WorkloadSettings, media_schedule_strategy, run_workload,
+                                settings_strategy, workload_strategy)
 
 CHUNK_EXAMPLES = 4
 
@@ -55,6 +56,7 @@ class CampaignConfig:
     search: str = "sample"               # "sample" or "systematic" (see SEARCH_MODES)
     exhaustive_bound: int = 64           # systematic: enumerate crash points with <= this many states
     check_determinism: bool = True       # replay every finding twice: same trace hash, verdict
+    media_faults: bool = False           # draw a media fault schedule for each workload
 
 
 SEARCH_MODES = {
@@ -208,10 +210,18 @@ def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignRe
     def campaign_example(data):
         s = data.draw(settings_strategy(cfg.settings), label="settings") \
             if cfg.vary_settings else cfg.settings
+        if cfg.media_faults:
+            # a table larger than the buffer pool, so pages are read back (and can be hit)
+            big = data.draw(st.booleans(), label="table larger than the buffer pool")
+            s = dataclasses.replace(s, media_faults=data.draw(media_schedule_strategy(),
+                                                              label="media faults"),
+                                    **({"table_size": 400, "buffer_pool_pages": 16}
+                                       if big else {}))
         steps = data.draw(workload_strategy(s.table_size, cfg.max_steps), label="steps")
         run = run_workload(s, steps)
         if not state["failed_once"]:
             res.workloads += 1
+            res.probes.update(crashcheck.media_fault_probes(run))
         checked: dict[int, set] = {}
         cov = Coverage()
 

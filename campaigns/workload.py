@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from engine import DuplicateKey, Engine, EngineConfig, LockConflict
+from engine import DuplicateKey, Engine, EngineConfig, EngineError, LockConflict
 from faultfs import Image, SimDisk, get_device
+from faultfs.media import KINDS, parse_schedule
 
 TABLE = "sbtest1"
 SLOTS = 3
@@ -61,6 +62,7 @@ class WorkloadSettings:
     log_file_size: int = 192 * 1024
     doublewrite: bool = True
     device: str = "sector512"
+    media_faults: tuple = ()        # faultfs.media schedule, ((kind, at, arg), ...), after setup
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(page_size=self.page_size, buffer_pool_pages=self.buffer_pool_pages,
@@ -68,11 +70,20 @@ class WorkloadSettings:
                             doublewrite_batch_pages=8, page_cleaner_batch=4)
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["media_faults"] = [list(f) for f in self.media_faults]
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "WorkloadSettings":
+        """Raises TypeError / ValueError (MediaFaultError) for malformed settings."""
+        d = dict(d)
+        d["media_faults"] = tuple(tuple(f.to_json())
+                                  for f in parse_schedule(d.get("media_faults", ())))
         return cls(**d)
+
+    def schedule(self) -> tuple:
+        return parse_schedule(self.media_faults)
 
 
 @dataclass
@@ -86,6 +97,7 @@ class WorkloadRun:
     writers: dict = field(default_factory=dict)   # (table, key, value) → who wrote it
     events: list = field(default_factory=list)    # (trace index, words) for explanations
     engine_stats: dict = field(default_factory=dict)
+    stopped: str | None = None          # why the engine stopped before the last step, if it did
 
     @property
     def trace(self):
@@ -108,7 +120,14 @@ def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     rows = tuple((TABLE, k, v) for k, v in sorted(eng.all_rows(TABLE).items()))
     disk.mark("initial-state", rows=rows)
     run = WorkloadRun(settings, steps, disk, disk.base, len(disk.trace) - 1)
-    _Runner(eng, disk, run).run(steps)
+    disk.arm(settings.schedule())
+    try:
+        _Runner(eng, disk, run).run(steps)
+    except EngineError as e:
+        # the engine stopped (a media fault it refused, or a bug): the process dies here, and
+        # the trace so far is what the crash states are cut from
+        run.stopped = f"{type(e).__name__}: {e}"
+        run.events.append((len(disk.trace), f"engine stopped: {run.stopped}"))
     run.engine_stats = dict(eng.stats)
     return run
 
@@ -252,6 +271,14 @@ def settings_strategy(base: WorkloadSettings):
         st.sampled_from([base.buffer_pool_pages, 16, 64]),
         st.sampled_from([base.log_file_size, EngineConfig.min_log_file_size(base.page_size)]),
         st.sampled_from([base.table_size, 20, 150]))
+
+
+def media_schedule_strategy():
+    """One or two media faults (faultfs.media), each at one of the first IOs of its class
+    after the setup (a workload issues a handful of reads, writes and fsyncs):
+    ``(kind, at, arg)`` tuples."""
+    fault = st.tuples(st.sampled_from(KINDS), st.integers(0, 4), st.integers(0, 2**20))
+    return st.lists(fault, min_size=1, max_size=2).map(tuple)
 
 
 def workload_strategy(table_size: int, max_steps: int = 40):

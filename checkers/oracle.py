@@ -96,7 +96,7 @@ def check_committed_state(markers, position: int, recovered: dict[Row, bytes],
     exact_older = best_k < must and not diff(states[best_k])
     target = max(best_k, must) if not exact_older else must
     d = diff(states[target])
-    who_wrote = {}
+    who_wrote = {(t, k, bytes(v)): "the initial state" for (t, k), v in initial.items()}
     for j, c in enumerate(commits):
         for t, k, v in c.writes:
             who_wrote[(t, k, None if v is None else bytes(v))] = \
@@ -104,13 +104,18 @@ def check_committed_state(markers, position: int, recovered: dict[Row, bytes],
     if writers:
         for key, desc in writers.items():
             who_wrote.setdefault(key, desc)
+    for t, k in d:          # a row absent at the start is absent "by" the initial state
+        if (t, k) not in initial:
+            who_wrote.setdefault((t, k, None), "the initial state")
     details = [f"{len(commits)} commits began before the crash, {must} were acknowledged; "
                f"allowed states: after commit {must}..{len(commits)}"]
     for (t, k) in d[:8]:
         exp, got = states[target].get((t, k)), recovered.get((t, k))
         src = who_wrote.get((t, k, None if got is None else bytes(got)), "no committed trx")
+        exp_src = who_wrote.get((t, k, None if exp is None else bytes(exp)))
         details.append(f"{t}:{k} expected {_short(exp)}, found {_short(got)} "
-                       f"(found value written by {src})")
+                       f"(found value written by {src}"
+                       + (f"; expected value written by {exp_src})" if exp_src else ")"))
     if len(d) > 8:
         details.append(f"... and {len(d) - 8} more rows differ")
     if exact_older:

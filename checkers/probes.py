@@ -38,6 +38,13 @@ FAULT_PROBES: dict[str, str] = {
     "fault_torn_zeros": "write torn; lost units read as zeros",
     "fault_torn_garbage": "write torn; lost units read as garbage",
     "crash_during_recovery": "crash while recovering or rolling back after a crash",
+    "media_bitflip": "a read returned one flipped bit (media faults)",
+    "media_sector_error": "a latent sector error failed a read, and every later read of it",
+    "media_eio_write": "a write failed with EIO",
+    "media_enospc": "a file-extending write failed with ENOSPC",
+    "media_eio_fsync": "an fsync failed with EIO; its writes stay pending forever",
+    "engine_stopped_on_media_fault": "the engine stopped (refused) after a media fault",
+    "refused_on_media_error": "recovery refused loudly on an unreadable sector (accepted)",
 }
 
 # the branches the default campaign must reach (issue: doublewrite repair, redo skipped by page

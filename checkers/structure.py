@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from engine import btr_page, fsp, trx_sys
 from engine import page as fil_page
-from engine.errors import EngineError
+from engine.errors import EngineError, EngineIOError
 from engine.page import FIL_NULL, PAGE_OK
 
 
@@ -60,6 +60,8 @@ def check_after_recovery(eng) -> list[str]:
     """Page validity and page LSN <= recovered log end, right after recovery."""
     try:
         return _page_problems(eng, eng.recovered_lsn, use_pool=True)
+    except EngineIOError:   # unreadable, not malformed: the caller decides
+        raise
     except EngineError as e:
         return [f"{type(e).__name__}: {e}"]
 
@@ -89,6 +91,8 @@ def check_quiesced(eng) -> list[str]:
             idx = eng.tables[name]
             try:
                 info = idx._check(eng.buf)
+            except EngineIOError:
+                raise
             except (EngineError, AssertionError) as e:
                 out.append(f"table {name}: {type(e).__name__}: {e}")
                 continue
@@ -100,6 +104,8 @@ def check_quiesced(eng) -> list[str]:
             if used - tree_pages:
                 out.append(f"table {name}: pages {sorted(used - tree_pages)[:8]} marked used "
                            f"but not in the tree")
+    except EngineIOError:   # unreadable, not malformed: the caller decides
+        raise
     except EngineError as e:
         out.append(f"{type(e).__name__}: {e}")
     except btr_page.PageLayoutError as e:

@@ -6,9 +6,9 @@ machinery that uses them (mtr, buf, btr, trx, recovery).
 """
 from engine.config import ConfigError, EngineConfig
 from engine.engine import Engine, EnginePanic
-from engine.errors import (Corruption, DuplicateKey, EngineError, LockConflict, LogFull,
+from engine.errors import (Corruption, DuplicateKey, EngineError, EngineIOError, LockConflict, LogFull,
                            PageFromFuture, RecoveryError, TornPageUnrepairable, TrxStateError)
 
 __all__ = ["Engine", "EngineConfig", "ConfigError", "EnginePanic", "EngineError",
-           "LockConflict", "DuplicateKey", "TrxStateError", "Corruption", "PageFromFuture",
+           "EngineIOError", "LockConflict", "DuplicateKey", "TrxStateError", "Corruption", "PageFromFuture",
            "TornPageUnrepairable", "RecoveryError", "LogFull"]

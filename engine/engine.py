@@ -29,6 +29,7 @@ from engine.mtr import Mtr
 from engine import page as fil_page
 from engine.page import (PAGE_OK, FIL_PAGE_INDEX, FIL_PAGE_TYPE_DICT_HDR, FIL_PAGE_TYPE_FSP_HDR,
                          FIL_PAGE_TYPE_RSEG, FIL_PAGE_TYPE_TRX_SYS)
+from engine.os_file import GuardedVFS
 from engine.trx import ACTIVE, Trx, TrxSys
 
 INDEX_ROOT_PAGE_NO = 1      # the clustered index root of a file-per-table tablespace
@@ -44,10 +45,10 @@ class Engine:
     :meth:`open`; the constructor only wires the parts."""
 
     def __init__(self, vfs, config: EngineConfig) -> None:
-        self.vfs = vfs
+        self.vfs = GuardedVFS(vfs, self)
         self.config = config
         self.stats: Counter = Counter()
-        self.fil = Fil(vfs, config.page_size)
+        self.fil = Fil(self.vfs, config.page_size)
         self.log: LogSys | None = None
         self.dblwr: Doublewrite | None = None
         self.buf: BufferPool | None = None
@@ -161,6 +162,11 @@ class Engine:
         self._add_index(name, space, INDEX_ROOT_PAGE_NO)
         self.buf.flush_all()
         self.make_checkpoint()
+        self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        """fsync the directory so a new tablespace file's name is durable (mutant
+        ``no-dir-fsync-on-create`` skips this)."""
         self.vfs.fsync_dir("")
 
     def _add_index(self, name: str, space: int, root: int) -> None:

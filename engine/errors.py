@@ -39,3 +39,8 @@ class RecoveryError(EngineError):
 
 class LogFull(EngineError):
     """An mtr would overwrite redo newer than the last checkpoint (should never surface)."""
+
+
+class EngineIOError(EngineError):
+    """An IO call on one of the engine's files failed (EIO, ENOSPC, ...); the engine has
+    stopped, as InnoDB aborts on a failed read, write or fsync (engine.os_file)."""

@@ -7,13 +7,15 @@ Public surface: the VFS protocol (:class:`VFS`, :class:`VFSFile`), :class:`OsVFS
 from faultfs.crash import (Choice, CrashPlan, CrashPlanError, CrashStateBuilder, DROP, KEEP,
                            TEAR, pending_ops, tear_units)
 from faultfs.devices import DEFAULT_DEVICE, DEVICES, DeviceProfile, UnknownDevice, get_device
+from faultfs.media import FaultSpec, InjectedIOError, MediaFaultError
 from faultfs.simdisk import Image, SimDisk, SimFile
-from faultfs.trace import Marker, Trace, Write
+from faultfs.trace import Marker, MediaFault, Trace, Write
 from faultfs.vfs import VFS, OsVFS, VFSFile
 
 __all__ = [
     "VFS", "VFSFile", "OsVFS", "SimDisk", "SimFile", "Image", "Trace", "Marker", "Write",
     "DeviceProfile", "DEVICES", "DEFAULT_DEVICE", "UnknownDevice", "get_device",
     "Choice", "CrashPlan", "CrashPlanError", "CrashStateBuilder", "KEEP", "DROP", "TEAR",
-    "pending_ops", "tear_units",
+    "pending_ops", "tear_units", "FaultSpec", "InjectedIOError", "MediaFaultError",
+    "MediaFault",
 ]

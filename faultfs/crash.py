@@ -15,6 +15,10 @@ The persistence model (see DESIGN.md, faultfs):
   * ``ordered`` devices keep a prefix of the pending operations: after the first dropped or torn
     one, every later pending operation is dropped.  Process-kill devices have nothing pending.
   * Surviving operations are applied in trace order.
+  * Media faults (:mod:`faultfs.media`) recorded in the trace: a failed fsync (``eio-fsync``) is
+    no barrier, and the writes it covered stay pending even past a later successful fsync of
+    the same file (Linux marks the failed pages clean); a latent sector error is physical, so it
+    is part of every crash state after it, until a surviving write covers the sector.
 
 Tear units are aligned on absolute file offsets: unit ``u`` of a write covers the bytes of the
 write that fall in ``[k*U, (k+1)*U)`` for the device's tear unit ``U``.
@@ -27,8 +31,9 @@ from dataclasses import dataclass, field
 
 from faultfs.devices import DeviceProfile
 from faultfs.simdisk import Image
-from faultfs.trace import (DATA_OPS, META_OPS, Create, Fsync, FsyncDir, Marker, Mkdir, Rename,
-                           Trace, Truncate, Unlink, Write, parent_dir)
+from faultfs import media
+from faultfs.trace import (DATA_OPS, META_OPS, Create, Fsync, FsyncDir, Marker, MediaFault, Mkdir,
+                           Rename, Trace, Truncate, Unlink, Write, parent_dir)
 
 KEEP, DROP, TEAR = "keep", "drop", "tear"
 FILLS = ("old", "zeros", "garbage")
@@ -65,7 +70,7 @@ class Choice:
             fill = d.get("fill", "old")
             if fill not in FILLS:
                 raise CrashPlanError(f"unknown tear fill {fill!r}")
-            return cls(kind, tuple(int(u) for u in d.get("units", ())), fill)
+            return cls(kind, tuple(_int(u, "tear unit") for u in d.get("units", ())), fill)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, CrashPlanError):
                 raise
@@ -91,8 +96,9 @@ class CrashPlan:
     @classmethod
     def from_json(cls, d: dict) -> "CrashPlan":
         try:
-            return cls(int(d["position"]),
-                       tuple((int(i), Choice.from_json(c)) for i, c in d.get("choices", [])))
+            return cls(_int(d["position"], "position"),
+                       tuple((_int(i, "operation index"), Choice.from_json(c))
+                             for i, c in d.get("choices", [])))
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, CrashPlanError):
                 raise
@@ -100,6 +106,13 @@ class CrashPlan:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True)
+
+
+def _int(v, what: str) -> int:
+    """A JSON integer (not a bool, float or string), or CrashPlanError."""
+    if type(v) is not int:
+        raise CrashPlanError(f"{what} must be an integer, got {v!r}")
+    return v
 
 
 def pending_ops(trace: Trace, position: int, profile: DeviceProfile) -> list[int]:
@@ -113,15 +126,20 @@ def pending_ops(trace: Trace, position: int, profile: DeviceProfile) -> list[int
         return []
     synced_inodes: set[int] = set()
     synced_dirs: set[str] = set()
+    failed_fsync: set[int] = set()     # inodes whose writes up to an earlier fsync stay pending
     out = []
     for i in range(position - 1, -1, -1):
         op = trace.ops[i]
         if isinstance(op, Fsync):
             synced_inodes.add(op.inode)
+            failed_fsync.discard(op.inode)
+        elif isinstance(op, MediaFault):
+            if op.kind == "eio-fsync":
+                failed_fsync.add(op.inode)
         elif isinstance(op, FsyncDir):
             synced_dirs.add(op.path)
         elif isinstance(op, DATA_OPS):
-            if op.inode not in synced_inodes:
+            if op.inode not in synced_inodes or op.inode in failed_fsync:
                 out.append(i)
         elif isinstance(op, META_OPS):
             path = op.dst if isinstance(op, Rename) else op.path
@@ -163,9 +181,12 @@ class _State:
         self.inodes: dict[int, bytearray] = {}
         self.names: dict[str, int] = {}
         self.dirs = set(base.dirs)
+        self.bad: dict[int, set[int]] = {}
         for n, path in enumerate(sorted(base.files)):
             self.inodes[n] = bytearray(base.files[path])
             self.names[path] = n
+            if base.bad_sectors.get(path):
+                self.bad[n] = set(base.bad_sectors[path])
         self.base_inodes = len(base.files)
 
     def copy(self) -> "_State":
@@ -173,12 +194,23 @@ class _State:
         s.inodes = {i: bytearray(b) for i, b in self.inodes.items()}
         s.names = dict(self.names)
         s.dirs = set(self.dirs)
+        s.bad = {i: set(b) for i, b in self.bad.items()}
         s.base_inodes = self.base_inodes
         return s
 
     def apply(self, op, data: bytes | None = None, keep_mask=None) -> None:
+        if isinstance(op, MediaFault):
+            if op.kind == "sector-error":
+                self.bad.setdefault(op.inode, set()).update(media.sectors(op.offset, op.length))
+            return
         if isinstance(op, Write):
             buf = self.inodes.setdefault(op.inode, bytearray())
+            bad = self.bad.get(op.inode)
+            if bad:                      # a sector rewritten whole is readable again
+                bad.difference_update(s for (a, b), new in (keep_mask or [((0, len(op.data)),
+                                                                           op.data)])
+                                      if new is not None
+                                      for s in media.sectors(op.offset + a, b - a))
             if keep_mask is None:
                 if op.offset > len(buf):
                     buf.extend(bytes(op.offset - len(buf)))
@@ -210,9 +242,11 @@ class _State:
                 del self.names[op.path]
 
     def image(self) -> Image:
-        files = {p: bytes(self.inodes.get(i, b"")) for p, i in self.names.items()
-                 if parent_dir(p) in self.dirs or parent_dir(p) == ""}
-        return Image(files, set(self.dirs))
+        visible = {p: i for p, i in self.names.items()
+                   if parent_dir(p) in self.dirs or parent_dir(p) == ""}
+        files = {p: bytes(self.inodes.get(i, b"")) for p, i in visible.items()}
+        bad = {p: frozenset(self.bad[i]) for p, i in visible.items() if self.bad.get(i)}
+        return Image(files, set(self.dirs), bad)
 
 
 class CrashStateBuilder:
@@ -256,8 +290,21 @@ class CrashStateBuilder:
             if i not in pend_set:
                 raise CrashPlanError(f"plan names operation #{i}, which is not pending at "
                                      f"position {plan.position}")
-            if c.kind == TEAR and not isinstance(self.trace.ops[i], Write):
-                raise CrashPlanError(f"plan tears operation #{i}, which is not a write")
+            if c.kind == TEAR:
+                op = self.trace.ops[i]
+                if not isinstance(op, Write):
+                    raise CrashPlanError(f"plan tears operation #{i}, which is not a write")
+                if c.fill not in self.profile.torn_fills:
+                    raise CrashPlanError(
+                        f"plan tears operation #{i} with fill {c.fill!r}; device "
+                        f"{self.profile.name} shows lost units only as "
+                        f"{'/'.join(self.profile.torn_fills)}")
+                # validated here, not only when applied: on an ordered device an earlier drop
+                # skips the tear, and a plan's validity must not depend on that
+                n = len(tear_units(op.offset, len(op.data), self.profile.tear_unit))
+                for u in c.units:
+                    if not 0 <= u < n:
+                        raise CrashPlanError(f"tear of #{i} names unit {u}; the write has {n}")
         first = pend[0] if pend else plan.position
         k, snap = self._snapshot_at_or_before(first)
         st = snap.copy()
@@ -272,14 +319,16 @@ class CrashStateBuilder:
                 st.apply(op)
                 continue
             c = plan.choice(i)
-            if dropping_rest or c.kind == DROP:
+            if dropping_rest:
+                continue
+            if self.profile.ordered and c.kind != KEEP:
+                dropping_rest = True     # a drop ends the kept prefix as well as a tear does
+            if c.kind == DROP:
                 continue
             if c.kind == KEEP:
                 st.apply(op)
             else:
                 st.apply(op, keep_mask=self._tear_mask(i, op, c))
-            if self.profile.ordered and c.kind != KEEP:
-                dropping_rest = True
         return st.image()
 
     def _tear_mask(self, i: int, op: Write, c: Choice):

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from faultfs import media
 from faultfs.devices import DEFAULT_DEVICE, DeviceProfile, get_device
-from faultfs.trace import (Create, Fsync, FsyncDir, Marker, Mkdir, Rename, Trace, Truncate,
-                           Unlink, Write, parent_dir)
+from faultfs.trace import (Create, Fsync, FsyncDir, Marker, MediaFault, Mkdir, Rename, Trace,
+                           Truncate, Unlink, Write, parent_dir)
 
 
 @dataclass
 class Image:
-    """A disk's durable contents: file path → bytes, plus the set of directories."""
+    """A disk's durable contents: file path → bytes, plus the set of directories, plus the
+    unreadable (latent error) 512-byte sectors of each file."""
     files: dict[str, bytes] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
+    bad_sectors: dict[str, frozenset] = field(default_factory=dict)
 
     def copy(self) -> "Image":
-        return Image(dict(self.files), set(self.dirs))
+        return Image(dict(self.files), set(self.dirs), dict(self.bad_sectors))
 
 
 class SimFile:
@@ -42,22 +45,57 @@ class SimFile:
         return self._disk._inodes[self._inode]
 
     def pread(self, n: int, offset: int) -> bytes:
+        """Raises InjectedIOError (EIO) on a latent sector error."""
         assert n >= 0 and offset >= 0
-        return bytes(self._data()[offset:offset + n])
+        d = self._disk
+        data = bytes(self._data()[offset:offset + n])
+        bad = d._bad.get(self._inode)
+        if bad and any(s in bad for s in media.sectors(offset, len(data))):
+            raise media.eio("latent sector error", self.path)
+        fault = d._due("read")
+        if fault is None or not data:
+            return data
+        if fault.kind == "bitflip":
+            data, bit = media.flip_bit(data, fault.arg)
+            d._record(fault, self, offset + bit // 8, 1, f"bit {bit % 8} of byte "
+                                                         f"{offset + bit // 8} flipped")
+            return data
+        secs = media.sectors(offset, len(data))
+        sec = secs[fault.arg % len(secs)]
+        d._bad.setdefault(self._inode, set()).add(sec)
+        d._record(fault, self, sec * media.SECTOR, media.SECTOR, f"sector {sec} unreadable")
+        raise media.eio("latent sector error", self.path)
 
     def pwrite(self, data: bytes, offset: int) -> int:
+        """Raises InjectedIOError (EIO, ENOSPC) when the schedule says so; nothing is written."""
         assert offset >= 0
         buf = self._data()
         data = bytes(data)
+        d = self._disk
+        fault = d._due("write", extending=offset + len(data) > len(buf))
+        if fault is not None:
+            d._record(fault, self, offset, len(data), "write failed, nothing written")
+            raise media.enospc(self.path) if fault.kind == "enospc" else \
+                media.eio("write error", self.path)
         if offset > len(buf):
             buf.extend(bytes(offset - len(buf)))
         buf[offset:offset + len(data)] = data
-        self._disk.trace.append(Write(self._inode, self.path, offset, data))
+        bad = d._bad.get(self._inode)
+        if bad:
+            bad.difference_update(media.sectors(offset, len(data)))
+        d.trace.append(Write(self._inode, self.path, offset, data))
         return len(data)
 
     def fsync(self) -> None:
+        """Raises InjectedIOError (EIO) when the schedule says so (the dirty data is then
+        marked clean, as Linux does: see :mod:`faultfs.media`)."""
         self._data()
-        self._disk.trace.append(Fsync(self._inode, self.path))
+        d = self._disk
+        fault = d._due("fsync")
+        if fault is not None:
+            d._record(fault, self, 0, 0, "fsync failed; unsynced writes marked clean")
+            raise media.eio("fsync error", self.path)
+        d.trace.append(Fsync(self._inode, self.path))
 
     def truncate(self, size: int) -> None:
         buf = self._data()
@@ -90,8 +128,43 @@ class SimDisk:
         self._inodes: dict[int, bytearray] = {}
         self._names: dict[str, int] = {}
         self._dirs: set[str] = set(self.base.dirs) | {""}
+        self._bad: dict[int, set[int]] = {}
         for path in sorted(self.base.files):
             self._names[path] = self._new_inode(self.base.files[path])
+            if self.base.bad_sectors.get(path):
+                self._bad[self._names[path]] = set(self.base.bad_sectors[path])
+        self._schedule: tuple = ()
+        self._io_counts = {"read": 0, "write": 0, "fsync": 0, "extend": 0}
+        self.faults_injected = 0
+
+    def arm(self, schedule) -> None:
+        """Start injecting the media faults of ``schedule`` (a sequence of
+        :class:`faultfs.media.FaultSpec`); IOs are counted from now.  Deterministic."""
+        self._schedule = tuple(schedule)
+        self._io_counts = {"read": 0, "write": 0, "fsync": 0, "extend": 0}
+
+    def _due(self, io_class: str, extending: bool = False):
+        """Count one IO of ``io_class``; the fault scheduled for it, if any."""
+        if not self._schedule:
+            return None
+        n = self._io_counts[io_class]
+        self._io_counts[io_class] += 1
+        ne = self._io_counts["extend"]
+        if extending:
+            self._io_counts["extend"] += 1
+        for f in self._schedule:
+            if f.io_class != io_class:
+                continue
+            if f.kind == "enospc":
+                if extending and f.at == ne:
+                    return f
+            elif f.at == n:
+                return f
+        return None
+
+    def _record(self, fault, f: "SimFile", offset: int, length: int, detail: str) -> None:
+        self.faults_injected += 1
+        self.trace.append(MediaFault(fault.kind, f._inode, f.path, offset, length, detail))
 
     def _new_inode(self, data: bytes = b"") -> int:
         ino = len(self._inodes)

@@ -90,7 +90,20 @@ class Marker:
         return default
 
 
-Op = Union[Create, Mkdir, Write, Truncate, Fsync, FsyncDir, Rename, Unlink, Marker]
+@dataclass(frozen=True)
+class MediaFault:
+    """A media fault the disk injected (:mod:`faultfs.media`): ``kind`` at bytes
+    ``[offset, offset+length)`` of ``inode``.  ``sector-error`` makes those sectors unreadable;
+    ``eio-fsync`` leaves the inode's unsynced writes pending forever; the rest only explain."""
+    kind: str
+    inode: int
+    path: str
+    offset: int
+    length: int
+    detail: str = ""
+
+
+Op = Union[Create, Mkdir, Write, Truncate, Fsync, FsyncDir, Rename, Unlink, Marker, MediaFault]
 DATA_OPS = (Write, Truncate)
 META_OPS = (Create, Mkdir, Rename, Unlink)
 
@@ -156,5 +169,8 @@ class Trace:
             return f"#{i} fsync {op.path}"
         if isinstance(op, FsyncDir):
             return f"#{i} fsync_dir {op.path or '/'}"
+        if isinstance(op, MediaFault):
+            return (f"#{i} media fault {op.kind} on {op.path} [{op.offset}, "
+                    f"{op.offset + op.length})" + (f": {op.detail}" if op.detail else ""))
         return f"#{i} {type(op).__name__.lower()} " + " ".join(
             str(getattr(op, f)) for f in op.__dataclass_fields__)

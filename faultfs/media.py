@@ -1,0 +1,114 @@
+"""Media faults: the disk lying while the program runs, not only when the power goes.
+
+A campaign arms a :class:`SimDisk <faultfs.simdisk.SimDisk>` with a schedule of
+:class:`FaultSpec`; the disk counts IOs of each class from the moment it is armed and injects the
+fault at the ``at``-th one (0-based).  Every injected fault is recorded in the trace as a
+:class:`~faultfs.trace.MediaFault` operation, so a crash state built from the trace knows what
+the media did, and the trace hash covers it.
+
+Kinds, after the behaviour of real devices and of Linux (the sources each models):
+
+``bitflip``       (read)  the data returned by one read has one bit flipped; the media is fine
+                  (a transient error on the bus or in a cache; TigerBeetle's read corruption).
+                  ``arg`` picks the bit: ``arg % (8 * bytes read)``.
+``sector-error``  (read)  a latent sector error: one 512-byte sector of the read becomes
+                  unreadable and the read fails with ``EIO``; every later read of that sector
+                  fails too, after a crash as well, until a write covers it (drives remap on
+                  write).  ``arg`` picks the sector within the read.
+``eio-write``     (write) the write fails with ``EIO`` and nothing of it reaches the file.
+``enospc``        (write) a write that extends its file fails with ``ENOSPC`` (counted among
+                  extending writes only); nothing of it reaches the file.
+``eio-fsync``     (fsync) the fsync fails with ``EIO``.  As on Linux since 4.13 (the
+                  "fsyncgate" behaviour PostgreSQL hit in 2018), the file's dirty pages are then
+                  marked clean: the writes it should have made durable stay *pending forever*;
+                  a later successful fsync does not persist them, so any crash afterwards may
+                  lose or tear them.  The program still reads the new data from the page cache.
+
+Misdirected writes (a write landing at another offset) are not modelled yet.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+SECTOR = 512
+
+READ_FAULTS = ("bitflip", "sector-error")
+WRITE_FAULTS = ("eio-write", "enospc")
+FSYNC_FAULTS = ("eio-fsync",)
+KINDS = READ_FAULTS + WRITE_FAULTS + FSYNC_FAULTS
+
+
+class MediaFaultError(ValueError):
+    """A malformed fault schedule (unknown kind, negative index, wrong shape)."""
+
+
+class InjectedIOError(OSError):
+    """An IO error the simulated media injected (a subclass of ``OSError``, as a real one is).
+
+    Code under test sees an ordinary ``OSError`` with ``errno`` ``EIO`` or ``ENOSPC``; checkers
+    use the subclass to tell a loud refusal caused by the media from a failure of the code.
+    """
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """Inject ``kind`` at the ``at``-th IO of its class (reads, writes, fsyncs) after arming."""
+    kind: str
+    at: int
+    arg: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise MediaFaultError(f"unknown media fault {self.kind!r}; known: {', '.join(KINDS)}")
+        if not (isinstance(self.at, int) and isinstance(self.arg, int)) or self.at < 0 \
+                or self.arg < 0:
+            raise MediaFaultError(f"media fault {self.kind}: 'at' and 'arg' must be integers "
+                                  f">= 0, got {self.at!r}, {self.arg!r}")
+
+    @property
+    def io_class(self) -> str:
+        return "read" if self.kind in READ_FAULTS else \
+            "write" if self.kind in WRITE_FAULTS else "fsync"
+
+    def to_json(self) -> list:
+        return [self.kind, self.at, self.arg]
+
+    @classmethod
+    def from_json(cls, v) -> "FaultSpec":
+        """Raises MediaFaultError for anything but ``[kind, at, arg]``."""
+        if not isinstance(v, (list, tuple)) or len(v) != 3:
+            raise MediaFaultError(f"a media fault is [kind, at, arg], got {v!r}")
+        return cls(v[0], v[1], v[2])
+
+
+def parse_schedule(v) -> tuple[FaultSpec, ...]:
+    """A schedule from JSON-ish data (a list of ``[kind, at, arg]``)."""
+    if not isinstance(v, (list, tuple)):
+        raise MediaFaultError(f"a media fault schedule is a list, got {v!r}")
+    return tuple(FaultSpec.from_json(x) for x in v)
+
+
+def eio(what: str, path: str) -> InjectedIOError:
+    return InjectedIOError(errno.EIO, f"injected {what}", path)
+
+
+def enospc(path: str) -> InjectedIOError:
+    return InjectedIOError(errno.ENOSPC, "injected: no space left on device", path)
+
+
+def flip_bit(data: bytes, arg: int) -> tuple[bytes, int]:
+    """``data`` with bit ``arg % (8*len)`` flipped, and that bit's index."""
+    if not data:
+        return data, 0
+    bit = arg % (8 * len(data))
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out), bit
+
+
+def sectors(offset: int, length: int) -> range:
+    """The 512-byte sector numbers a byte range touches."""
+    if length <= 0:
+        return range(0)
+    return range(offset // SECTOR, (offset + length - 1) // SECTOR + 1)
