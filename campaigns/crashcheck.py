@@ -66,14 +66,25 @@ def draw_plan(data, b: CrashStateBuilder, lo: int, hi: int) -> CrashPlan:
             if n < 2:
                 kind = DROP
             else:
-                mask = data.draw(st.integers(1, (1 << n) - 2))
-                fill = data.draw(st.sampled_from(b.profile.torn_fills))
-                choices.append((i, Choice(TEAR, tuple(u for u in range(n) if mask >> u & 1),
-                                          fill)))
+                choices.append((i, Choice(TEAR, _draw_tear_units(data, n),
+                                          data.draw(st.sampled_from(b.profile.torn_fills)))))
                 continue
         if kind != KEEP:
             choices.append((i, Choice(kind)))
     return CrashPlan(pos, tuple(choices))
+
+
+def _draw_tear_units(data, n: int) -> tuple[int, ...]:
+    """The units of an ``n``-unit write that reach the disk, in the shapes real tears take: a
+    prefix (the device wrote in order and stopped), a suffix (it wrote out of order), or any
+    proper subset (sectors scheduled independently)."""
+    shape = data.draw(st.sampled_from(["prefix", "suffix", "subset"]), label="tear shape")
+    if shape == "prefix":
+        return tuple(range(data.draw(st.integers(1, n - 1))))
+    if shape == "suffix":
+        return tuple(range(data.draw(st.integers(1, n - 1)), n))
+    mask = data.draw(st.integers(1, (1 << n) - 2))
+    return tuple(u for u in range(n) if mask >> u & 1)
 
 
 def draw_workload_plan(data, run: WorkloadRun) -> CrashPlan:

@@ -48,6 +48,13 @@ def _no_checksum_on_read(self, raw: bytes) -> str:
     return PAGE_OK
 
 
+def _recovery_checkpoint_at_end(engine) -> None:
+    # checkpoint at the recovered end of the log while the applied pages are still dirty
+    engine.fil.fsync_all()
+    engine.log.write_up_to(engine.log.lsn, flush=True)
+    engine.log.write_checkpoint(engine.log.lsn)
+
+
 def _no_dir_fsync_on_create(self) -> None:
     # a new tablespace file's directory entry is never fsynced
     return None
@@ -91,6 +98,13 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "R/L: the table's file name is lost by a power loss",
            lambda: mock.patch.object(Engine, "_sync_dir", _no_dir_fsync_on_create),
            needs="metadata persistence (a power-loss device)"),
+    Mutant("recovery-checkpoint-ignores-dirty-pages", 0,
+           "the checkpoint written after redo apply is the recovered end LSN although the "
+           "applied pages are not flushed yet",
+           "L/U/C: a crash during recovery skips redo that was applied only in memory",
+           lambda: mock.patch.object(recovery, "checkpoint_after_apply",
+                                     _recovery_checkpoint_at_end),
+           needs="--recovery-crashes >= 1"),
 )}
 
 
