@@ -36,6 +36,10 @@ class Artifact:
     nested: list = field(default_factory=list)      # crash plans during recovery
     engine_version: str = ENGINE_VERSION
 
+    @staticmethod
+    def from_json_dict(d: dict) -> "Artifact":
+        return from_dict(d)
+
     def to_json(self) -> dict:
         return {"tornpage_artifact": ARTIFACT_FORMAT, "engine_version": self.engine_version,
                 "seed": self.seed, "settings": self.settings.to_json(), "mutant": self.mutant,
@@ -67,6 +71,15 @@ def load(path: str) -> Artifact:
         raise ArtifactError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{path}: not a JSON artifact ({e})") from None
+    return from_dict(d, path)
+
+
+def from_dict(d, path: str = "<artifact>") -> Artifact:
+    """An artifact from its JSON object (``path`` names it in errors).
+
+    Raises:
+        ArtifactError: not a well-formed artifact.
+    """
     if not isinstance(d, dict) or d.get("tornpage_artifact") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{path}: not a tornpage artifact (format "
                             f"{d.get('tornpage_artifact') if isinstance(d, dict) else None!r}, "

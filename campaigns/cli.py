@@ -5,12 +5,15 @@ a required probe that never fired), 2 a usage error or an unreadable artifact.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
+import os
 import sys
 
 import click
 
-from campaigns import crashcheck
+from campaigns import crashcheck, reports
 from campaigns.artifacts import ArtifactError, load
 from campaigns.mutants import MUTANTS, planted
 from campaigns.runner import SEARCH_MODES, CampaignConfig, CampaignResult, run_campaign
@@ -40,12 +43,47 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None) -> tuple:
     return tuple(req)
 
 
+# Settings profiles (--profile).  Options given on the command line win over the profile.
+PROFILES: dict[str, dict] = {
+    "default": {},
+    "ci": {"examples": 40, "seed": 0},
+    "nightly": {"budget": 3600.0, "seed": None, "recovery_crashes": 2, "max_findings": 20,
+                "database": ".tornpage/examples"},
+}
+PROFILE_HELP = ("ci: 40 workloads, seed 0, no example database (fast, deterministic); "
+                "nightly: one hour, a random seed (printed), 2 crashes during recovery, up to "
+                "20 distinct findings, Hypothesis example database in .tornpage/examples "
+                "(failures found one night are replayed first the next), whatever CI "
+                "variables say")
+
+
+def _parse_shard(ctx, param, value):
+    if value is None:
+        return (1, 1)
+    try:
+        k, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected K/N, e.g. 1/4, got {value!r}") from None
+    if not 1 <= k <= n:
+        raise click.BadParameter(f"shard {k}/{n}: need 1 <= K <= N")
+    return (k, n)
+
+
 @main.command()
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="default",
+              show_default=True, help=PROFILE_HELP)
 @click.option("--budget", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
-              help="Wall-clock seconds to explore (checked between chunks of 4 workloads).")
+              help="Wall-clock seconds to explore (checked between chunks of 4 workloads); "
+                   "ignored with --examples unless given too.")
 @click.option("--examples", type=click.IntRange(min=1), default=None,
-              help="Stop after this many workloads (deterministic for a seed).")
+              help="Run this many workloads in all shards together (deterministic for a seed).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--shard", callback=_parse_shard, default=None, metavar="K/N",
+              help="Run shard K of N: chunk i of the seed space when i % N == K-1.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes (chunks run in parallel; merged in chunk order).")
+@click.option("--dask", "dask_address", default=None, metavar="SCHEDULER_ADDRESS",
+              help="Run chunks on a Dask distributed cluster (pip install 'tornpage[dask]').")
 @click.option("--mutant", type=click.Choice(sorted(MUTANTS)), default=None,
               help="Plant a known recovery bug (see `tornpage mutants`).")
 @click.option("--device", type=click.Choice(sorted(DEVICES)), default=DEFAULT_DEVICE,
@@ -55,7 +93,8 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None) -> tuple:
               default="4096", show_default=True)
 @click.option("--crash-states", type=click.IntRange(min=1), default=24, show_default=True,
               help="Crash states derived from each workload's trace.")
-@click.option("--max-findings", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-findings", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Stop after this many distinct findings (deduplicated by signature).")
 @click.option("--recovery-crashes", type=click.IntRange(min=0, max=8), default=1,
               show_default=True, help="Crash during recovery up to K times per crash state "
                                       "(each recovery IO is a crash point).")
@@ -72,28 +111,48 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None) -> tuple:
               help="Replay every finding twice and compare trace hash and verdict.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               default=None, help="Write the summary as JSON here.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, writable=True),
+              default=None, help="Write JUnit XML here: one test case per finding signature, "
+                                 "the reproduction command as a property.")
 @click.option("--artifacts", type=click.Path(file_okay=False), default="tornpage-artifacts",
               show_default=True, help="Directory for finding artifacts.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
-def run(budget, examples, seed, mutant, device, no_doublewrite, page_size, crash_states,
-        max_findings, recovery_crashes, search, exhaustive_bound, media_faults, determinism_check, json_path, artifacts, quiet):
+@click.pass_context
+def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant, device,
+        no_doublewrite, page_size, crash_states, max_findings, recovery_crashes, search,
+        exhaustive_bound, media_faults, determinism_check, json_path, junit_path, artifacts,
+        quiet):
     """Run a fault campaign: workloads, crashes, recovery, oracles."""
+    given = {name for name in ctx.params
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    prof = dict(PROFILES[profile])
+    pick = {k: (ctx.params[k] if k in given else prof.get(k, ctx.params[k]))
+            for k in ("budget", "examples", "seed", "recovery_crashes", "max_findings")}
+    budget, examples, seed = pick["budget"], pick["examples"], pick["seed"]
+    if seed is None:                  # nightly: a fresh seed each night, printed to reproduce
+        seed = int.from_bytes(os.urandom(4), "big")
+    if examples is not None and "budget" not in given:
+        budget = None
     settings = WorkloadSettings(page_size=int(page_size), log_file_size=48 * int(page_size),
                                 doublewrite=not no_doublewrite, device=device)
     try:
         settings.engine_config()
     except ConfigError as e:
         raise click.UsageError(str(e))
-    cfg = CampaignConfig(seed=seed, budget=None if examples and budget == 20.0 else budget,
-                         examples=examples, settings=settings, mutant=mutant,
-                         crash_states_per_workload=crash_states, artifacts_dir=artifacts,
-                         max_findings=max_findings, recovery_crashes=recovery_crashes,
+    if jobs > 1 and dask_address:
+        raise click.UsageError("--jobs and --dask are alternatives; give one")
+    cfg = CampaignConfig(seed=seed, budget=budget, examples=examples, settings=settings,
+                         mutant=mutant, crash_states_per_workload=crash_states,
+                         artifacts_dir=artifacts, max_findings=pick["max_findings"],
+                         recovery_crashes=pick["recovery_crashes"], shard=shard,
                          search=search, exhaustive_bound=exhaustive_bound,
                          check_determinism=determinism_check, media_faults=media_faults,
+                         database=prof.get("database"),
                          required_probes=_required_probes(settings, mutant))
     if not quiet:
-        _err(f"tornpage run: seed {seed}, "
+        _err(f"tornpage run: profile {profile}, seed {seed}, "
              + (f"{examples} workloads" if examples else f"budget {budget:g}s")
+             + (f", shard {shard[0]}/{shard[1]}" if shard != (1, 1) else "")
              + f", device {device}, doublewrite {'off' if no_doublewrite else 'on'}, "
                f"page size {page_size}" + (f", mutant {mutant}" if mutant else ""))
 
@@ -105,13 +164,43 @@ def run(budget, examples, seed, mutant, device, no_doublewrite, page_size, crash
             _err(f"[{r.elapsed:6.1f}s] workloads {r.workloads:5d}  crash states "
                  f"{r.crash_states:7d}  findings {len(r.findings)}")
 
-    res = run_campaign(cfg, progress)
+    with _executor(jobs, dask_address) as executor:
+        res = run_campaign(cfg, progress, executor=executor,
+                           jobs=jobs if not dask_address else _dask_workers(executor))
     _print_summary(cfg, res)
     if json_path:
         with open(json_path, "w") as f:
             json.dump(res.to_json(cfg), f, indent=1)
             f.write("\n")
+    if junit_path:
+        reports.write_junit(junit_path, cfg, res)
     sys.exit(1 if res.failed else 0)
+
+
+@contextlib.contextmanager
+def _executor(jobs: int, dask_address: str | None):
+    if dask_address:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise click.UsageError("--dask needs the distributed package: "
+                                   "pip install 'tornpage[dask]'") from None
+        try:
+            client = Client(dask_address, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as e:
+            raise click.UsageError(f"cannot reach the Dask scheduler at {dask_address}: {e}")
+        with client:
+            yield client
+    elif jobs > 1:
+        with concurrent.futures.ProcessPoolExecutor(jobs) as pool:
+            yield pool
+    else:
+        yield None
+
+
+def _dask_workers(client) -> int:
+    return max(1, sum(w.get("nthreads", 1)
+                      for w in client.scheduler_info().get("workers", {}).values()))
 
 
 def _print_summary(cfg: CampaignConfig, res: CampaignResult) -> None:
@@ -136,6 +225,9 @@ def _print_summary(cfg: CampaignConfig, res: CampaignResult) -> None:
                                              if f.determinism == "ok" else f.determinism))
         click.echo(f"  artifact: {f.artifact}")
         click.echo(f"  reproduce: tornpage replay {f.artifact}")
+    if res.duplicates:
+        click.echo("duplicate findings dropped: " + ", ".join(
+            f"{sig} x{n}" for sig, n in sorted(res.duplicates.items())))
     if res.missing_probes:
         click.echo(f"required probes that never fired: {', '.join(res.missing_probes)}")
     click.echo("result: " + ("FAIL" if res.failed else "PASS"))
@@ -201,11 +293,12 @@ def mutants():
 def devices():
     """List the device profiles and their guarantees."""
     for d in DEVICES.values():
-        click.echo(f"{d.name:12s} sector {d.sector_size} B, atomic unit {d.atomic_write_unit} B, "
+        click.echo(f"{d.name:14s} sector {d.sector_size} B, atomic unit {d.atomic_write_unit} B, "
                    f"{'power loss' if d.power_loss else 'process kill'}, "
-                   f"{'ordered' if d.ordered else 'reordering'}, lost sectors read as "
-                   f"{'/'.join(d.torn_fills)}")
-        click.echo(f"{'':12s} {d.description}")
+                   f"{'ordered' if d.ordered else 'reordering'}, "
+                   f"{'safe append' if d.safe_append else 'no safe append'}, lost sectors read "
+                   f"as {'/'.join(d.torn_fills)}")
+        click.echo(f"{'':14s} {d.description}")
 
 
 if __name__ == "__main__":

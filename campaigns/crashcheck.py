@@ -19,7 +19,7 @@ from checkers.structure import check_after_recovery, check_quiesced
 from checkers.verdict import CORRUPT, ENGINE_ERROR, LOST, REFUSED, UNCOMMITTED, Verdict
 from engine import Engine
 from engine.errors import Corruption, EngineError, RecoveryError
-from faultfs import (DROP, KEEP, TEAR, Choice, CrashPlan, CrashStateBuilder, InjectedIOError,
+from faultfs import (DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder, InjectedIOError,
                      MediaFault, SimDisk, Write, get_device, tear_units)
 from faultfs.trace import Fsync
 
@@ -60,7 +60,14 @@ def draw_plan(data, b: CrashStateBuilder, lo: int, hi: int) -> CrashPlan:
     for i in b.pending(pos)[-MAX_CHOICES:]:
         op = trace.ops[i]
         is_write = isinstance(op, Write)
-        kind = data.draw(st.sampled_from([KEEP, DROP, TEAR] if is_write else [KEEP, DROP]))
+        kinds = [KEEP, DROP, TEAR] if is_write else [KEEP, DROP]
+        if is_write and not b.profile.safe_append and i in b.appends():
+            kinds.append(SIZE_ONLY)
+        kind = data.draw(st.sampled_from(kinds))
+        if kind == SIZE_ONLY:
+            choices.append((i, Choice(SIZE_ONLY, (), data.draw(st.sampled_from(
+                ["zeros", "garbage"])))))
+            continue
         if kind == TEAR:
             n = len(tear_units(op.offset, len(op.data), unit))
             if n < 2:
@@ -129,6 +136,8 @@ def fault_probes(plan: CrashPlan) -> Counter:
             out["fault_dropped"] += 1
         elif c.kind == TEAR:
             out["fault_torn_" + c.fill] += 1
+        elif c.kind == SIZE_ONLY:
+            out["fault_size_only"] += 1
     return out
 
 

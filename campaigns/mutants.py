@@ -77,7 +77,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            lambda: mock.patch.object(Engine, "_flush_log_at_commit", _ack_before_log_fsync)),
     Mutant("redo-apply-start-gt-page-lsn", 2,
            "redo applied when start LSN > page LSN instead of >= (off by one)",
-           "L/U/C: the first change after a page flush is never redone",
+           "R/L/U/C: the first change after a page flush is never redone",
            lambda: mock.patch.object(recovery, "should_apply", _apply_if_start_after_page_lsn)),
     Mutant("no-doublewrite-fsync", 6,
            "no fsync between the doublewrite write and the in-place write",

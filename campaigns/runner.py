@@ -17,9 +17,10 @@ import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed as hyp_seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis import strategies as st
 
 from checkers import probes as probes_mod
@@ -57,6 +58,7 @@ class CampaignConfig:
     exhaustive_bound: int = 64           # systematic: enumerate crash points with <= this many states
     check_determinism: bool = True       # replay every finding twice: same trace hash, verdict
     media_faults: bool = False           # draw a media fault schedule for each workload
+    database: str | None = None          # Hypothesis example database directory (nightly)
 
 
 SEARCH_MODES = {
@@ -75,10 +77,15 @@ class Finding:
     explanation: str
     plan_lines: list
     determinism: str | None = None    # None unchecked, "ok", or what differed between replays
+    artifact_json: dict | None = None
+
+    def signature(self) -> str:
+        return f"{self.verdict['kind']}:{self.verdict['summary'].split(':')[0]}"
 
     def to_json(self) -> dict:
         return {"kind": self.verdict["kind"], "summary": self.verdict["summary"],
-                "artifact": self.artifact, "seed": self.seed,
+                "signature": self.signature(), "artifact": self.artifact, "seed": self.seed,
+                "reproduce": f"tornpage replay {self.artifact}",
                 "explanation": self.explanation, "crash_plan": self.plan_lines,
                 "determinism": self.determinism}
 
@@ -94,6 +101,9 @@ class CampaignResult:
     elapsed: float = 0.0
     chunks: int = 0
     coverage: "Coverage" = field(default_factory=lambda: Coverage())
+    chunk_ids: list = field(default_factory=list)       # the chunks this run covered
+    signatures: set = field(default_factory=set)
+    duplicates: dict = field(default_factory=dict)      # signature → further findings dropped
 
     @property
     def failed(self) -> bool:
@@ -111,6 +121,9 @@ class CampaignResult:
                 "required_probes": list(cfg.required_probes),
                 "missing_probes": self.missing_probes,
                 "findings": [f.to_json() for f in self.findings],
+                "duplicate_findings": dict(self.duplicates),
+                "shard": list(cfg.shard), "chunks": sorted(self.chunk_ids),
+                "chunk_seeds": [chunk_seed(cfg.seed, i) for i in sorted(self.chunk_ids)],
                 "passed": not self.failed}
 
 
@@ -169,42 +182,117 @@ def chunk_seed(seed: int, i: int) -> int:
     return int.from_bytes(hashlib.sha256(f"tornpage:{seed}:{i}".encode()).digest()[:8], "big")
 
 
+def plan_chunks(cfg: CampaignConfig) -> Iterator[tuple[int, int]]:
+    """(chunk index, examples in it) in the order this shard runs them.
+
+    With ``examples`` the seed space is chunks ``0 .. ceil(examples/4)-1`` and shard ``K/N`` runs
+    those with ``i % N == K-1``, so N shards cover it exactly, without overlap.  Without it the
+    chunks go on until the budget ends."""
+    k, n = cfg.shard
+    if cfg.examples is None:
+        i = k - 1
+        while True:
+            yield i, CHUNK_EXAMPLES
+            i += n
+    total = -(-cfg.examples // CHUNK_EXAMPLES)
+    for i in range(k - 1, total, n):
+        yield i, min(CHUNK_EXAMPLES, cfg.examples - i * CHUNK_EXAMPLES)
+
+
+def run_chunk(cfg: CampaignConfig, i: int, n_examples: int) -> "CampaignResult":
+    """Run chunk ``i`` of the campaign (its seed is ``chunk_seed(cfg.seed, i)``) with the mutant
+    planted; a pure function of its arguments, so a process pool or a Dask worker can run it.
+    Findings come back with their artifacts as JSON; :func:`run_campaign` saves them."""
+    res = CampaignResult()
+    with planted(cfg.mutant):
+        _run_chunk(cfg, chunk_seed(cfg.seed, i), n_examples, res)
+    res.chunks = 1
+    res.chunk_ids = [i]
+    return res
+
+
 def run_campaign(cfg: CampaignConfig,
                  progress: Callable[[CampaignResult], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> CampaignResult:
-    """Run a campaign; return its result (findings saved under ``cfg.artifacts_dir``)."""
+                 clock: Callable[[], float] = time.monotonic,
+                 executor=None, jobs: int = 1) -> CampaignResult:
+    """Run a campaign; return its result (findings saved under ``cfg.artifacts_dir``).
+
+    ``executor``: anything with ``submit(fn, *args) -> future`` (a
+    ``concurrent.futures.ProcessPoolExecutor`` or a ``distributed.Client``) to run ``jobs``
+    chunks at a time; None runs them in this process.  Results are merged in chunk order, so a
+    run with ``--examples`` gives the same findings however it is spread.
+    """
     res = CampaignResult()
     t0 = clock()
-    k, n = cfg.shard
-    i = k - 1
-    with planted(cfg.mutant):
-        while True:
-            if cfg.examples is not None and res.workloads >= cfg.examples:
+    chunks = plan_chunks(cfg)
+
+    def more() -> bool:
+        return (cfg.budget is None or clock() - t0 < cfg.budget) and \
+            len(res.findings) < cfg.max_findings
+
+    def merge(part: CampaignResult) -> None:
+        _merge(cfg, res, part)
+        res.elapsed = clock() - t0
+        if progress:
+            progress(res)
+
+    if executor is None:
+        for i, n in chunks:
+            if not more():
                 break
-            if cfg.budget is not None and clock() - t0 >= cfg.budget:
+            merge(run_chunk(cfg, i, n))
+    else:
+        inflight: list = []
+        for i, n in chunks:
+            if not more():
                 break
-            if len(res.findings) >= cfg.max_findings:
-                break
-            todo = CHUNK_EXAMPLES if cfg.examples is None else \
-                min(CHUNK_EXAMPLES, cfg.examples - res.workloads)
-            _run_chunk(cfg, chunk_seed(cfg.seed, i), todo, res)
-            res.chunks += 1
-            i += n
-            res.elapsed = clock() - t0
-            if progress:
-                progress(res)
+            inflight.append(executor.submit(run_chunk, cfg, i, n))
+            if len(inflight) >= jobs:
+                merge(inflight.pop(0).result())
+        for fut in inflight:
+            part = fut.result()
+            if len(res.findings) < cfg.max_findings:
+                merge(part)
     res.elapsed = clock() - t0
     if not res.findings:
         res.missing_probes = probes_mod.missing(res.probes, cfg.required_probes)
     return res
 
 
+def _merge(cfg: CampaignConfig, into: CampaignResult, part: CampaignResult) -> None:
+    into.workloads += part.workloads
+    into.crash_states += part.crash_states
+    into.shrink_runs += part.shrink_runs
+    into.probes.update(part.probes)
+    into.chunks += part.chunks
+    into.chunk_ids.extend(part.chunk_ids)
+    _merge_coverage(into.coverage, part.coverage)
+    for f in part.findings:
+        sig = f.signature()
+        if sig in into.signatures:
+            into.duplicates[sig] = into.duplicates.get(sig, 0) + 1
+            continue
+        into.signatures.add(sig)
+        f.artifact = Artifact.from_json_dict(f.artifact_json).save(cfg.artifacts_dir)
+        into.findings.append(f)
+
+
+def hypothesis_settings(cfg: CampaignConfig, n_examples: int) -> settings:
+    """The Hypothesis settings of one chunk, all explicit, so that no loaded profile (such as
+    Hypothesis's automatic ``ci`` profile when ``CI`` is set: derandomize, no database) changes
+    what a campaign does: a nightly campaign stays random and keeps its example database."""
+    db = DirectoryBasedExampleDatabase(cfg.database) if cfg.database else None
+    return settings(max_examples=n_examples, database=db, derandomize=False, deadline=None,
+                    suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
+                    phases=([Phase.reuse] if db is not None else [])
+                    + [Phase.generate, Phase.shrink],
+                    report_multiple_bugs=False, print_blob=False)
+
+
 def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignResult) -> None:
     state = {"failing": None, "failed_once": False}
 
-    @settings(max_examples=n_examples, database=None, derandomize=False, deadline=None,
-              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-              phases=[Phase.generate, Phase.shrink], report_multiple_bugs=False)
+    @hypothesis_settings(cfg, n_examples)
     @hyp_seed(cseed)
     @given(st.data())
     def campaign_example(data):
@@ -283,10 +371,9 @@ def _save_finding(cfg, cseed, s, steps, run, plan, out, res: CampaignResult) -> 
                    nested=list(out.nested),
                    mutant=cfg.mutant, trace_hash=run.trace.hash(),
                    finding=out.verdict.to_json())
-    path = art.save(cfg.artifacts_dir)
     det = determinism_check(art) if cfg.check_determinism else None
-    res.findings.append(Finding(out.verdict.to_json(), path, cseed, out.verdict.explain(),
-                                plan_lines, det))
+    res.findings.append(Finding(out.verdict.to_json(), "", cseed, out.verdict.explain(),
+                                plan_lines, det, art.to_json()))
 
 
 def determinism_check(art: Artifact, runs: int = 2) -> str:

@@ -285,6 +285,9 @@ def workload_strategy(table_size: int, max_steps: int = 40):
     return st.lists(step_strategy(table_size), min_size=1, max_size=max_steps)
 
 
+MAX_STEP_VALUE = 2**30      # largest id, count, seed or slot an artifact's step may hold
+
+
 def validate_steps(steps) -> list:
     """Check a step list read from an artifact.
 
@@ -296,8 +299,9 @@ def validate_steps(steps) -> list:
              "checkpoint": 1}
     out = []
     for s in steps:
+        # ids become the row's 32-bit k column (update_index adds 1 per step): bound every field
         if not isinstance(s, list) or not s or s[0] not in arity or len(s) != arity[s[0]] or \
-                not all(isinstance(x, int) and x >= 0 for x in s[1:]):
+                not all(isinstance(x, int) and 0 <= x <= MAX_STEP_VALUE for x in s[1:]):
             raise ValueError(f"malformed workload step {s!r}")
         out.append(s)
     return out

@@ -37,6 +37,7 @@ FAULT_PROBES: dict[str, str] = {
     "fault_torn_old": "write torn; lost units kept their old contents",
     "fault_torn_zeros": "write torn; lost units read as zeros",
     "fault_torn_garbage": "write torn; lost units read as garbage",
+    "fault_size_only": "appending write: new size persisted, data not (no safe append)",
     "crash_during_recovery": "crash while recovering or rolling back after a crash",
     "media_bitflip": "a read returned one flipped bit (media faults)",
     "media_sector_error": "a latent sector error failed a read, and every later read of it",

@@ -261,6 +261,7 @@ class Engine:
         Raises: LockConflict, TrxStateError, Corruption.
         """
         self._active(trx)
+        self._check_key(key)
         idx = self._index(table)
         self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "S")
         rec = idx.get(self.buf, key)
@@ -282,9 +283,17 @@ class Engine:
             raise EngineError(f"value must be bytes of at most {limit} bytes for page size "
                               f"{self.config.page_size}")
 
+    @staticmethod
+    def _check_key(key: int) -> None:
+        """Keys are unsigned 64-bit integers; reject anything else before any mtr starts (an
+        unencodable key inside an mtr would panic the engine)."""
+        if not isinstance(key, int) or not 0 <= key < 1 << 64:
+            raise EngineError(f"key must be an integer in [0, 2**64), got {key!r}")
+
     def insert(self, trx: Trx, table: str, key: int, value: bytes) -> None:
         """Insert a new row.  Raises DuplicateKey, LockConflict, TrxStateError."""
         self._active(trx)
+        self._check_key(key)
         self._check_value(value)
         idx = self._index(table)
         self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
@@ -297,6 +306,7 @@ class Engine:
     def update(self, trx: Trx, table: str, key: int, value: bytes) -> bool:
         """Replace the row's value; False if there is no such row."""
         self._active(trx)
+        self._check_key(key)
         self._check_value(value)
         idx = self._index(table)
         self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
@@ -317,6 +327,7 @@ class Engine:
     def delete(self, trx: Trx, table: str, key: int) -> bool:
         """Remove the row; False if there is no such row."""
         self._active(trx)
+        self._check_key(key)
         idx = self._index(table)
         self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
         old = idx.get(self.buf, key)

@@ -4,7 +4,7 @@ Public surface: the VFS protocol (:class:`VFS`, :class:`VFSFile`), :class:`OsVFS
 :class:`SimDisk` with its :class:`Trace`, device profiles, and crash states
 (:class:`CrashPlan`, :class:`CrashStateBuilder`).
 """
-from faultfs.crash import (Choice, CrashPlan, CrashPlanError, CrashStateBuilder, DROP, KEEP,
+from faultfs.crash import (Choice, CrashPlan, CrashPlanError, CrashStateBuilder, DROP, KEEP, SIZE_ONLY,
                            TEAR, pending_ops, tear_units)
 from faultfs.devices import DEFAULT_DEVICE, DEVICES, DeviceProfile, UnknownDevice, get_device
 from faultfs.media import FaultSpec, InjectedIOError, MediaFaultError
@@ -15,7 +15,7 @@ from faultfs.vfs import VFS, OsVFS, VFSFile
 __all__ = [
     "VFS", "VFSFile", "OsVFS", "SimDisk", "SimFile", "Image", "Trace", "Marker", "Write",
     "DeviceProfile", "DEVICES", "DEFAULT_DEVICE", "UnknownDevice", "get_device",
-    "Choice", "CrashPlan", "CrashPlanError", "CrashStateBuilder", "KEEP", "DROP", "TEAR",
+    "Choice", "CrashPlan", "CrashPlanError", "CrashStateBuilder", "KEEP", "DROP", "TEAR", "SIZE_ONLY",
     "pending_ops", "tear_units", "FaultSpec", "InjectedIOError", "MediaFaultError",
     "MediaFault",
 ]

@@ -12,6 +12,9 @@ The persistence model (see DESIGN.md, faultfs):
     ``tear`` (only some tear units of a write reach the disk; lost units show old data, zeros or
     garbage).  Choices are independent, so a later write may survive while an earlier one is lost
     (reordering), but never across a barrier, since barriers make earlier operations durable.
+  * ``size-only`` (devices without safe append only, for a write that extended its file): the
+    new file size persisted but the appended bytes did not; they read as zeros or garbage
+    (``fill``), as after a crash on ext4 with data=writeback.
   * ``ordered`` devices keep a prefix of the pending operations: after the first dropped or torn
     one, every later pending operation is dropped.  Process-kill devices have nothing pending.
   * Surviving operations are applied in trace order.
@@ -35,7 +38,7 @@ from faultfs import media
 from faultfs.trace import (DATA_OPS, META_OPS, Create, Fsync, FsyncDir, Marker, MediaFault, Mkdir,
                            Rename, Trace, Truncate, Unlink, Write, parent_dir)
 
-KEEP, DROP, TEAR = "keep", "drop", "tear"
+KEEP, DROP, TEAR, SIZE_ONLY = "keep", "drop", "tear", "size-only"
 FILLS = ("old", "zeros", "garbage")
 
 
@@ -56,6 +59,8 @@ class Choice:
 
     def to_json(self) -> dict:
         d: dict = {"kind": self.kind}
+        if self.kind == SIZE_ONLY:
+            d["fill"] = self.fill
         if self.kind == TEAR:
             d["units"] = list(self.units)
             d["fill"] = self.fill
@@ -65,7 +70,7 @@ class Choice:
     def from_json(cls, d: dict) -> "Choice":
         try:
             kind = d["kind"]
-            if kind not in (KEEP, DROP, TEAR):
+            if kind not in (KEEP, DROP, TEAR, SIZE_ONLY):
                 raise CrashPlanError(f"unknown choice kind {kind!r}")
             fill = d.get("fill", "old")
             if fill not in FILLS:
@@ -241,6 +246,15 @@ class _State:
             if self.names.get(op.path) == op.inode:
                 del self.names[op.path]
 
+    def apply_size_only(self, op: Write, fill: str, seed: str) -> None:
+        """The file grows to cover ``op`` but the appended bytes read as ``fill``."""
+        buf = self.inodes.setdefault(op.inode, bytearray())
+        end = op.offset + len(op.data)
+        if end <= len(buf):
+            return
+        start = len(buf)
+        buf.extend(bytes(end - start) if fill == "zeros" else _garbage(seed, end - start))
+
     def image(self) -> Image:
         visible = {p: i for p, i in self.names.items()
                    if parent_dir(p) in self.dirs or parent_dir(p) == ""}
@@ -282,6 +296,25 @@ class CrashStateBuilder:
     def pending(self, position: int) -> list[int]:
         return pending_ops(self.trace, position, self.profile)
 
+    def appends(self) -> frozenset:
+        """Indices of the writes that extended their file when the program issued them."""
+        if not hasattr(self, "_appends"):
+            sizes: dict[int, int] = {}
+            st = self._snaps[0]
+            for p, ino in st.names.items():
+                sizes[ino] = len(st.inodes[ino])
+            out = set()
+            for i, op in enumerate(self.trace.ops):
+                if isinstance(op, Write):
+                    end = op.offset + len(op.data)
+                    if end > sizes.get(op.inode, 0):
+                        out.add(i)
+                        sizes[op.inode] = end
+                elif isinstance(op, Truncate):
+                    sizes[op.inode] = op.size
+            self._appends = frozenset(out)
+        return self._appends
+
     def build(self, plan: CrashPlan) -> Image:
         """The durable image after a crash as described by ``plan``."""
         pend = self.pending(plan.position)
@@ -290,6 +323,13 @@ class CrashStateBuilder:
             if i not in pend_set:
                 raise CrashPlanError(f"plan names operation #{i}, which is not pending at "
                                      f"position {plan.position}")
+            if c.kind == SIZE_ONLY:
+                if self.profile.safe_append or i not in self.appends():
+                    raise CrashPlanError(
+                        f"plan persists only the size of operation #{i}, which is not an "
+                        f"appending write on a device without safe append")
+                if c.fill not in ("zeros", "garbage"):
+                    raise CrashPlanError(f"size-only fill must be zeros or garbage, not {c.fill!r}")
             if c.kind == TEAR:
                 op = self.trace.ops[i]
                 if not isinstance(op, Write):
@@ -327,6 +367,8 @@ class CrashStateBuilder:
                 continue
             if c.kind == KEEP:
                 st.apply(op)
+            elif c.kind == SIZE_ONLY:
+                st.apply_size_only(op, c.fill, f"{i}")
             else:
                 st.apply(op, keep_mask=self._tear_mask(i, op, c))
         return st.image()
@@ -368,6 +410,9 @@ class CrashStateBuilder:
                     what += f" ({extra})"
             if c.kind == DROP:
                 lines.append(f"{what}: dropped")
+            elif c.kind == SIZE_ONLY:
+                lines.append(f"{what}: only the new file size persisted; the appended bytes "
+                             f"read as {c.fill}")
             else:
                 n = len(tear_units(op.offset, len(op.data), self.profile.tear_unit))
                 new = _ranges(sorted(c.units))

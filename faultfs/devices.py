@@ -12,6 +12,9 @@ barrier (``fsync`` for file data, ``fsync_dir`` for directory entries):
 * ``ordered``: pending operations persist in issue order (SQLite's SEQUENTIAL); a crash keeps a
   prefix of them.  When false they may persist out of order (a later write kept, an earlier one
   dropped), never across a barrier.
+* ``safe_append``: a write that extends a file never persists its new size without its data
+  (ext4 data=ordered, XFS).  When false (ext4 data=writeback, ext3 writeback), a crash may keep
+  the larger size with the appended bytes reading as zeros or garbage (ALICE's "safe append").
 * ``torn_fills``: what a lost tear unit of a torn write reads as.  ``old`` (its previous
   contents) is the guarantee of an atomic sector; ``zeros`` and ``garbage`` model a device that
   does not keep sectors atomic, where a torn write can destroy what the sector held before.
@@ -33,6 +36,7 @@ class DeviceProfile:
     power_loss: bool = True
     ordered: bool = False
     torn_fills: tuple = ("old",)
+    safe_append: bool = True
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -61,6 +65,10 @@ DEVICES: dict[str, DeviceProfile] = {
             "512-byte sectors that are NOT atomic: a torn write may leave a sector zeroed or "
             "full of garbage, destroying its old contents (classic InnoDB, which rewrites the "
             "last partial redo block in place, is not safe on such a device)")),
+        DeviceProfile("unsafe-append", 512, 512, safe_append=False, description=(
+            "512-byte sectors on a file system without safe append (ext4 data=writeback): a "
+            "crash may persist a file's new size but not the appended data, which then reads "
+            "as zeros or garbage")),
         DeviceProfile("ordered", 512, 512, ordered=True, description=(
             "unsynced writes persist in issue order (SQLite's SEQUENTIAL): a power loss keeps a "
             "prefix of them, the last one possibly torn")),

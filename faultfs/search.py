@@ -22,7 +22,8 @@ from __future__ import annotations
 import itertools
 from typing import Iterator
 
-from faultfs.crash import DROP, KEEP, TEAR, Choice, CrashPlan, CrashStateBuilder, tear_units
+from faultfs.crash import (DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder,
+                           tear_units)
 from faultfs.trace import Write
 
 
@@ -32,7 +33,12 @@ def fates(builder: CrashStateBuilder, i: int) -> int:
     if not isinstance(op, Write):
         return 2
     n = len(tear_units(op.offset, len(op.data), builder.profile.tear_unit))
-    return 2 + ((1 << n) - 2) * len(builder.profile.torn_fills)
+    extra = 2 if _size_only_allowed(builder, i) else 0
+    return 2 + ((1 << n) - 2) * len(builder.profile.torn_fills) + extra
+
+
+def _size_only_allowed(builder: CrashStateBuilder, i: int) -> bool:
+    return not builder.profile.safe_append and i in builder.appends()
 
 
 def space_size(builder: CrashStateBuilder, position: int) -> int:
@@ -56,6 +62,9 @@ def _losses(builder: CrashStateBuilder, i: int) -> Iterator[Choice]:
     op = builder.trace.ops[i]
     if not isinstance(op, Write):
         return
+    if _size_only_allowed(builder, i):
+        yield Choice(SIZE_ONLY, (), "zeros")
+        yield Choice(SIZE_ONLY, (), "garbage")
     n = len(tear_units(op.offset, len(op.data), builder.profile.tear_unit))
     for mask in range(1, (1 << n) - 1):
         units = tuple(u for u in range(n) if mask >> u & 1)
