@@ -47,6 +47,13 @@ class Artifact:
                 "recovery_crash_plans": [p.to_json() for p in self.nested],
                 "trace_hash": self.trace_hash, "finding": self.finding}
 
+    def save_as(self, path: str) -> str:
+        """Write the artifact to ``path``; return it."""
+        with open(path, "w") as f:
+            json.dump(self.to_json(), f, indent=1, sort_keys=True)
+            f.write("\n")
+        return path
+
     def save(self, directory: str) -> str:
         os.makedirs(directory, exist_ok=True)
         name = f"finding-{self.finding.get('kind', 'X')}-seed{self.seed}-{self.trace_hash[:10]}" \

@@ -9,11 +9,12 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import subprocess
 import sys
 
 import click
 
-from campaigns import crashcheck, reports
+from campaigns import crashcheck, reports, tools
 from campaigns.artifacts import ArtifactError, load
 from campaigns.mutants import MUTANTS, planted
 from campaigns.runner import SEARCH_MODES, CampaignConfig, CampaignResult, run_campaign
@@ -237,13 +238,21 @@ def _print_summary(cfg: CampaignConfig, res: CampaignResult) -> None:
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("--without-mutant", is_flag=True,
               help="Replay with the artifact's planted bug removed (does the fix pass?).")
-def replay(artifact, without_mutant):
+@click.option("--subprocess", "in_subprocess", is_flag=True,
+              help="Replay in a child process, so a hard crash of the code under test cannot "
+                   "lose the reproduction; its exit status is reported.")
+def replay(artifact, without_mutant, in_subprocess):
     """Reproduce a finding from its artifact: same trace hash, same verdict."""
-    try:
-        art = load(artifact)
-    except ArtifactError as e:
-        _err(f"tornpage replay: {e}")
-        sys.exit(2)
+    art = _load("replay", artifact)
+    if in_subprocess:
+        cmd = [sys.executable, "-m", "campaigns.cli", "replay", artifact] + \
+            (["--without-mutant"] if without_mutant else [])
+        proc = subprocess.run(cmd)
+        if proc.returncode < 0:
+            click.echo(f"the replay process died of signal {-proc.returncode}: the code under "
+                       f"test crashed hard; reproduce with: {' '.join(cmd)}")
+            sys.exit(1)
+        sys.exit(proc.returncode)
     mutant = None if without_mutant else art.mutant
     with planted(mutant):
         run = run_workload(art.settings, art.steps)
@@ -278,6 +287,95 @@ def replay(artifact, without_mutant):
     click.echo("verdict: FAIL (" + ("same finding as recorded" if same else
                                     "a different finding than recorded") + ")")
     sys.exit(1)
+
+
+def _load(command: str, artifact: str):
+    try:
+        return load(artifact)
+    except ArtifactError as e:
+        _err(f"tornpage {command}: {e}")
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--context", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Trace operations shown before the crash.")
+def explain(artifact, context):
+    """Explain a finding: the trace around the crash, the choices that matter, expected versus
+    found rows."""
+    art = _load("explain", artifact)
+    with planted(art.mutant):
+        try:
+            lines = tools.explain(art, context)
+        except CrashPlanError as e:
+            _err(f"tornpage explain: the crash plan does not fit this trace: {e}")
+            sys.exit(2)
+    for line in lines:
+        click.echo(line)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Where to save the shrunk artifact [default: ARTIFACT with .shrunk.json].")
+def shrink(artifact, output):
+    """Shrink a finding further (fewer steps, fewer faults) keeping its signature."""
+    art = _load("shrink", artifact)
+    with planted(art.mutant):
+        try:
+            small = tools.shrink(art, log=lambda s: _err("  " + s))
+        except (ValueError, CrashPlanError) as e:
+            _err(f"tornpage shrink: {e}")
+            sys.exit(2)
+    out = output or (artifact[:-5] if artifact.endswith(".json") else artifact) + ".shrunk.json"
+    small_path = small.save_as(out)
+    click.echo(f"{len(art.steps)} steps, {len(art.plan.choices)} faults -> "
+               f"{len(small.steps)} steps, {len(small.plan.choices)} faults")
+    click.echo(f"saved {small_path}")
+    click.echo(f"reproduce: tornpage replay {small_path}")
+
+
+@main.command()
+@click.argument("target", type=click.Path(exists=True))
+@click.option("--page-size", type=click.Choice([str(p) for p in PAGE_SIZES]), default=None,
+              help="Page size of a directory's files [default: 4096; an artifact knows its own].")
+@click.option("--max-blocks", type=click.IntRange(min=1), default=64, show_default=True)
+def inspect(target, page_size, max_blocks):
+    """Decode the pages, redo blocks and checkpoints of a crash image: a directory of engine
+    files, or an artifact (its crash state is rebuilt)."""
+    if os.path.isdir(target):
+        files, ps, bad = tools.read_dir(target), int(page_size or 4096), None
+    else:
+        art = _load("inspect", target)
+        with planted(art.mutant):
+            try:
+                _, image = tools.crash_image(art)
+            except CrashPlanError as e:
+                _err(f"tornpage inspect: the crash plan does not fit this trace: {e}")
+                sys.exit(2)
+        files, ps, bad = image.files, art.settings.page_size, image.bad_sectors
+    for line in tools.inspect_files(files, ps, bad, max_blocks):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the test module here [default: stdout].")
+@click.option("--without-mutant", is_flag=True,
+              help="Replay without the artifact's planted bug (a test that passes now).")
+def regress(artifact, output, without_mutant):
+    """Turn an artifact into a pytest regression test (fails while the bug is present)."""
+    art = _load("regress", artifact)
+    src = tools.regression_test(art, os.path.basename(artifact),
+                                include_mutant=not without_mutant)
+    if output:
+        with open(output, "w") as f:
+            f.write(src)
+        click.echo(f"wrote {output}: python -m pytest -q {output}")
+    else:
+        click.echo(src, nl=False)
 
 
 @main.command()

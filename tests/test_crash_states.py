@@ -660,3 +660,33 @@ def test_ordered_device_keeps_a_prefix(case):
         cut = cut or c.kind != KEEP
     b = builder(disk)
     assert b.build(plan) == b.build(CrashPlan(pos, tuple(normalised)))
+
+
+def test_unsafe_append_persists_size_without_data():
+    """Without safe append, an appending write may leave the new size with zeros or garbage;
+    with safe append the same plan is refused."""
+    from faultfs.crash import SIZE_ONLY
+    for name, allowed in (("unsafe-append", True), ("sector512", False)):
+        d = SimDisk(name)
+        f = d.open("log", create=True)
+        f.pwrite(b"a" * 512, 0)
+        f.fsync()
+        f.pwrite(b"b" * 1024, 512)       # appends: the file grows to 1536 bytes
+        f.pwrite(b"c" * 512, 0)          # overwrites: not an append
+        b = CrashStateBuilder(d.base, d.trace, DEVICES[name])
+        pos = len(d.trace)
+        append_i, overwrite_i = pos - 2, pos - 1
+        assert append_i in b.appends() and overwrite_i not in b.appends()
+        plan = CrashPlan(pos, ((append_i, Choice(SIZE_ONLY, (), "zeros")),))
+        if not allowed:
+            with pytest.raises(CrashPlanError):
+                b.build(plan)
+            continue
+        img = b.build(plan)
+        assert img.files["log"] == b"c" * 512 + bytes(1024)
+        garbage = b.build(CrashPlan(pos, ((append_i, Choice(SIZE_ONLY, (), "garbage")),)))
+        data = garbage.files["log"]
+        assert len(data) == 1536 and data[512:] not in (bytes(1024), b"b" * 1024)
+        with pytest.raises(CrashPlanError):     # an overwrite has no size to persist alone
+            b.build(CrashPlan(pos, ((overwrite_i, Choice(SIZE_ONLY, (), "zeros")),)))
+        assert any("only the new file size persisted" in line for line in b.explain(plan))

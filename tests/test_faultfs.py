@@ -318,18 +318,20 @@ def test_describe_shortens_long_marker_attrs():
 # -- device profiles --------------------------------------------------------------------------------
 
 def test_device_table():
-    """The six named profiles exist with the documented tear units and switches."""
+    """The seven named profiles exist with the documented tear units and switches."""
     assert set(DEVICES) == {"sector512", "sector4k", "atomic16k", "nonatomic512", "ordered",
-                            "process-kill"}
+                            "process-kill", "unsafe-append"}
     for name, p in DEVICES.items():
         assert p.name == name and p.description
     tear = {n: p.tear_unit for n, p in DEVICES.items()}
     assert tear == {"sector512": 512, "sector4k": 4096, "atomic16k": 16384,
-                    "nonatomic512": 512, "ordered": 512, "process-kill": 512}
+                    "nonatomic512": 512, "ordered": 512, "process-kill": 512,
+                    "unsafe-append": 512}
     assert [n for n, p in DEVICES.items() if p.ordered] == ["ordered"]
     assert [n for n, p in DEVICES.items() if not p.power_loss] == ["process-kill"]
     assert [n for n, p in DEVICES.items() if p.torn_fills != ("old",)] == ["nonatomic512"]
     assert set(DEVICES["nonatomic512"].torn_fills) == {"old", "zeros", "garbage"}
+    assert [n for n, p in DEVICES.items() if not p.safe_append] == ["unsafe-append"]
 
 
 @pytest.mark.parametrize("name", sorted(DEVICES))
