@@ -316,7 +316,8 @@ def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignRe
         def check(plan, nested_draw, point=True):
             out = crashcheck.check_crash_state(run, plan, draw_nested=nested_draw)
             if point:
-                checked.setdefault(plan.position, set()).add(plan.dumps())
+                checked.setdefault(plan.position, set()).add(
+                    search.canonical(crashcheck.builder_for(run), plan).dumps())
             if state["failed_once"]:
                 res.shrink_runs += 1
             else:

@@ -408,7 +408,13 @@ class Engine:
         """A fuzzy checkpoint (log_checkpoint): fsync the data files, take the oldest
         modification in the flush list (or the current LSN when nothing is dirty), make the log
         durable to it and write it to the next checkpoint slot.  With ``flush`` the buffer pool
-        is flushed first (a sharp checkpoint).  Returns the checkpoint LSN."""
+        is flushed first (a sharp checkpoint).  Returns the checkpoint LSN.
+
+        Raises:
+            EnginePanic: the engine has stopped (after an IO failure no checkpoint may claim
+                that unsynced pages are durable)."""
+        if self.panicked:
+            raise EnginePanic(self.panicked)
         if flush:
             self.buf.flush_all()
         self.fil.fsync_all()

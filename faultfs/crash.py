@@ -215,7 +215,7 @@ class _State:
                 bad.difference_update(s for (a, b), new in (keep_mask or [((0, len(op.data)),
                                                                            op.data)])
                                       if new is not None
-                                      for s in media.sectors(op.offset + a, b - a))
+                                      for s in media.whole_sectors(op.offset + a, b - a))
             if keep_mask is None:
                 if op.offset > len(buf):
                     buf.extend(bytes(op.offset - len(buf)))
@@ -232,6 +232,9 @@ class _State:
             buf = self.inodes.setdefault(op.inode, bytearray())
             if op.size < len(buf):
                 del buf[op.size:]
+                if self.bad.get(op.inode):
+                    self.bad[op.inode] = {x for x in self.bad[op.inode]
+                                          if x * media.SECTOR < op.size}
             else:
                 buf.extend(bytes(op.size - len(buf)))
         elif isinstance(op, Create):

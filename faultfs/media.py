@@ -13,8 +13,9 @@ Kinds, after the behaviour of real devices and of Linux (the sources each models
                   ``arg`` picks the bit: ``arg % (8 * bytes read)``.
 ``sector-error``  (read)  a latent sector error: one 512-byte sector of the read becomes
                   unreadable and the read fails with ``EIO``; every later read of that sector
-                  fails too, after a crash as well, until a write covers it (drives remap on
-                  write).  ``arg`` picks the sector within the read.
+                  fails too, after a crash as well, until a write covers it whole (drives
+                  remap on write; a partial write cannot bring back the rest of the sector).
+                  ``arg`` picks the sector within the read.
 ``eio-write``     (write) the write fails with ``EIO`` and nothing of it reaches the file.
 ``enospc``        (write) a write that extends its file fails with ``ENOSPC`` (counted among
                   extending writes only); nothing of it reaches the file.
@@ -61,7 +62,7 @@ class FaultSpec:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise MediaFaultError(f"unknown media fault {self.kind!r}; known: {', '.join(KINDS)}")
-        if not (isinstance(self.at, int) and isinstance(self.arg, int)) or self.at < 0 \
+        if not (type(self.at) is int and type(self.arg) is int) or self.at < 0 \
                 or self.arg < 0:
             raise MediaFaultError(f"media fault {self.kind}: 'at' and 'arg' must be integers "
                                   f">= 0, got {self.at!r}, {self.arg!r}")
@@ -112,3 +113,11 @@ def sectors(offset: int, length: int) -> range:
     if length <= 0:
         return range(0)
     return range(offset // SECTOR, (offset + length - 1) // SECTOR + 1)
+
+
+def whole_sectors(offset: int, length: int) -> range:
+    """The 512-byte sector numbers a byte range covers entirely (a write rewrites, and so
+    makes readable again, only these: a drive cannot remap part of a sector)."""
+    if length <= 0:
+        return range(0)
+    return range(-(-offset // SECTOR), (offset + length) // SECTOR)

@@ -94,3 +94,16 @@ def enumerate_plans(builder: CrashStateBuilder, position: int) -> Iterator[Crash
 def plan_losses(plan: CrashPlan) -> int:
     """Operations the plan loses or tears (its distance from the all-kept state)."""
     return sum(1 for _, c in plan.choices if c.kind != KEEP)
+
+
+def canonical(builder: CrashStateBuilder, plan: CrashPlan) -> CrashPlan:
+    """The plan with choices that cannot change the state removed: keeps, and on an ordered
+    device every choice after the first loss (the builder drops those operations anyway)."""
+    out = []
+    for i, c in sorted(plan.choices):
+        if c.kind == KEEP:
+            continue
+        out.append((i, c))
+        if builder.profile.ordered:
+            break
+    return CrashPlan(plan.position, tuple(out))

@@ -82,7 +82,7 @@ class SimFile:
         buf[offset:offset + len(data)] = data
         bad = d._bad.get(self._inode)
         if bad:
-            bad.difference_update(media.sectors(offset, len(data)))
+            bad.difference_update(media.whole_sectors(offset, len(data)))
         d.trace.append(Write(self._inode, self.path, offset, data))
         return len(data)
 
@@ -101,6 +101,9 @@ class SimFile:
         buf = self._data()
         if size < len(buf):
             del buf[size:]
+            bad = self._disk._bad.get(self._inode)
+            if bad:     # sectors past the end are gone, not unreadable
+                bad.difference_update([x for x in bad if x * media.SECTOR >= size])
         else:
             buf.extend(bytes(size - len(buf)))
         self._disk.trace.append(Truncate(self._inode, self.path, size))
@@ -228,9 +231,12 @@ class SimDisk:
         return bytes(self._inodes[self._names[path]])
 
     def live_image(self) -> Image:
-        """Everything written so far, as if all of it were durable (a process-kill view)."""
+        """Everything written so far, as if all of it were durable (a process-kill view),
+        latent sector errors included (they are physical)."""
         return Image({p: bytes(self._inodes[i]) for p, i in self._names.items()},
-                     set(self._dirs) - {""})
+                     set(self._dirs) - {""},
+                     {p: frozenset(self._bad[i]) for p, i in self._names.items()
+                      if self._bad.get(i)})
 
     def trace_hash(self) -> str:
         return self.trace.hash()

@@ -1,0 +1,280 @@
+"""faultfs.search: the size of a crash point's space on hand-built traces, the exhaustive
+enumeration (count, order, distinctness, and equality with brute force), the systematic
+campaign that uses it, and crashes during recovery (nested crash plans)."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from campaigns import crashcheck
+from campaigns.runner import CampaignConfig, run_campaign
+from campaigns.workload import WorkloadSettings, run_workload
+from engine import Engine
+from faultfs import (DEVICES, DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashPlanError,
+                     CrashStateBuilder, Image, SimDisk, tear_units)
+from faultfs.search import enumerate_plans, fates, plan_losses, space_size
+from faultfs.trace import Write
+
+
+def builder(disk: SimDisk) -> CrashStateBuilder:
+    return CrashStateBuilder(disk.base, disk.trace, disk.profile)
+
+
+def small_disk(profile: str) -> SimDisk:
+    """#0 create a (pending until #7)   #1 write a [0, 1024)   #2 write a [1024, 1536)
+    #3 mkdir d   #4 marker   #5 truncate a to 1600   #6 write a [100, 400)   #7 fsync_dir /
+    (#1, #2, #5, #6 pending to the end, #3 and #0 made durable by #7)."""
+    disk = SimDisk(profile)
+    f = disk.open("a", create=True)
+    f.pwrite(b"A" * 1024, 0)
+    f.pwrite(b"B" * 512, 1024)
+    disk.mkdir("d")
+    disk.mark("m")
+    f.truncate(1600)
+    f.pwrite(b"C" * 300, 100)
+    disk.fsync_dir()
+    assert len(disk.trace) == 8
+    return disk
+
+
+def image_key(img: Image):
+    return (tuple(sorted(img.files.items())), tuple(sorted(img.dirs)),
+            tuple(sorted((p, tuple(sorted(s))) for p, s in img.bad_sectors.items())))
+
+
+# -- space_size -----------------------------------------------------------------------------------
+
+def test_fates_per_operation():
+    b = builder(small_disk("sector512"))
+    assert [fates(b, i) for i in (0, 1, 2, 3, 5, 6)] == [2, 4, 2, 2, 2, 2]
+    nb = builder(small_disk("nonatomic512"))                # three fills
+    assert [fates(nb, i) for i in (1, 2, 6)] == [2 + 2 * 3, 2, 2]
+    ub = builder(small_disk("unsafe-append"))               # size-only for the appends
+    assert ub.appends() == {1, 2}
+    assert [fates(ub, i) for i in (0, 1, 2, 5, 6)] == [2, 4 + 2, 2 + 2, 2, 2]
+    k4 = builder(small_disk("sector4k"))                    # nothing crosses a 4 KiB boundary
+    assert [fates(k4, i) for i in (1, 2, 6)] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("profile, sizes", [
+    # positions 0..8; pending: 1:[0] 2:[0,1] 3:[0,1,2] 4,5:+[3] 6:+[5] 7:+[6] 8: [1,2,5,6]
+    ("sector512", [1, 2, 8, 16, 32, 32, 64, 128, 4 * 2 * 2 * 2]),
+    ("nonatomic512", [1, 2, 16, 32, 64, 64, 128, 256, 8 * 2 * 2 * 2]),
+    ("sector4k", [1, 2, 4, 8, 16, 16, 32, 64, 16]),
+    ("atomic16k", [1, 2, 4, 8, 16, 16, 32, 64, 16]),
+    ("ordered", [1, 2, 5, 6, 7, 7, 8, 9, 1 + 3 + 1 + 1 + 1]),
+    ("process-kill", [1] * 9),
+    # no safe append: the appending writes #1 and #2 may also persist only their size (zeros
+    # or garbage): 4 + 2 and 2 + 2 fates; #6 overwrites, so it keeps its 2
+    ("unsafe-append", [1, 2, 12, 48, 96, 96, 192, 384, 6 * 4 * 2 * 2]),
+])
+def test_space_size_by_hand(profile, sizes):
+    b = builder(small_disk(profile))
+    assert [space_size(b, p) for p in range(9)] == sizes
+
+
+def test_space_size_of_an_unaligned_and_a_large_write():
+    disk = SimDisk()
+    f = disk.open("f", create=True)
+    disk.fsync_dir()
+    f.pwrite(b"x" * 2048, 100)      # 5 sector pieces: 100-512, 3 whole sectors, 2148-2560
+    b = builder(disk)
+    assert len(tear_units(100, 2048, 512)) == 5
+    assert space_size(b, 3) == 2 + (2 ** 5 - 2)
+    f.fsync()
+    f.pwrite(b"y" * 16384, 0)       # a 16 KiB doublewrite batch: 2**32 tear shapes, exactly
+    assert space_size(builder(disk), len(disk.trace)) == 2 ** 32
+    with pytest.raises(CrashPlanError):
+        space_size(b, len(disk.trace) + 1)
+
+
+# -- enumerate_plans ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile", sorted(DEVICES))
+def test_enumerate_plans_matches_space_size(profile):
+    """At every position: exactly space_size plans, all distinct, all buildable, fewest losses
+    first, the first one keeping everything."""
+    b = builder(small_disk(profile))
+    for pos in range(len(b.trace) + 1):
+        plans = list(enumerate_plans(b, pos))
+        assert len(plans) == space_size(b, pos)
+        assert len({p.dumps() for p in plans}) == len(plans)
+        assert plans[0] == CrashPlan(pos)
+        losses = [plan_losses(p) for p in plans]
+        assert losses == sorted(losses)
+        pend = set(b.pending(pos))
+        for p in plans:
+            assert p.position == pos
+            assert {i for i, _ in p.choices} <= pend
+            assert all(c.kind != KEEP for _, c in p.choices)
+            b.build(p)                                    # never raises
+            if b.profile.ordered:
+                assert len(p.choices) <= 1
+
+
+def _brute_force_images(b: CrashStateBuilder, pos: int) -> set:
+    """Every combination of keep / drop / each proper tear with each fill (/ size-only for an
+    appending write without safe append), built."""
+    options = []
+    for i in b.pending(pos):
+        opts = [Choice(KEEP), Choice(DROP)]
+        op = b.trace.ops[i]
+        if not b.profile.safe_append and i in b.appends():
+            opts += [Choice(SIZE_ONLY, (), "zeros"), Choice(SIZE_ONLY, (), "garbage")]
+        if isinstance(op, Write):
+            n = len(tear_units(op.offset, len(op.data), b.profile.tear_unit))
+            for k in range(1, n):
+                for units in itertools.combinations(range(n), k):
+                    opts += [Choice(TEAR, units, fill) for fill in b.profile.torn_fills]
+        options.append([(i, c) for c in opts])
+    return {image_key(b.build(CrashPlan(pos, tuple(combo))))
+            for combo in itertools.product(*options)}
+
+
+@pytest.mark.parametrize("profile", ["sector512", "nonatomic512", "ordered", "sector4k",
+                                     "unsafe-append"])
+def test_enumerated_images_equal_brute_force(profile):
+    b = builder(small_disk(profile))
+    for pos in range(len(b.trace) + 1):
+        enumerated = {image_key(b.build(p)) for p in enumerate_plans(b, pos)}
+        assert enumerated == _brute_force_images(b, pos), pos
+
+
+def test_brute_force_sees_what_the_losses_do():
+    """The image sets are not trivially equal: at the end of the reference trace on sector512
+    there are more distinct images than the ordered device allows."""
+    full = _brute_force_images(builder(small_disk("sector512")), 8)
+    ordered = _brute_force_images(builder(small_disk("ordered")), 8)
+    assert len(ordered) < len(full)
+    assert len(_brute_force_images(builder(small_disk("process-kill")), 8)) == 1
+
+
+def test_plan_losses_counts_non_keep_choices():
+    p = CrashPlan(9, ((1, Choice(DROP)), (2, Choice(KEEP)), (3, Choice(TEAR, (0,)))))
+    assert plan_losses(p) == 2
+    assert plan_losses(CrashPlan(3)) == 0
+
+
+# -- the systematic campaign ----------------------------------------------------------------------
+
+def test_systematic_campaign_covers_prefixes_and_points(tmp_path):
+    cfg = CampaignConfig(search="systematic", exhaustive_bound=64, examples=3, seed=1,
+                         budget=None, artifacts_dir=str(tmp_path))
+    res = run_campaign(cfg)
+    assert res.findings == []
+    assert res.workloads == 3
+    cov = res.coverage
+    assert cov.prefixes > 0 and cov.exhaustive > 0
+    assert cov.points >= cov.exhaustive
+    assert cov.largest_exhaustive <= 64
+    j = res.to_json(cfg)
+    json.dumps(j)
+    assert j["search"] == "systematic"
+    assert j["coverage"]["prefixes"] == cov.prefixes
+    assert j["coverage"]["crash_points_exhaustive"] == cov.exhaustive
+    assert res.crash_states >= cov.prefixes + res.workloads * cfg.crash_states_per_workload
+    sampled = run_campaign(CampaignConfig(examples=3, seed=1, budget=None,
+                                          artifacts_dir=str(tmp_path)))
+    assert sampled.coverage.prefixes == 0
+    assert sampled.crash_states == 3 * cfg.crash_states_per_workload
+
+
+def test_systematic_campaign_checks_every_prefix_and_every_small_space(tmp_path, monkeypatch):
+    """Spying on the checker: every position after the setup is checked with nothing lost, and
+    every plan of every crash point whose space is within the bound is checked."""
+    seen: dict[int, tuple] = {}
+    real = crashcheck.check_crash_state
+
+    def spy(run, plan, nested=None, draw_nested=None):
+        seen.setdefault(id(run), (run, set()))[1].add(plan.dumps())
+        return real(run, plan, nested=nested, draw_nested=draw_nested)
+
+    monkeypatch.setattr(crashcheck, "check_crash_state", spy)
+    cfg = CampaignConfig(search="systematic", exhaustive_bound=64, examples=6, seed=0,
+                         budget=None, artifacts_dir=str(tmp_path), recovery_crashes=0)
+    res = run_campaign(cfg)
+    assert res.findings == []
+    assert len(seen) == res.workloads == 6
+    enumerated = largest = 0
+    for run, dumps in seen.values():
+        b = crashcheck.builder_for(run)
+        for pos in range(run.setup_end + 1, len(run.trace) + 1):
+            assert CrashPlan(pos).dumps() in dumps
+        for pos in crashcheck.crash_points(run):
+            size = space_size(b, pos)
+            if size <= cfg.exhaustive_bound:
+                assert {p.dumps() for p in enumerate_plans(b, pos)} <= dumps
+                enumerated += size
+                largest = max(largest, size)
+    assert largest > 1                   # not only trivial spaces
+    assert res.coverage.largest_exhaustive >= largest
+    assert res.coverage.prefixes == sum(len(r.trace) - r.setup_end for r, _ in seen.values())
+
+
+# -- crashes during recovery (nested plans) -------------------------------------------------------
+
+STEPS = [["update_non_index", 0, 3, 5], ["commit", 0], ["bulk_update", 1, 1, 15, 7],
+         ["background", 6], ["update_non_index", 2, 9, 1], ["commit", 1]]
+
+
+@pytest.fixture(scope="module")
+def run():
+    return run_workload(WorkloadSettings(table_size=20), STEPS)
+
+
+def recovery_trace(run, plan):
+    """The trace the checker's first recovery of ``plan`` produces, with its base image."""
+    b = crashcheck.builder_for(run)
+    image = b.build(plan)
+    disk = SimDisk(b.profile, image)
+    eng = Engine.open(disk, run.settings.engine_config())
+    eng.finish_background_rollback()
+    while eng.run_background(3):
+        pass
+    return CrashStateBuilder(image, disk.trace, b.profile)
+
+
+def test_nested_crash_during_recovery_passes_and_is_recorded(run):
+    plan = CrashPlan(crashcheck.crash_points(run)[0])
+    nb = recovery_trace(run, plan)
+    assert len(nb.trace) > 0
+    pos = max(range(len(nb.trace) + 1), key=lambda p: len(nb.pending(p)))
+    assert nb.pending(pos)
+    nested = CrashPlan(pos, tuple((i, Choice(DROP)) for i in nb.pending(pos)))
+    res = crashcheck.check_crash_state(run, plan, nested=[nested])
+    assert res.verdict.ok, res.verdict.explain()
+    assert res.nested == [nested]
+    assert res.probes["crash_during_recovery"] == 1
+    twice = crashcheck.check_crash_state(run, plan, nested=[nested, CrashPlan(0)])
+    assert twice.verdict.ok and twice.nested == [nested, CrashPlan(0)]
+    assert twice.probes["crash_during_recovery"] == 2
+    plain = crashcheck.check_crash_state(run, plan)
+    assert plain.verdict.ok and plain.nested == [] and not plain.probes["crash_during_recovery"]
+
+
+def test_nested_crash_of_a_lossy_plan(run):
+    """A crash state that loses pending writes, crashed again during its recovery."""
+    b = crashcheck.builder_for(run)
+    pos = max(crashcheck.crash_points(run), key=lambda p: len(b.pending(p)))
+    plan = CrashPlan(pos, tuple((i, Choice(DROP)) for i in b.pending(pos)[-3:]))
+    nb = recovery_trace(run, plan)
+    mid = len(nb.trace) // 2
+    nested = CrashPlan(mid, tuple((i, Choice(DROP)) for i in nb.pending(mid)))
+    res = crashcheck.check_crash_state(run, plan, nested=[nested])
+    assert res.verdict.ok, res.verdict.explain()
+    assert res.nested == [nested]
+
+
+def test_invalid_nested_plan_raises(run):
+    plan = CrashPlan(crashcheck.crash_points(run)[0])
+    nb = recovery_trace(run, plan)
+    with pytest.raises(CrashPlanError):
+        crashcheck.check_crash_state(run, plan, nested=[CrashPlan(len(nb.trace) + 1)])
+    durable = [i for i in range(len(nb.trace)) if i not in nb.pending(len(nb.trace))
+               and isinstance(nb.trace.ops[i], Write)]
+    assert durable
+    with pytest.raises(CrashPlanError):
+        crashcheck.check_crash_state(
+            run, plan, nested=[CrashPlan(len(nb.trace), ((durable[0], Choice(DROP)),))])
