@@ -51,8 +51,8 @@ def _no_checksum_on_read(self, raw: bytes) -> str:
 def _recovery_checkpoint_at_end(engine) -> None:
     # checkpoint at the recovered end of the log while the applied pages are still dirty
     engine.fil.fsync_all()
-    engine.log.write_up_to(engine.log.lsn, flush=True)
-    engine.log.write_checkpoint(engine.log.lsn)
+    engine.log.write_up_to(engine.log.end_lsn, flush=True)
+    engine.log.write_checkpoint(engine.log.end_lsn)
 
 
 def _no_dir_fsync_on_create(self) -> None:

@@ -116,7 +116,7 @@ def inspect_log(data: bytes, max_blocks: int = 64) -> list[str]:
         if len(blk) < redo.BLOCK:
             out.append(f"  block LSN {block_lsn} @{off}: short")
             break
-        no = fil_page.u32(blk, redo.LOG_BLOCK_HDR_NO) & ~redo.LOG_BLOCK_FLUSH_BIT_MASK
+        no = fil_page.u32(blk, redo.LOG_BLOCK_HDR_NO) & redo.LOG_BLOCK_NO_MASK
         ok = fil_page.u32(blk, redo.LOG_BLOCK_CHECKSUM) == redo.block_checksum(blk)
         out.append(f"  block LSN {block_lsn} @{off}: no {no} (expected "
                    f"{redo.block_no(block_lsn)}) data_len "

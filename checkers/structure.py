@@ -73,7 +73,7 @@ def check_quiesced(eng) -> list[str]:
         if eng.trx_sys.active:
             out.append(f"transactions still ACTIVE: {sorted(eng.trx_sys.active)}")
         eng.buf.flush_all()
-        out += _page_problems(eng, eng.log.lsn, use_pool=False)
+        out += _page_problems(eng, eng.log.end_lsn, use_pool=False)
         ps = eng.config.page_size
         for r in range(eng.config.n_rollback_segments):
             slots = trx_sys.rseg_slots(eng.buf.get(0, trx_sys.FIRST_RSEG_PAGE_NO + r).data, ps)

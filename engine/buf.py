@@ -90,7 +90,7 @@ class BufferPool:
                 raise TornPageUnrepairable(msg)
             if v == PAGE_FROM_FUTURE:
                 raise PageFromFuture(msg + f" (page LSN {fil_page.page_lsn(raw)} > log end "
-                                           f"{self.log.lsn})")
+                                           f"{self.log.end_lsn})")
             raise Corruption(msg)
         self.stats["buf_pages_read"] += 1
         return self._install(Frame(space, page_no, bytearray(raw)))
@@ -100,7 +100,7 @@ class BufferPool:
     def _verify_read(self, raw: bytes) -> str:
         """Verify a page read from disk (buf_page_io_complete; mutant
         ``no-checksum-on-read`` accepts every page)."""
-        return fil_page.verify(raw, self.page_size, self.log.lsn)
+        return fil_page.verify(raw, self.page_size, self.log.end_lsn)
 
     def create(self, space: int, page_no: int) -> Frame:
         """A frame for a page that is about to be initialised by redo (no read)."""

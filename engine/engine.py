@@ -377,7 +377,7 @@ class Engine:
         return self.buf.flush_batch(self.config.page_cleaner_batch) > 0
 
     def _bg_checkpoint(self) -> bool:
-        target = self.buf.oldest_modification() or self.log.lsn
+        target = self.buf.oldest_modification() or self.log.end_lsn
         if target <= self.log.checkpoint_lsn:
             return False
         self.make_checkpoint()
@@ -418,7 +418,9 @@ class Engine:
         if flush:
             self.buf.flush_all()
         self.fil.fsync_all()
-        lsn = self.buf.oldest_modification() or self.log.lsn
+        # with nothing dirty: the end of the last mtr, not the next write position, which may
+        # be a block not yet written (LogSys._close_block) whose slot still holds stale blocks
+        lsn = self.buf.oldest_modification() or self.log.end_lsn
         lsn = max(lsn, self.log.checkpoint_lsn)
         self.log.write_up_to(lsn, flush=True)
         self.log.write_checkpoint(lsn)

@@ -12,7 +12,8 @@ File layout (F = log file size, bytes):
                   2048 + (floor512(L) - LOG_START_LSN) mod (F - 2048)
 
 Block (512 bytes):
-    0   4  LOG_BLOCK_HDR_NO          ((lsn / 512) mod 2^30) + 1; bit 31 is the flush bit
+    0   4  LOG_BLOCK_HDR_NO          ((lsn / 512) mod 2^30) + 1; bit 31 is the flush bit, bit 30
+                                     marks the first block of a run (see below)
     4   2  LOG_BLOCK_HDR_DATA_LEN    bytes used including the header; 512 = full
     6   2  LOG_BLOCK_FIRST_REC_GROUP offset of the first mtr that starts in the block, 0 if none
     8   4  LOG_BLOCK_CHECKPOINT_NO   low 32 bits of the next checkpoint number when written
@@ -24,7 +25,15 @@ Checkpoint slot: LOG_CHECKPOINT_NO u64 @0, LOG_CHECKPOINT_LSN u64 @8, LOG_CHECKP
 
 LSN is a byte address in the endless log stream, block headers and trailers included.  An mtr's
 end LSN is normalised past a trailer: it is either a payload position (block offset 12..507) or
-a block start (offset 0).  The next mtr's start LSN equals the previous mtr's end LSN.
+a block start (offset 0).  The next mtr's start LSN equals the previous mtr's end LSN, except
+after an fsync that left the last block partial: the writer never rewrites a durable block, so
+the next mtr starts at the next block (``LogSys._close_block``; a departure from InnoDB, which
+rewrites the last block in place and can lose durable redo on a device whose torn writes destroy
+old sector contents).  A partial block therefore ends a *run* of blocks, not necessarily the log;
+the scanner parses each run on its own and discards an incomplete mtr at the end of a run.  A run
+also ends before a block flagged LOG_BLOCK_RUN_START: recovery resumes writing at the next block
+(never rewriting the tail block), and the tail may hold an incomplete mtr the crash cut even
+when that block is full.
 
 Invariants (the writer asserts them):
   * nothing is written to the file at or beyond ``floor512(checkpoint LSN) + (F - 2048)``: the
@@ -35,7 +44,8 @@ Invariants (the writer asserts them):
 Scan stop conditions (named, as LevelDB's reader names its corruption cases): a block whose
 number does not match its LSN (``block-number``), whose checksum fails (``checksum``), whose
 data length is impossible (``data-length``), whose checkpoint number is older than the block
-before it (``stale-block``), or which is not full (``end-of-log``, the normal end).
+before it (``stale-block``); after a partial block, a block whose number does not match (not
+written since the last lap) is the normal end (``end-of-log``).
 """
 from __future__ import annotations
 
@@ -57,6 +67,9 @@ LOG_BLOCK_TRL_SIZE = 4
 LOG_BLOCK_CHECKSUM = OS_FILE_LOG_BLOCK_SIZE - LOG_BLOCK_TRL_SIZE
 LOG_BLOCK_PAYLOAD = LOG_BLOCK_CHECKSUM - LOG_BLOCK_HDR_SIZE
 LOG_BLOCK_FLUSH_BIT_MASK = 0x80000000
+LOG_BLOCK_RUN_START_MASK = 0x40000000   # tornpage: the first block after a closed block or a
+                                        # restart; any incomplete mtr before it is discarded
+LOG_BLOCK_NO_MASK = 0x3FFFFFFF
 
 LOG_FILE_HDR_SIZE = 2048
 LOG_HEADER_FORMAT = 0
@@ -163,6 +176,8 @@ class LogSys:
         self.capacity = file_size - LOG_FILE_HDR_SIZE
         assert self.capacity % BLOCK == 0 and self.capacity >= 64 * BLOCK
         self.lsn = LOG_START_LSN
+        self.end_lsn = LOG_START_LSN     # end of the last mtr (lsn may be past it: padding)
+        self._run_start = False          # flag the next new block LOG_BLOCK_RUN_START
         self.buf_start = LOG_START_LSN
         self.buf = bytearray()
         self.written_lsn = LOG_START_LSN
@@ -179,23 +194,21 @@ class LogSys:
         self.file.truncate(self.file_size)
 
     def restart_at(self, lsn: int, ckpt: Checkpoint) -> None:
-        """Continue writing at the recovered LSN ``lsn`` after recovering from ``ckpt``: the
-        tail block's bytes before ``lsn`` are kept and rewritten with the next write."""
+        """Continue writing after recovering from ``ckpt`` up to the recovered LSN ``lsn``.
+
+        A durable block is never rewritten (see :meth:`write_up_to`): when ``lsn`` falls inside
+        a block, writing resumes at the next block and the tail of that block (an incomplete mtr
+        the crash cut, if any) is left for the scanner to discard at the gap."""
+        self.end_lsn = lsn
+        if lsn % BLOCK:
+            lsn = lsn - lsn % BLOCK + BLOCK
         self.lsn = self.written_lsn = self.flushed_lsn = lsn
         self.checkpoint_lsn = ckpt.lsn
         self.checkpoint_no = ckpt.no
         self.next_checkpoint_no = ckpt.no + 1
-        self.buf_start = lsn - lsn % BLOCK
+        self.buf_start = lsn
         self.buf = bytearray()
-        off = lsn % BLOCK
-        if off:
-            blk = bytearray(self.file.pread(BLOCK, self.offset_of(self.buf_start)))
-            assert len(blk) == BLOCK
-            blk[off:] = bytes(BLOCK - off)
-            put_u16(blk, LOG_BLOCK_HDR_DATA_LEN, off)
-            if u16(blk, LOG_BLOCK_FIRST_REC_GROUP) >= off:
-                put_u16(blk, LOG_BLOCK_FIRST_REC_GROUP, 0)
-            self.buf = blk
+        self._run_start = True
 
     # -- addressing ----------------------------------------------------------------------------------
     def offset_of(self, block_lsn: int) -> int:
@@ -246,13 +259,15 @@ class LogSys:
             if lsn % BLOCK == LOG_BLOCK_CHECKSUM:
                 lsn += LOG_BLOCK_TRL_SIZE
         assert lsn == end, (lsn, end)
-        self.lsn = end
+        self.lsn = self.end_lsn = end
         return start, end
 
     def _new_block(self, block_lsn: int) -> None:
         assert block_lsn == self.buf_start + len(self.buf), (block_lsn, self.buf_start)
         blk = bytearray(BLOCK)
-        put_u32(blk, LOG_BLOCK_HDR_NO, block_no(block_lsn))
+        put_u32(blk, LOG_BLOCK_HDR_NO, block_no(block_lsn)
+                | (LOG_BLOCK_RUN_START_MASK if self._run_start else 0))
+        self._run_start = False
         put_u16(blk, LOG_BLOCK_HDR_DATA_LEN, LOG_BLOCK_HDR_SIZE)
         self.buf += blk
 
@@ -270,7 +285,21 @@ class LogSys:
             self.file.fsync()
             self.stats["log_fsyncs"] += 1
             self.flushed_lsn = self.written_lsn
+            if self.lsn % BLOCK:
+                self._close_block()
         assert self.flushed_lsn <= self.written_lsn <= self.lsn
+
+    def _close_block(self) -> None:
+        """Never rewrite a durable block: once a partial block is fsynced, the next mtr starts
+        in the next block and the rest of this one stays unused (its data length marks the
+        end).  Classic InnoDB rewrites the last partial block in place, which is unsafe where
+        a torn write can destroy a sector's old contents (device ``nonatomic512``); padding
+        costs up to one block of log per fsync instead.  O(1)."""
+        assert self.written_lsn == self.lsn and len(self.buf) == BLOCK, (self.lsn, len(self.buf))
+        self.lsn = self.written_lsn = self.flushed_lsn = self.lsn - self.lsn % BLOCK + BLOCK
+        self.buf_start = self.lsn
+        self.buf = bytearray()
+        self._run_start = True
 
     def _write_buffer(self) -> None:
         if not self.buf:
@@ -344,6 +373,24 @@ class ScanResult:
     blocks: int
 
 
+def _block_problem(blk: bytes, block_lsn: int, prev_ckno: int | None) -> str | None:
+    """Why the scan cannot use ``blk`` as the block at ``block_lsn`` (a STOP_* name), or None."""
+    if len(blk) != BLOCK or (u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK) != \
+            block_no(block_lsn):
+        return STOP_BLOCK_NUMBER
+    if u32(blk, LOG_BLOCK_CHECKSUM) != block_checksum(blk):
+        return STOP_CHECKSUM
+    data_len = u16(blk, LOG_BLOCK_HDR_DATA_LEN)
+    if data_len < LOG_BLOCK_HDR_SIZE or data_len > BLOCK or \
+            LOG_BLOCK_CHECKSUM < data_len < BLOCK:
+        return STOP_DATA_LEN
+    ckno = u32(blk, LOG_BLOCK_CHECKPOINT_NO)
+    if prev_ckno is not None and ckno != prev_ckno and \
+            ((prev_ckno - ckno) & 0xFFFFFFFF) < 0x80000000:
+        return STOP_STALE
+    return None
+
+
 def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
     """Scan from ``ckpt`` to the end of the valid log and parse complete mtrs
     (recv_scan_log_recs + recv_parse_log_recs).  O(redo bytes).
@@ -355,60 +402,55 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
     capacity = file_size - LOG_FILE_HDR_SIZE
     block_lsn = ckpt.lsn - ckpt.lsn % BLOCK
     first_off = ckpt.lsn % BLOCK
-    payload = bytearray()
+    # the payload in runs of contiguous blocks: a partial block ends a run (the writer never
+    # rewrites a durable block, so after an fsync of a partial block it starts the next one)
+    chunks: list[tuple[int, bytearray]] = [(ckpt.lsn, bytearray())]
     prev_ckno = None
     scanned = ckpt.lsn
     stop = STOP_WRAP
     nblocks = 0
+    after_partial = False
     for _ in range(capacity // BLOCK):
         off = LOG_FILE_HDR_SIZE + (block_lsn - LOG_START_LSN) % capacity
         blk = file.pread(BLOCK, off)
-        if len(blk) != BLOCK or (u32(blk, LOG_BLOCK_HDR_NO) & ~LOG_BLOCK_FLUSH_BIT_MASK) != \
-                block_no(block_lsn):
-            stop = STOP_BLOCK_NUMBER
-            break
-        if u32(blk, LOG_BLOCK_CHECKSUM) != block_checksum(blk):
-            stop = STOP_CHECKSUM
+        why = _block_problem(blk, block_lsn, prev_ckno)
+        if why is not None:
+            # after a partial block, a block never written (or from an older lap) is the end
+            stop = STOP_END if after_partial and why == STOP_BLOCK_NUMBER else why
             break
         data_len = u16(blk, LOG_BLOCK_HDR_DATA_LEN)
-        if data_len < LOG_BLOCK_HDR_SIZE or data_len > BLOCK or \
-                LOG_BLOCK_CHECKSUM < data_len < BLOCK:
-            stop = STOP_DATA_LEN
-            break
-        ckno = u32(blk, LOG_BLOCK_CHECKPOINT_NO)
-        if prev_ckno is not None and ckno != prev_ckno and \
-                ((prev_ckno - ckno) & 0xFFFFFFFF) < 0x80000000:
-            stop = STOP_STALE
-            break
-        prev_ckno = ckno
+        prev_ckno = u32(blk, LOG_BLOCK_CHECKPOINT_NO)
         nblocks += 1
         lo = max(LOG_BLOCK_HDR_SIZE, first_off) if nblocks == 1 else LOG_BLOCK_HDR_SIZE
         hi = min(data_len, LOG_BLOCK_CHECKSUM)
         if nblocks == 1 and first_off and data_len < first_off:
             raise RecoveryError(f"the log block at the checkpoint LSN {ckpt.lsn} holds only "
                                 f"{data_len} bytes: the log ends before the checkpoint")
+        if nblocks > 1 and (after_partial or u32(blk, LOG_BLOCK_HDR_NO) &
+                            LOG_BLOCK_RUN_START_MASK):
+            chunks.append((block_lsn, bytearray()))
         if hi > lo:
-            payload += blk[lo:hi]
-        if data_len < BLOCK:
-            scanned = block_lsn + data_len
-            stop = STOP_END
-            break
+            chunks[-1][1].extend(blk[lo:hi])
+        after_partial = data_len < BLOCK
+        scanned = block_lsn + data_len if after_partial else block_lsn + BLOCK
         block_lsn += BLOCK
-        scanned = block_lsn
+    else:
+        stop = STOP_END if after_partial else STOP_WRAP
     if nblocks == 0 and first_off:
         raise RecoveryError(f"no valid log block at the checkpoint LSN {ckpt.lsn} ({stop})")
     mtrs = []
-    pos = 0
-    while True:
-        try:
-            got = parse_mtr(payload, pos)
-        except RedoParseError as e:
-            raise RecoveryError(f"redo log corrupt after LSN {lsn_add(ckpt.lsn, pos)}: {e}") \
-                from None
-        if got is None:
-            break
-        recs, end = got
-        mtrs.append(ParsedMtr(lsn_add(ckpt.lsn, pos), lsn_add(ckpt.lsn, end), recs))
-        pos = end
+    for k, (start, payload) in enumerate(chunks):
+        pos = 0
+        while True:
+            try:
+                got = parse_mtr(payload, pos)
+            except RedoParseError as e:
+                raise RecoveryError(f"redo log corrupt after LSN {lsn_add(start, pos)}: {e}") \
+                    from None
+            if got is None:
+                break           # an incomplete mtr: the end, or a tail a crash cut (a gap)
+            recs, end = got
+            mtrs.append(ParsedMtr(lsn_add(start, pos), lsn_add(start, end), recs))
+            pos = end
     recovered = mtrs[-1].end_lsn if mtrs else ckpt.lsn
     return ScanResult(ckpt, max(scanned, recovered), recovered, mtrs, stop, nblocks)

@@ -734,7 +734,10 @@ def test_engine_do_path_equals_redo_replay():
     # the whole log from its very first LSN (the stale-block rule allows rising epochs)
     res = L.scan(disk.open("ib_logfile0"), cfg.log_file_size,
                  L.Checkpoint(0, L.LOG_START_LSN, L.LOG_FILE_HDR_SIZE, L.LOG_CHECKPOINT_1))
-    assert res.stop == L.STOP_END and res.recovered_lsn == eng.log.lsn
+    # the writer moves to the next block after fsyncing a partial one (never rewrites it)
+    assert res.stop == L.STOP_END and res.recovered_lsn <= eng.log.lsn
+    assert res.recovered_lsn == eng.log.lsn or (eng.log.lsn % L.BLOCK == 0 and
+                                                eng.log.lsn - res.recovered_lsn < L.BLOCK)
     assert len(res.mtrs) == eng.stats["mtr_committed"]
     assert sum(len(m.records) for m in res.mtrs) == eng.stats["redo_records_written"]
     frames: dict[tuple[int, int], bytearray] = {}
@@ -786,9 +789,44 @@ def _write_mtrs(log, rng, count: int, sizes=None):
         s, e = log.append(data)
         out.append((s, e, data))
         if rng.random() < 0.3:
-            log.write_up_to(e, flush=rng.random() < 0.5)
+            # written, not fsynced: an fsync would close the block (see test_log_never_
+            # rewrites_a_durable_block), and these tests check the contiguous stream
+            log.write_up_to(e, flush=False)
     log.write_up_to(log.lsn, flush=True)
     return out
+
+
+def test_log_never_rewrites_a_durable_block():
+    """After an fsync that leaves a partial block, the next mtr starts in the next block: no
+    fsynced block is ever written again (a torn rewrite could destroy durable redo on a device
+    whose lost sectors read as zeros), and the scan still finds every mtr with its LSNs."""
+    disk, f, log = _new_log()
+    rng = random.Random(31)
+    mtrs = []
+    for i in range(40):
+        data = _mtr_bytes(rng, i, rng.randrange(1, 300))
+        s, e = log.append(data)
+        mtrs.append((s, e, data))
+        if rng.random() < 0.5:
+            log.write_up_to(e, flush=True)
+    log.write_up_to(log.end_lsn, flush=True)
+    durable: set[int] = set()
+    written: set[int] = set()
+    from faultfs.trace import Fsync, Write
+    for op in disk.trace.ops:
+        if isinstance(op, Write) and op.path == "ib_logfile0" and op.offset >= 2048:
+            blocks = set(range(op.offset // BLK, (op.offset + len(op.data) - 1) // BLK + 1))
+            assert not blocks & durable, f"durable log block rewritten at {op.offset}"
+            written |= blocks
+        elif isinstance(op, Fsync) and op.path == "ib_logfile0":
+            durable |= written
+    res = _scan(f, 64 * 1024)
+    assert res.stop == L.STOP_END
+    assert [m.end_lsn for m in res.mtrs] == [e for _, e, _ in mtrs]
+    assert [ml.encode_mtr(m.records) for m in res.mtrs] == [d for _, _, d in mtrs]
+    assert res.recovered_lsn == log.end_lsn
+    gaps = sum(1 for a, b in zip(mtrs, mtrs[1:]) if a[1] != b[0])
+    assert gaps > 0, "some fsync left a partial block, so some mtr started in the next block"
 
 
 def _scan(f, size):
@@ -857,8 +895,8 @@ def test_log_blocks_have_header_and_crc32c_trailer():
         assert P.u32(blk, L.LOG_BLOCK_HDR_NO) == L.block_no(lsn)
         assert P.u32(blk, L.LOG_BLOCK_CHECKSUM) == crc32c.crc32c(blk[:508])
         dl = P.u16(blk, L.LOG_BLOCK_HDR_DATA_LEN)
-        last = lsn + BLK > log.lsn
-        assert dl == (log.lsn - lsn if last else BLK)
+        last = lsn + BLK > log.end_lsn
+        assert dl == (log.end_lsn - lsn if last else BLK)
         frg = P.u16(blk, L.LOG_BLOCK_FIRST_REC_GROUP)
         in_block = sorted(s for s in starts if lsn <= s < lsn + BLK)
         if in_block:
@@ -881,7 +919,7 @@ def test_log_write_and_scan_round_trip():
     assert res.checkpoint.lsn == L.LOG_START_LSN and res.checkpoint.no == 0
     assert [(m.start_lsn, m.end_lsn) for m in res.mtrs] == [(s, e) for s, e, _ in mtrs]
     assert [ml.encode_mtr(m.records) for m in res.mtrs] == [d for _, _, d in mtrs]
-    assert res.recovered_lsn == res.scanned_lsn == log.lsn
+    assert res.recovered_lsn == res.scanned_lsn == log.end_lsn
     # consecutive: each mtr starts where the previous ended
     assert all(a[1] == b[0] for a, b in zip(mtrs, mtrs[1:]))
 
@@ -952,7 +990,8 @@ def test_log_scan_accepts_blocks_of_newer_checkpoint_epochs():
     ckno = {P.u32(_block_at(f, log, b), L.LOG_BLOCK_CHECKPOINT_NO)
             for b in range(L.LOG_START_LSN, log.lsn, BLK)}
     assert ckno == {1, 3}
-    assert first[-1][1] == second[0][0]
+    e = first[-1][1]          # the first batch ended with an fsync: the block was closed
+    assert second[0][0] == (e if e % BLK == 0 else e - e % BLK + BLK)
 
 
 def test_log_scan_stops_at_an_impossible_data_length():
@@ -980,12 +1019,13 @@ def test_log_scan_partial_block_ends_the_log_and_drops_an_incomplete_mtr():
     res = _scan(f, 64 * 1024)
     assert res.stop == L.STOP_BLOCK_NUMBER                    # zeros: block number 0
     assert [(m.start_lsn, m.end_lsn) for m in res.mtrs] == [(a, b) for a, b, _ in mtrs]
-    assert res.recovered_lsn == mtrs[-1][1] == s
+    e0 = mtrs[-1][1]          # the fsync at the end of _write_mtrs closed that block
+    assert res.recovered_lsn == e0 and s == (e0 if e0 % BLK == 0 else e0 - e0 % BLK + BLK)
     assert res.scanned_lsn == last_blk
     # the normal end: the last block is partial
     _, f2, log2 = _new_log()
     m2 = _write_mtrs(log2, rng, 5)
-    assert log2.lsn % BLK != 0
+    assert log2.end_lsn % BLK != 0
     res2 = _scan(f2, 64 * 1024)
     assert res2.stop == L.STOP_END and res2.recovered_lsn == m2[-1][1]
 
@@ -1007,9 +1047,9 @@ def test_log_scan_ignores_bytes_beyond_data_length():
 def test_log_scan_refuses_a_log_that_ends_before_its_checkpoint():
     _, f, log = _new_log()
     _write_mtrs(log, random.Random(20), 5)
-    assert log.lsn % BLK > L.LOG_BLOCK_HDR_SIZE
-    log.write_checkpoint(log.lsn)                                # mid-block checkpoint
-    blsn = log.lsn - log.lsn % BLK
+    assert log.end_lsn % BLK > L.LOG_BLOCK_HDR_SIZE
+    log.write_checkpoint(log.end_lsn)                                # mid-block checkpoint
+    blsn = log.end_lsn - log.end_lsn % BLK
     blk = _block_at(f, log, blsn)
     P.put_u16(blk, L.LOG_BLOCK_HDR_DATA_LEN, L.LOG_BLOCK_HDR_SIZE)
     _put_block(f, log, blsn, blk)
@@ -1047,7 +1087,7 @@ def test_log_wraps_around_the_circular_file():
     assert res.checkpoint.lsn == written[3][1]
     assert [(m.start_lsn, m.end_lsn) for m in res.mtrs] == [(s, e) for s, e, _ in written[4:]]
     assert res.stop in (L.STOP_END, L.STOP_BLOCK_NUMBER)
-    assert res.recovered_lsn == log.lsn
+    assert res.recovered_lsn == log.end_lsn
 
 
 def test_log_refuses_to_overwrite_redo_newer_than_the_checkpoint():
@@ -1079,7 +1119,7 @@ def test_checkpoint_slots_alternate_and_newest_valid_wins():
     c = L.read_checkpoints(f)
     assert [(x.no, x.lsn) for x in c] == [(4, cps[-2])]
     res = L.scan(f, 64 * 1024, c[0])
-    assert res.stop == L.STOP_END and res.recovered_lsn == log.lsn
+    assert res.stop == L.STOP_END and res.recovered_lsn == log.end_lsn
     assert res.mtrs[0].start_lsn == cps[-2]
     # both slots bad: nothing to recover from
     f.pwrite(bytes(BLK), L.LOG_CHECKPOINT_1)
