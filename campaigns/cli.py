@@ -34,13 +34,26 @@ def main() -> None:
     """tornpage: crash-consistency and recovery verification for an InnoDB-style engine."""
 
 
-def _required_probes(settings: WorkloadSettings, mutant: str | None) -> tuple:
+def _required_probes(settings: WorkloadSettings, mutant: str | None, recovery_crashes: int = 0,
+                     media_faults: bool = False) -> tuple:
+    """The probes a clean campaign with these options must see fire: the recovery branches it
+    exists to test and every fault it was configured to inject (a fault that never fired is a
+    test that never ran)."""
     if mutant:
         return ()
     req = list(REQUIRED_DEFAULT)
     dev = DEVICES[settings.device]
     if not settings.doublewrite or not dev.power_loss or dev.tear_unit >= settings.page_size:
         req.remove("doublewrite_repair")   # nothing can tear, or nothing can repair
+    if recovery_crashes:
+        req.append("crash_during_recovery")
+    if media_faults:      # ENOSPC needs a file-extending write at the right moment: not required
+        req += ["media_bitflip", "media_sector_error", "media_eio_write", "media_eio_fsync",
+                "engine_stopped_on_media_fault"]
+    if dev.power_loss and "zeros" in dev.torn_fills:
+        req.append("fault_torn_zeros")
+    if not dev.safe_append:
+        req.append("fault_size_only")
     return tuple(req)
 
 
@@ -149,7 +162,9 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
                          search=search, exhaustive_bound=exhaustive_bound,
                          check_determinism=determinism_check, media_faults=media_faults,
                          database=prof.get("database"),
-                         required_probes=_required_probes(settings, mutant))
+                         required_probes=_required_probes(settings, mutant,
+                                                          pick["recovery_crashes"],
+                                                          media_faults))
     if not quiet:
         _err(f"tornpage run: profile {profile}, seed {seed}, "
              + (f"{examples} workloads" if examples else f"budget {budget:g}s")
