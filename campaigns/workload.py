@@ -123,8 +123,9 @@ def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     disk.arm(settings.schedule())
     try:
         _Runner(eng, disk, run).run(steps)
-    except EngineError as e:
-        # the engine stopped (a media fault it refused, or a bug): the process dies here, and
+    except (EngineError, AssertionError) as e:
+        # the engine stopped (a media fault it refused, or a bug, including its own assertions
+        # such as btr_page.PageLayoutError, as ut_a stops InnoDB): the process dies here, and
         # the trace so far is what the crash states are cut from
         run.stopped = f"{type(e).__name__}: {e}"
         run.events.append((len(disk.trace), f"engine stopped: {run.stopped}"))

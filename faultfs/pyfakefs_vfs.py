@@ -51,7 +51,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from pyfakefs import fake_file, fake_filesystem_unittest, fake_os
+from pyfakefs import fake_filesystem_unittest, fake_os, helpers
 from pyfakefs.fake_file import FakeDirectory, FakeDirWrapper, FakeFile, FakeFileWrapper
 
 from faultfs.devices import DEFAULT_DEVICE, DeviceProfile
@@ -151,7 +151,7 @@ class TracedOsModule(fake_os.FakeOsModule):
         finally:
             if ad is not None:
                 ad._hint = None
-        obj.st_mtime = obj.st_ctime = fake_file.helpers.now()
+        obj.st_mtime = obj.st_ctime = helpers.now()
         return len(data)
 
     def pread(self, fd: int, n: int, offset: int) -> bytes:
@@ -273,8 +273,7 @@ def _hook_add_entry(self, path_object) -> None:
     drel = ad._rel(self.path)
     if drel is None:
         return _orig_add_entry(self, path_object)
-    rel = posixpath.join(drel, fake_file.to_string(path_object.name)) if drel else \
-        fake_file.to_string(path_object.name)
+    rel = posixpath.join(drel, helpers.to_string(path_object.name))
     if isinstance(path_object, FakeDirectory):
         _orig_add_entry(self, path_object)
         ad.disk.mkdir(rel)
@@ -297,8 +296,8 @@ def _hook_remove_entry(self, pathname_name, recursive: bool = True) -> None:
     drel = ad._rel(self.path)
     if drel is None:
         return _orig_remove_entry(self, pathname_name, recursive)
-    name = fake_file.to_string(self._normalized_entryname(pathname_name))
-    rel = posixpath.join(drel, name) if drel else name
+    name = helpers.to_string(self._normalized_entryname(pathname_name))
+    rel = posixpath.join(drel, name)
     entry = self.entries.get(name)
     if isinstance(entry, FakeDirectory):
         raise _refuse(errno.ENOTSUP, f"removing directory {rel!r} below the traced root: the "
@@ -514,7 +513,7 @@ class FakeFSAdapter:
 
     def _rel(self, path) -> str | None:
         """``path`` (absolute, normalised) relative to ``root``; None outside it."""
-        path = fake_file.to_string(path)
+        path = helpers.to_string(path)
         if path == self.root:
             return ""
         if path.startswith(self.root + "/"):
@@ -551,15 +550,15 @@ class FakeFSAdapter:
     def _sync_all(self) -> None:
         for obj, f in list(self._files.values()):
             f.fsync()
-        for d in sorted(self.disk._dirs, key=lambda p: (p.count("/"), p)):
+        for d in [""] + sorted(self.disk.live_image().dirs, key=lambda p: (p.count("/"), p)):
             self.disk.fsync_dir(d)
 
     def _rename(self, orig, old, new, force_replace: bool) -> None:
         if self._quiet:
             return orig(old, new, force_replace)
         fs = self.fs
-        o = fs.absnormpath(fake_file.to_string(fs.make_string_path(old)))
-        n = fs.absnormpath(fake_file.to_string(fs.make_string_path(new)))
+        o = fs.absnormpath(helpers.to_string(fs.make_string_path(old)))
+        n = fs.absnormpath(helpers.to_string(fs.make_string_path(new)))
         ro, rn = self._rel(o), self._rel(n)
         if ro is None and rn is None:
             return orig(old, new, force_replace)
