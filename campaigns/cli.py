@@ -121,6 +121,8 @@ def _parse_shard(ctx, param, value):
 @click.option("--media-faults", is_flag=True,
               help="Inject media faults while workloads run: bit flips and latent sector "
                    "errors on read, EIO on write and fsync, ENOSPC (see faultfs.media).")
+@click.option("--shrink/--no-shrink", default=True, show_default=True,
+              help="Let Hypothesis shrink each failing workload (off: faster, larger cases).")
 @click.option("--determinism-check/--no-determinism-check", default=True, show_default=True,
               help="Replay every finding twice and compare trace hash and verdict.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
@@ -134,8 +136,8 @@ def _parse_shard(ctx, param, value):
 @click.pass_context
 def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant, device,
         no_doublewrite, page_size, crash_states, max_findings, recovery_crashes, search,
-        exhaustive_bound, media_faults, determinism_check, json_path, junit_path, artifacts,
-        quiet):
+        exhaustive_bound, media_faults, shrink, determinism_check, json_path, junit_path,
+        artifacts, quiet):
     """Run a fault campaign: workloads, crashes, recovery, oracles."""
     given = {name for name in ctx.params
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
@@ -161,7 +163,7 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
                          recovery_crashes=pick["recovery_crashes"], shard=shard,
                          search=search, exhaustive_bound=exhaustive_bound,
                          check_determinism=determinism_check, media_faults=media_faults,
-                         database=prof.get("database"),
+                         database=prof.get("database"), shrink=shrink,
                          required_probes=_required_probes(settings, mutant,
                                                           pick["recovery_crashes"],
                                                           media_faults))
@@ -397,9 +399,10 @@ def regress(artifact, output, without_mutant):
 def mutants():
     """List the planted bugs a campaign can be asked to find."""
     for m in MUTANTS.values():
-        click.echo(f"{m.name:32s} bug {m.bug:2d}  {m.description}")
-        click.echo(f"{'':32s}         expect {m.expect}"
-                   + (f"; found only with {m.needs}" if m.needs else ""))
+        src = f"INNODB.md bug {m.bug}" if m.bug else "fault model"
+        click.echo(f"{m.name}  ({src})")
+        click.echo(f"    {m.description}")
+        click.echo(f"    expect {m.expect}" + (f"; found only with {m.needs}" if m.needs else ""))
 
 
 @main.command()

@@ -59,6 +59,7 @@ class CampaignConfig:
     check_determinism: bool = True       # replay every finding twice: same trace hash, verdict
     media_faults: bool = False           # draw a media fault schedule for each workload
     database: str | None = None          # Hypothesis example database directory (nightly)
+    shrink: bool = True                  # let Hypothesis shrink a failing example
 
 
 SEARCH_MODES = {
@@ -285,7 +286,7 @@ def hypothesis_settings(cfg: CampaignConfig, n_examples: int) -> settings:
     return settings(max_examples=n_examples, database=db, derandomize=False, deadline=None,
                     suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
                     phases=([Phase.reuse] if db is not None else [])
-                    + [Phase.generate, Phase.shrink],
+                    + [Phase.generate] + ([Phase.shrink] if cfg.shrink else []),
                     report_multiple_bugs=False, print_blob=False)
 
 

@@ -401,7 +401,7 @@ class CrashStateBuilder:
         ``describe(op)`` may return a richer name for a write (e.g. ``"page 1:5"``).
         """
         lines = [f"crash after operation #{plan.position - 1} "
-                 f"({len(self.pending(plan.position))} operations pending)"]
+                 f"({_plural(len(self.pending(plan.position)), 'operation')} pending)"]
         for i, c in plan.choices:
             if c.kind == KEEP:
                 continue
@@ -423,6 +423,10 @@ class CrashStateBuilder:
                 lines.append(f"{what}: torn: units {new or 'none'} new, {old or 'none'} "
                              f"{c.fill} ({self.profile.tear_unit}-byte units)")
         return lines
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _ranges(xs: list[int]) -> str:
