@@ -33,7 +33,10 @@ old sector contents).  A partial block therefore ends a *run* of blocks, not nec
 the scanner parses each run on its own and discards an incomplete mtr at the end of a run.  A run
 also ends before a block flagged LOG_BLOCK_RUN_START: recovery resumes writing at the next block
 (never rewriting the tail block), and the tail may hold an incomplete mtr the crash cut even
-when that block is full.
+when that block is full.  The writer flags the first block after a closed block, a restart or a
+checkpoint, so inside a run every block carries the same checkpoint number; an unflagged block
+after a partial one, or with another checkpoint number, is a leftover of an earlier crashed run
+and ends the scan.
 
 Invariants (the writer asserts them):
   * nothing is written to the file at or beyond ``floor512(checkpoint LSN) + (F - 2048)``: the
@@ -335,14 +338,22 @@ class LogSys:
             (self.checkpoint_lsn, lsn, self.flushed_lsn)
         no = self.next_checkpoint_no
         blsn = lsn - lsn % BLOCK
+        if self.lsn > self.written_lsn:
+            self._write_buffer()        # the fsync below makes it durable: write it all first
         self.file.pwrite(encode_checkpoint(no, lsn, self.offset_of(blsn)),
                          checkpoint_slot_for(no))
         self.file.fsync()
         self.stats["log_fsyncs"] += 1
         self.stats["checkpoints"] += 1
+        self.flushed_lsn = self.written_lsn
         self.checkpoint_lsn = lsn
         self.checkpoint_no = no
         self.next_checkpoint_no = no + 1
+        # blocks written from now on carry the new checkpoint number: they start a new run
+        # (the scanner accepts a change of number inside a run only at a flagged block)
+        if self.lsn % BLOCK:
+            self._close_block()
+        self._run_start = True
 
 
 # -- the reader (recovery) ---------------------------------------------------------------------
@@ -419,15 +430,22 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
             stop = STOP_END if after_partial and why == STOP_BLOCK_NUMBER else why
             break
         data_len = u16(blk, LOG_BLOCK_HDR_DATA_LEN)
-        prev_ckno = u32(blk, LOG_BLOCK_CHECKPOINT_NO)
+        ckno = u32(blk, LOG_BLOCK_CHECKPOINT_NO)
+        run_start = bool(u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_RUN_START_MASK)
+        if nblocks and not run_start and (after_partial or ckno != prev_ckno):
+            # a run continues only in blocks of the same write epoch; a block after a partial
+            # one, or of another checkpoint number, that does not start a run was left by an
+            # earlier (crashed) run of the writer: it is not part of this log
+            stop = STOP_END if after_partial else STOP_STALE
+            break
+        prev_ckno = ckno
         nblocks += 1
         lo = max(LOG_BLOCK_HDR_SIZE, first_off) if nblocks == 1 else LOG_BLOCK_HDR_SIZE
         hi = min(data_len, LOG_BLOCK_CHECKSUM)
         if nblocks == 1 and first_off and data_len < first_off:
             raise RecoveryError(f"the log block at the checkpoint LSN {ckpt.lsn} holds only "
                                 f"{data_len} bytes: the log ends before the checkpoint")
-        if nblocks > 1 and (after_partial or u32(blk, LOG_BLOCK_HDR_NO) &
-                            LOG_BLOCK_RUN_START_MASK):
+        if nblocks > 1 and run_start:
             chunks.append((block_lsn, bytearray()))
         if hi > lo:
             chunks[-1][1].extend(blk[lo:hi])

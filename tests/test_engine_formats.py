@@ -19,7 +19,7 @@ from engine.config import PAGE_SIZES, ConfigError, EngineConfig
 from engine.engine import Engine
 from engine.errors import PageFromFuture, RecoveryError
 from engine.log import LogSys
-from faultfs import SimDisk
+from faultfs import TEAR, Choice, CrashPlan, CrashStateBuilder, SimDisk
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -892,7 +892,7 @@ def test_log_blocks_have_header_and_crc32c_trailer():
     nblocks = 0
     while lsn < log.lsn:
         blk = f.pread(BLK, log.offset_of(lsn))
-        assert P.u32(blk, L.LOG_BLOCK_HDR_NO) == L.block_no(lsn)
+        assert P.u32(blk, L.LOG_BLOCK_HDR_NO) & L.LOG_BLOCK_NO_MASK == L.block_no(lsn)
         assert P.u32(blk, L.LOG_BLOCK_CHECKSUM) == crc32c.crc32c(blk[:508])
         dl = P.u16(blk, L.LOG_BLOCK_HDR_DATA_LEN)
         last = lsn + BLK > log.end_lsn
@@ -1220,3 +1220,41 @@ def test_engine_refuses_a_mismatched_page_size():
     with pytest.raises(RecoveryError):
         Engine.open(disk, _small_config(log_file_size=1 << 19))
     assert Engine.open(disk, cfg).all_rows("t")[19] == b"row19"
+
+
+def test_log_scan_ignores_a_block_left_by_an_earlier_crashed_run():
+    """Crash 1 keeps two blocks of a three-block write (mtr A incomplete); recovery resumes at
+    the next block; run 2's mtr B is written over that stale block and the next one, and crash 2
+    loses the first of them.  The stale block (A's bytes, old checkpoint number) must not be
+    glued to B's block into a phantom mtr: the scan ends there and A and B are both dropped."""
+    size = 2048 + 64 * BLK
+    disk, f, log = _new_log(size)
+    m0 = ml.encode_mtr([ml.write_string(1, 3, 0, b"M" * 300)])
+    _, e0 = log.append(m0)
+    hdr = len(ml.encode_mtr([ml.write_string(1, 4, 0, b"")]))
+    room = (L.LOG_BLOCK_CHECKSUM - e0 % BLK) + L.LOG_BLOCK_PAYLOAD + 20
+    _, ea = log.append(ml.encode_mtr([ml.write_string(1, 4, 0, b"A" * (room - hdr))]))
+    log.write_up_to(ea, flush=False)
+    w = disk.trace.ops[-1]
+    assert len(w.data) == 3 * BLK
+    b = CrashStateBuilder(disk.base, disk.trace, disk.profile)
+    img = b.build(CrashPlan(len(disk.trace), ((len(disk.trace) - 1,
+                                               Choice(TEAR, (0, 1))),)))   # 512-byte units
+    disk1 = SimDisk(image=img)
+    f1 = disk1.open("ib_logfile0")
+    ck = L.read_checkpoints(f1)[0]
+    r1 = L.scan(f1, size, ck)
+    assert [m.end_lsn for m in r1.mtrs] == [e0]
+    log2 = LogSys(f1, size)
+    log2.restart_at(r1.recovered_lsn, ck)
+    log2.write_checkpoint(log2.end_lsn)
+    _, eb = log2.append(ml.encode_mtr([ml.write_string(1, 5, 0, b"B" * (L.LOG_BLOCK_PAYLOAD
+                                                                        + 20 - hdr))]))
+    log2.write_up_to(eb, flush=False)
+    w2 = len(disk1.trace) - 1
+    assert len(disk1.trace.ops[w2].data) == 2 * BLK
+    b2 = CrashStateBuilder(disk1.base, disk1.trace, disk1.profile)
+    img2 = b2.build(CrashPlan(len(disk1.trace), ((w2, Choice(TEAR, (1,))),)))
+    f2 = SimDisk(image=img2).open("ib_logfile0")
+    r2 = L.scan(f2, size, L.read_checkpoints(f2)[0])
+    assert r2.mtrs == [] and r2.stop == L.STOP_STALE
