@@ -157,6 +157,15 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
         raise click.UsageError(str(e))
     if jobs > 1 and dask_address:
         raise click.UsageError("--jobs and --dask are alternatives; give one")
+    _check_writable(json_path, "--json")
+    _check_writable(junit_path, "--junit")
+    try:
+        os.makedirs(artifacts, exist_ok=True)
+    except OSError as e:
+        raise click.UsageError(f"--artifacts {artifacts}: cannot create the directory "
+                               f"({e.strerror or e})")
+    if not os.access(artifacts, os.W_OK):
+        raise click.UsageError(f"--artifacts {artifacts}: the directory is not writable")
     cfg = CampaignConfig(seed=seed, budget=budget, examples=examples, settings=settings,
                          mutant=mutant, crash_states_per_workload=crash_states,
                          artifacts_dir=artifacts, max_findings=pick["max_findings"],
@@ -193,6 +202,16 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
     if junit_path:
         reports.write_junit(junit_path, cfg, res)
     sys.exit(1 if res.failed else 0)
+
+
+def _check_writable(path: str | None, option: str) -> None:
+    """Fail before the campaign (exit 2), not after it, when an output cannot be written."""
+    if path is None:
+        return
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d) or not os.access(d, os.W_OK) or \
+            (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise click.UsageError(f"{option} {path}: cannot write there")
 
 
 @contextlib.contextmanager

@@ -151,13 +151,15 @@ class _RefusedOnMedia(Exception):
 
 
 def caused_by_media(e: BaseException) -> bool:
-    """Whether ``e`` or anything in its cause/context chain is an injected media error."""
+    """Whether ``e`` or anything in its ``raise ... from`` chain is an injected media error (an
+    exception merely raised while one was being handled does not count: that may be a bug in
+    the engine's error handling, which must stay a finding)."""
     seen = set()
     while e is not None and id(e) not in seen:
         if isinstance(e, InjectedIOError):
             return True
         seen.add(id(e))
-        e = e.__cause__ or e.__context__
+        e = e.__cause__       # explicit chains only: an error raised while handling one is not
     return False
 
 
@@ -209,6 +211,9 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
     uninterrupted recovery of the first crash state produced (recovery is idempotent).
     """
     b = builder_for(run)
+    if run.crashed:
+        return CrashResult(plan, Verdict.failed(
+            ENGINE_ERROR, f"the engine crashed during the workload: {run.stopped}"))
     if run.stopped and not run.disk.faults_injected:
         return CrashResult(plan, Verdict.failed(
             ENGINE_ERROR, f"the engine stopped during the workload with no fault injected: "

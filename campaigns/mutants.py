@@ -90,7 +90,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            needs="--media-faults (eio-fsync)"),
     Mutant("no-checksum-on-read", 0,
            "pages read from disk are not verified (checksum, LSN) before use",
-           "U/L/C: a flipped bit is written back with a fresh checksum",
+           "E/U/L/C: a flipped bit is used (the engine crashes on it) or written back with a "
+           "fresh checksum",
            lambda: mock.patch.object(buf.BufferPool, "_verify_read", _no_checksum_on_read),
            needs="--media-faults (bitflip)"),
     Mutant("no-dir-fsync-on-create", 0,

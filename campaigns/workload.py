@@ -98,6 +98,7 @@ class WorkloadRun:
     events: list = field(default_factory=list)    # (trace index, words) for explanations
     engine_stats: dict = field(default_factory=dict)
     stopped: str | None = None          # why the engine stopped before the last step, if it did
+    crashed: bool = False               # ... and it was no typed refusal (EngineError) but a crash
 
     @property
     def trace(self):
@@ -123,12 +124,15 @@ def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     disk.arm(settings.schedule())
     try:
         _Runner(eng, disk, run).run(steps)
-    except (EngineError, AssertionError) as e:
-        # the engine stopped (a media fault it refused, or a bug, including its own assertions
-        # such as btr_page.PageLayoutError, as ut_a stops InnoDB): the process dies here, and
-        # the trace so far is what the crash states are cut from
+    except Exception as e:  # noqa: BLE001 - the process dies here, whatever killed it
+        # the engine stopped: a typed refusal (EngineError: a media fault it refused, or a bug)
+        # or a crash (any other exception, e.g. its own layout assertion, or garbage it did not
+        # verify: always a finding, see crashcheck); the trace so far is what the crash states
+        # are cut from
         run.stopped = f"{type(e).__name__}: {e}"
-        run.events.append((len(disk.trace), f"engine stopped: {run.stopped}"))
+        run.crashed = not isinstance(e, EngineError)
+        run.events.append((len(disk.trace), f"engine {'crashed' if run.crashed else 'stopped'}: "
+                                             f"{run.stopped}"))
     run.engine_stats = dict(eng.stats)
     return run
 
