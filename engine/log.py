@@ -25,9 +25,9 @@ Checkpoint slot: LOG_CHECKPOINT_NO u64 @0, LOG_CHECKPOINT_LSN u64 @8, LOG_CHECKP
 
 LSN is a byte address in the endless log stream, block headers and trailers included.  An mtr's
 end LSN is normalised past a trailer: it is either a payload position (block offset 12..507) or
-a block start (offset 0).  The next mtr's start LSN equals the previous mtr's end LSN, except
-after an fsync that left the last block partial: the writer never rewrites a durable block, so
-the next mtr starts at the next block (``LogSys._close_block``; a departure from InnoDB, which
+a block start (offset 0).  The next mtr's start LSN equals the previous mtr's end LSN, also
+after an fsync that left the last block partial, although then the writer, which never rewrites
+a durable block, puts the next mtr's bytes in the next block (``LogSys._close_block``; a departure from InnoDB, which
 rewrites the last block in place and can lose durable redo on a device whose torn writes destroy
 old sector contents).  A partial block therefore ends a *run* of blocks, not necessarily the log;
 the scanner parses each run on its own and discards an incomplete mtr at the end of a run.  A run
@@ -229,12 +229,16 @@ class LogSys:
     def append(self, data: bytes) -> tuple[int, int]:
         """Append one mtr's bytes to the log buffer; return its (start LSN, end LSN).
 
+        The start LSN is always the previous mtr's end LSN (``end_lsn``), also when the bytes
+        begin in the next block because the last one was closed: a page whose LSN is that end
+        must have this mtr applied (recovery applies iff start LSN >= page LSN).
+
         Raises:
             LogFull: the mtr would overwrite redo newer than the last checkpoint (callers run
                 a log free check before every mtr, so this means a missing check).
         """
         assert data
-        start = self.lsn
+        start = self.lsn                     # where the bytes go
         end = lsn_add(start, len(data))
         if end - (self.checkpoint_lsn - self.checkpoint_lsn % BLOCK) > self.capacity - BLOCK:
             raise LogFull(f"mtr [{start}, {end}) would overwrite redo newer than checkpoint "
@@ -262,8 +266,9 @@ class LogSys:
             if lsn % BLOCK == LOG_BLOCK_CHECKSUM:
                 lsn += LOG_BLOCK_TRL_SIZE
         assert lsn == end, (lsn, end)
+        mtr_start = self.end_lsn
         self.lsn = self.end_lsn = end
-        return start, end
+        return mtr_start, end
 
     def _new_block(self, block_lsn: int) -> None:
         assert block_lsn == self.buf_start + len(self.buf), (block_lsn, self.buf_start)
@@ -459,6 +464,8 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
     mtrs = []
     for k, (start, payload) in enumerate(chunks):
         pos = 0
+        # the first mtr of a later run starts (by LSN) where the last complete one ended
+        prev_end = mtrs[-1].end_lsn if mtrs else ckpt.lsn
         while True:
             try:
                 got = parse_mtr(payload, pos)
@@ -468,7 +475,8 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
             if got is None:
                 break           # an incomplete mtr: the end, or a tail a crash cut (a gap)
             recs, end = got
-            mtrs.append(ParsedMtr(lsn_add(start, pos), lsn_add(start, end), recs))
+            mtrs.append(ParsedMtr(prev_end if pos == 0 and k else lsn_add(start, pos),
+                                  lsn_add(start, end), recs))
             pos = end
     recovered = mtrs[-1].end_lsn if mtrs else ckpt.lsn
     return ScanResult(ckpt, max(scanned, recovered), recovered, mtrs, stop, nblocks)

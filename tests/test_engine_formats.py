@@ -825,8 +825,11 @@ def test_log_never_rewrites_a_durable_block():
     assert [m.end_lsn for m in res.mtrs] == [e for _, e, _ in mtrs]
     assert [ml.encode_mtr(m.records) for m in res.mtrs] == [d for _, _, d in mtrs]
     assert res.recovered_lsn == log.end_lsn
-    gaps = sum(1 for a, b in zip(mtrs, mtrs[1:]) if a[1] != b[0])
-    assert gaps > 0, "some fsync left a partial block, so some mtr started in the next block"
+    # LSNs stay consecutive (a closed block does not change where the next mtr starts by LSN)
+    assert all(a[1] == b[0] for a, b in zip(mtrs, mtrs[1:]))
+    closed = [b for b in range(L.LOG_START_LSN, log.lsn - BLK, BLK)
+              if P.u16(_block_at(f, log, b), L.LOG_BLOCK_HDR_DATA_LEN) < BLK]
+    assert closed, "some fsync left a partial block, and the next mtr went to the next block"
 
 
 def _scan(f, size):
@@ -990,8 +993,7 @@ def test_log_scan_accepts_blocks_of_newer_checkpoint_epochs():
     ckno = {P.u32(_block_at(f, log, b), L.LOG_BLOCK_CHECKPOINT_NO)
             for b in range(L.LOG_START_LSN, log.lsn, BLK)}
     assert ckno == {1, 3}
-    e = first[-1][1]          # the first batch ended with an fsync: the block was closed
-    assert second[0][0] == (e if e % BLK == 0 else e - e % BLK + BLK)
+    assert first[-1][1] == second[0][0]
 
 
 def test_log_scan_stops_at_an_impossible_data_length():
@@ -1019,8 +1021,7 @@ def test_log_scan_partial_block_ends_the_log_and_drops_an_incomplete_mtr():
     res = _scan(f, 64 * 1024)
     assert res.stop == L.STOP_BLOCK_NUMBER                    # zeros: block number 0
     assert [(m.start_lsn, m.end_lsn) for m in res.mtrs] == [(a, b) for a, b, _ in mtrs]
-    e0 = mtrs[-1][1]          # the fsync at the end of _write_mtrs closed that block
-    assert res.recovered_lsn == e0 and s == (e0 if e0 % BLK == 0 else e0 - e0 % BLK + BLK)
+    assert res.recovered_lsn == mtrs[-1][1] == s
     assert res.scanned_lsn == last_blk
     # the normal end: the last block is partial
     _, f2, log2 = _new_log()
