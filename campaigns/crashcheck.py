@@ -314,5 +314,5 @@ def explain_plans(run: WorkloadRun, plan: CrashPlan, nested: list) -> list[str]:
     for d, p in enumerate(nested, 1):
         lost = [i for i, c in p.choices if c.kind != KEEP]
         lines.append(f"crash during recovery #{d}: after recovery operation #{p.position - 1}, "
-                     f"{len(lost)} pending operations lost or torn")
+                     f"{len(lost)} pending operation{'' if len(lost) == 1 else 's'} lost or torn")
     return lines
