@@ -48,6 +48,14 @@ def _no_checksum_on_read(self, raw: bytes) -> str:
     return PAGE_OK
 
 
+def _ignore_write_errors(self, data: bytes, offset: int) -> int:
+    # a failed write is ignored: the caller believes the data reached the file
+    try:
+        return self.file.pwrite(data, offset)
+    except OSError:
+        return len(data)
+
+
 def _recovery_checkpoint_at_end(engine) -> None:
     # checkpoint at the recovered end of the log while the applied pages are still dirty
     engine.fil.fsync_all()
@@ -106,6 +114,11 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            lambda: mock.patch.object(recovery, "checkpoint_after_apply",
                                      _recovery_checkpoint_at_end),
            needs="--recovery-crashes >= 1"),
+    Mutant("ignore-write-errors", 0,
+           "a write that fails with EIO or ENOSPC is ignored and the page counted as written",
+           "L/C: the page on disk is older than the checkpoint assumes",
+           lambda: mock.patch.object(os_file.GuardedFile, "pwrite", _ignore_write_errors),
+           needs="--media-faults (eio-write, enospc)"),
 )}
 
 

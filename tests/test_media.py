@@ -531,6 +531,14 @@ def test_fsync_retry_after_eio_not_found_without_media_faults(tmp_path):
     assert not any(k.startswith("media_") for k in res.probes)
 
 
+def test_ignore_write_errors_not_found_without_media_faults(tmp_path):
+    """The seam only matters when a write fails: without media faults the mutant is inert
+    (test_campaign checks it is found with them)."""
+    res = campaign(tmp_path, "ignore-write-errors", 8, media_faults=False)
+    assert res.findings == []
+    assert res.workloads == 8 and res.crash_states > 0
+
+
 def test_no_dir_fsync_on_create_found_on_the_default_device(tmp_path):
     res = campaign(tmp_path, "no-dir-fsync-on-create", 4)
     assert len(res.findings) == 1
