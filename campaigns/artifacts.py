@@ -36,10 +36,6 @@ class Artifact:
     nested: list = field(default_factory=list)      # crash plans during recovery
     engine_version: str = ENGINE_VERSION
 
-    @staticmethod
-    def from_json_dict(d: dict) -> "Artifact":
-        return from_dict(d)
-
     def to_json(self) -> dict:
         return {"tornpage_artifact": ARTIFACT_FORMAT, "engine_version": self.engine_version,
                 "seed": self.seed, "settings": self.settings.to_json(), "mutant": self.mutant,

@@ -258,7 +258,7 @@ def _print_summary(cfg: CampaignConfig, res: CampaignResult) -> None:
         for line in f.plan_lines:
             click.echo("  " + line)
         if f.determinism is not None:
-            click.echo(f"  determinism: " + ("2 replays gave the same trace hash and verdict"
+            click.echo("  determinism: " + ("2 replays gave the same trace hash and verdict"
                                              if f.determinism == "ok" else f.determinism))
         click.echo(f"  artifact: {f.artifact}")
         click.echo(f"  reproduce: tornpage replay {f.artifact}")

@@ -27,7 +27,7 @@ from checkers import probes as probes_mod
 from faultfs import CrashPlan, search
 
 from campaigns import crashcheck
-from campaigns.artifacts import Artifact
+from campaigns.artifacts import Artifact, from_dict
 from campaigns.mutants import planted
 from campaigns.workload import (WorkloadSettings, media_schedule_strategy, run_workload,
                                 settings_strategy, workload_strategy)
@@ -274,7 +274,7 @@ def _merge(cfg: CampaignConfig, into: CampaignResult, part: CampaignResult) -> N
             into.duplicates[sig] = into.duplicates.get(sig, 0) + 1
             continue
         into.signatures.add(sig)
-        f.artifact = Artifact.from_json_dict(f.artifact_json).save(cfg.artifacts_dir)
+        f.artifact = from_dict(f.artifact_json).save(cfg.artifacts_dir)
         into.findings.append(f)
 
 
@@ -367,7 +367,6 @@ def _merge_coverage(into: Coverage, c: Coverage) -> None:
 
 
 def _save_finding(cfg, cseed, s, steps, run, plan, out, res: CampaignResult) -> None:
-    b = crashcheck.builder_for(run)
     plan_lines = crashcheck.explain_plans(run, plan, out.nested)
     art = Artifact(seed=cseed, settings=s, steps=[list(x) for x in steps], plan=plan,
                    nested=list(out.nested),

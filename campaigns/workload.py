@@ -182,7 +182,6 @@ class _Runner:
                 self._end(slot, "rolled back after a lock conflict")
 
     def _statement(self, op: str, slot: int, step: list) -> None:
-        eng = self.eng
         if op == "commit":
             if slot not in self.slots:
                 return

@@ -287,7 +287,7 @@ def test_btr_page_insert_search_delete_keep_order_and_round_trip(ps):
     back = bytearray(img)
     assert bp.records(back) == recs
     assert bp.level(back) == 0 and bp.n_recs(back) == len(model)
-    assert bp.u64(back, bp.PAGE_INDEX_ID) == 3
+    assert P.u64(back, bp.PAGE_INDEX_ID) == 3
     # free space accounting
     used = sum(len(r) + bp.REC_LEN for r in recs)
     assert bp.free_space(back) == bp.capacity(ps) - used
