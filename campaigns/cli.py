@@ -18,8 +18,8 @@ from campaigns import crashcheck, reports, tools
 from campaigns.artifacts import ArtifactError, load
 from campaigns.mutants import MUTANTS, planted
 from campaigns.runner import SEARCH_MODES, CampaignConfig, CampaignResult, run_campaign
-from campaigns.workload import WorkloadSettings, run_workload
-from checkers.probes import FAULT_PROBES, PROBES, REQUIRED_DEFAULT
+from campaigns.workload import TRX_COMMIT_MODES, WorkloadSettings, run_workload
+from checkers.probes import FAULT_PROBES, PROBES, REQUIRED_DEFAULT, WORKLOAD_PROBES
 from engine.config import PAGE_SIZES, ConfigError
 from faultfs import DEVICES, DEFAULT_DEVICE, CrashPlanError
 
@@ -49,7 +49,7 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None, recovery_cr
         req.append("crash_during_recovery")
     if media_faults:      # ENOSPC needs a file-extending write at the right moment: not required
         req += ["media_bitflip", "media_sector_error", "media_eio_write", "media_eio_fsync",
-                "engine_stopped_on_media_fault"]
+                "media_misdirected", "engine_stopped_on_media_fault"]
     if dev.power_loss and "zeros" in dev.torn_fills:
         req.append("fault_torn_zeros")
     if not dev.safe_append:
@@ -105,6 +105,9 @@ def _parse_shard(ctx, param, value):
 @click.option("--no-doublewrite", is_flag=True, help="Run the engine with innodb_doublewrite=OFF.")
 @click.option("--page-size", type=click.Choice([str(p) for p in PAGE_SIZES[:3]]),
               default="4096", show_default=True)
+@click.option("--flush-log-at-trx-commit", "trx_commit", type=click.Choice(["0", "1", "2"]),
+              multiple=True, help="innodb_flush_log_at_trx_commit of the workloads (repeat "
+                                  "for several); default: 1, 2 and 0, drawn per workload.")
 @click.option("--crash-states", type=click.IntRange(min=1), default=24, show_default=True,
               help="Crash states derived from each workload's trace.")
 @click.option("--max-findings", type=click.IntRange(min=1), default=1, show_default=True,
@@ -135,9 +138,9 @@ def _parse_shard(ctx, param, value):
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant, device,
-        no_doublewrite, page_size, crash_states, max_findings, recovery_crashes, search,
-        exhaustive_bound, media_faults, shrink, determinism_check, json_path, junit_path,
-        artifacts, quiet):
+        no_doublewrite, page_size, trx_commit, crash_states, max_findings, recovery_crashes,
+        search, exhaustive_bound, media_faults, shrink, determinism_check, json_path,
+        junit_path, artifacts, quiet):
     """Run a fault campaign: workloads, crashes, recovery, oracles."""
     given = {name for name in ctx.params
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
@@ -149,8 +152,10 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
         seed = int.from_bytes(os.urandom(4), "big")
     if examples is not None and "budget" not in given:
         budget = None
+    modes = tuple(dict.fromkeys(int(m) for m in trx_commit)) or TRX_COMMIT_MODES
     settings = WorkloadSettings(page_size=int(page_size), log_file_size=48 * int(page_size),
-                                doublewrite=not no_doublewrite, device=device)
+                                doublewrite=not no_doublewrite, device=device,
+                                flush_log_at_trx_commit=modes[0])
     try:
         settings.engine_config()
     except ConfigError as e:
@@ -173,6 +178,7 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
                          search=search, exhaustive_bound=exhaustive_bound,
                          check_determinism=determinism_check, media_faults=media_faults,
                          database=prof.get("database"), shrink=shrink,
+                         trx_commit_modes=modes,
                          required_probes=_required_probes(settings, mutant,
                                                           pick["recovery_crashes"],
                                                           media_faults))
@@ -181,7 +187,8 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
              + (f"{examples} workloads" if examples else f"budget {budget:g}s")
              + (f", shard {shard[0]}/{shard[1]}" if shard != (1, 1) else "")
              + f", device {device}, doublewrite {'off' if no_doublewrite else 'on'}, "
-               f"page size {page_size}" + (f", mutant {mutant}" if mutant else ""))
+               f"page size {page_size}, flush_log_at_trx_commit "
+             + ",".join(map(str, modes)) + (f", mutant {mutant}" if mutant else ""))
 
     last = [-1.0]
 
@@ -247,7 +254,7 @@ def _print_summary(cfg: CampaignConfig, res: CampaignResult) -> None:
     if res.shrink_runs:
         click.echo(f"shrink runs    {res.shrink_runs}")
     click.echo("probes")
-    for name in list(PROBES) + list(FAULT_PROBES):
+    for name in list(PROBES) + list(WORKLOAD_PROBES) + list(FAULT_PROBES):
         mark = " (required)" if name in cfg.required_probes else ""
         click.echo(f"  {name:38s} {res.probes.get(name, 0):8d}{mark}")
     click.echo(f"search         {cfg.search}: {res.coverage.describe()}")

@@ -12,8 +12,11 @@ from typing import Callable, Iterator
 from unittest import mock
 
 from engine import buf, dblwr, os_file, recovery
+from engine import page as fil_page
 from engine.engine import Engine
 from engine.page import PAGE_OK
+
+_verify = fil_page.verify       # the real verification, which the mutants below wrap
 
 
 class UnknownMutant(KeyError):
@@ -43,7 +46,7 @@ def _fsync_retry_after_eio(self) -> None:
         self.file.fsync()
 
 
-def _no_checksum_on_read(self, raw: bytes) -> str:
+def _no_checksum_on_read(self, raw: bytes, where) -> str:
     # pages read from disk are used without verifying their checksum
     return PAGE_OK
 
@@ -56,6 +59,26 @@ def _ignore_write_errors(self, data: bytes, offset: int) -> int:
         return len(data)
 
 
+def _no_write_verify(self) -> None:
+    # writes are trusted once fsynced: a lost or misdirected write goes unnoticed
+    self._unverified = []
+
+
+def _lsn_zero_page_trusted(page, page_size, log_end_lsn=None, expect=None) -> str:
+    # a page whose FIL_PAGE_LSN is 0 is taken as freshly initialised and not verified
+    if len(page) == page_size and any(page) and fil_page.page_lsn(page) == 0:
+        return PAGE_OK
+    return _verify(page, page_size, log_end_lsn, expect)
+
+
+def _unknown_page_type_unchecked(page, page_size, log_end_lsn=None, expect=None) -> str:
+    # pages of a FIL_PAGE_TYPE the engine does not know are taken as unused and not verified
+    if len(page) == page_size and any(page) and \
+            fil_page.page_type(page) not in fil_page.PAGE_TYPE_NAMES:
+        return PAGE_OK
+    return _verify(page, page_size, log_end_lsn, expect)
+
+
 def _recovery_checkpoint_at_end(engine) -> None:
     # checkpoint at the recovered end of the log while the applied pages are still dirty
     engine.fil.fsync_all()
@@ -66,6 +89,16 @@ def _recovery_checkpoint_at_end(engine) -> None:
 def _no_dir_fsync_on_create(self) -> None:
     # a new tablespace file's directory entry is never fsynced
     return None
+
+
+_flush_log_at_commit = Engine._flush_log_at_commit
+
+
+def _trx_commit_2_no_write(self, commit_lsn: int) -> None:
+    # flush_log_at_trx_commit=2 acknowledged with the commit's redo still in the log buffer:
+    # the OS never saw it, so a process kill loses it
+    if self.config.flush_log_at_trx_commit != 2:
+        _flush_log_at_commit(self, commit_lsn)
 
 
 @dataclass(frozen=True)
@@ -119,6 +152,35 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "L/C: the page on disk is older than the checkpoint assumes",
            lambda: mock.patch.object(os_file.GuardedFile, "pwrite", _ignore_write_errors),
            needs="--media-faults (eio-write, enospc)"),
+    Mutant("lsn-zero-page-trusted", 0,
+           "a page whose FIL_PAGE_LSN is 0 is taken as freshly initialised and not verified "
+           "(a shortcut for never-flushed pages; compare MySQL #73689, a zero checksum taken "
+           "as 'none')",
+           "R/C/E: a page torn with its first sector read back as zeros escapes doublewrite "
+           "repair and redo is applied to the wreck",
+           lambda: mock.patch.object(fil_page, "verify", _lsn_zero_page_trusted),
+           needs="zero-filled torn sectors (--device nonatomic512)"),
+    Mutant("unknown-page-type-unchecked", 0,
+           "pages whose FIL_PAGE_TYPE is not one the engine knows are taken as unused and "
+           "not verified",
+           "R/C/E: a page torn with its first sector read back as garbage escapes doublewrite "
+           "repair and is used",
+           lambda: mock.patch.object(fil_page, "verify", _unknown_page_type_unchecked),
+           needs="garbage-filled torn sectors (--device nonatomic512)"),
+    Mutant("no-write-verify", 0,
+           "writes are not read back after their fsync, so a write the drive lost or put "
+           "elsewhere is trusted (InnoDB's own behaviour)",
+           "L/C: a checkpoint moves past a page write that never happened, or a commit is "
+           "acknowledged whose redo is not on disk",
+           lambda: mock.patch.object(os_file.GuardedFile, "_verify_writes", _no_write_verify),
+           needs="--media-faults (misdirected)"),
+    Mutant("trx-commit-2-no-write", 0,
+           "with flush_log_at_trx_commit=2, commit is acknowledged without writing the log to "
+           "the OS (the redo stays in the process's log buffer)",
+           "L: a process kill loses an acknowledged commit that mode 2 promises to survive it",
+           lambda: mock.patch.object(Engine, "_flush_log_at_commit", _trx_commit_2_no_write),
+           needs="a crash that keeps what the OS had (--device process-kill, or a power loss "
+                 "whose crash plan loses nothing)"),
 )}
 
 

@@ -29,8 +29,9 @@ from faultfs import CrashPlan, search
 from campaigns import crashcheck
 from campaigns.artifacts import Artifact, from_dict
 from campaigns.mutants import planted
-from campaigns.workload import (WorkloadSettings, media_schedule_strategy, run_workload,
-                                settings_strategy, workload_strategy)
+from campaigns.workload import (TRX_COMMIT_MODES, WorkloadSettings, media_schedule_strategy,
+                                run_workload, settings_strategy, trx_commit_mode_strategy,
+                                workload_probes, workload_strategy)
 
 CHUNK_EXAMPLES = 4
 
@@ -49,6 +50,7 @@ class CampaignConfig:
     crash_states_per_workload: int = 24
     max_steps: int = 60
     vary_settings: bool = True           # draw buffer pool, log and table sizes per workload
+    trx_commit_modes: tuple = TRX_COMMIT_MODES   # ... and flush_log_at_trx_commit among these
     recovery_crashes: int = 1            # crashes during recovery, at most, per crash state
     artifacts_dir: str = "tornpage-artifacts"
     max_findings: int = 1
@@ -118,6 +120,8 @@ class CampaignResult:
                 if self.elapsed else None,
                 "elapsed_seconds": round(self.elapsed, 2),
                 "probes": dict(sorted(self.probes.items())),
+                "trx_commit_modes": list(cfg.trx_commit_modes) if cfg.vary_settings
+                else [cfg.settings.flush_log_at_trx_commit],
                 "search": cfg.search, "coverage": self.coverage.to_json(),
                 "required_probes": list(cfg.required_probes),
                 "missing_probes": self.missing_probes,
@@ -307,10 +311,15 @@ def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignRe
                                     **({"table_size": 400, "buffer_pool_pages": 16}
                                        if big else {}))
         steps = data.draw(workload_strategy(s.table_size, cfg.max_steps), label="steps")
+        if cfg.vary_settings:
+            s = dataclasses.replace(s, flush_log_at_trx_commit=data.draw(
+                trx_commit_mode_strategy(cfg.trx_commit_modes),
+                label="flush_log_at_trx_commit"))
         run = run_workload(s, steps)
         if not state["failed_once"]:
             res.workloads += 1
             res.probes.update(crashcheck.media_fault_probes(run))
+            res.probes.update(workload_probes(run))
         checked: dict[int, set] = {}
         cov = Coverage()
 

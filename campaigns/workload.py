@@ -24,15 +24,20 @@ back (as innodb_rollback_on_timeout would), which the oracle sees as a rollback.
 Setup (sysbench ``prepare``) creates the database and table, loads ``table_size`` rows, takes a
 sharp checkpoint and emits the ``initial-state`` marker; crash positions lie after it.
 Transactions announce themselves through trace markers (``commit-begin`` with their writes,
-``commit-ack`` once commit returned), which is all the oracle reads.
+``commit-ack`` with the commit LSN once commit returned), which is all the oracle reads.  With
+flush_log_at_trx_commit 0 or 2 the ack carries ``mode`` too, and after every step that moved
+them the log's LSNs are marked: ``log-written lsn=`` (written to the OS) and ``log-durable
+lsn=`` (fsynced), from which the oracle learns which acknowledged commits must survive.
 """
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
+from checkers.probes import WORKLOAD_PROBES
 from engine import DuplicateKey, Engine, EngineConfig, EngineError, LockConflict
 from faultfs import Image, SimDisk, get_device
 from faultfs.media import KINDS, parse_schedule
@@ -63,11 +68,14 @@ class WorkloadSettings:
     doublewrite: bool = True
     device: str = "sector512"
     media_faults: tuple = ()        # faultfs.media schedule, ((kind, at, arg), ...), after setup
+    flush_log_at_trx_commit: int = 1    # innodb_flush_log_at_trx_commit: 0, 1 or 2 (artifacts
+                                        # older than modes 0 and 2 lack the key: 1)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(page_size=self.page_size, buffer_pool_pages=self.buffer_pool_pages,
                             log_file_size=self.log_file_size, doublewrite=self.doublewrite,
-                            doublewrite_batch_pages=8, page_cleaner_batch=4)
+                            doublewrite_batch_pages=8, page_cleaner_batch=4,
+                            flush_log_at_trx_commit=self.flush_log_at_trx_commit)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -142,6 +150,22 @@ class _Runner:
         self.eng, self.disk, self.run_ = eng, disk, run
         self.slots: dict[int, object] = {}
         self.writes: dict[int, dict[int, bytes | None]] = {}
+        self.mode = eng.config.flush_log_at_trx_commit
+        self.marked: tuple = (None, None)     # (written, durable) LSNs as markers last said
+
+    def _mark_log(self) -> None:
+        """With flush_log_at_trx_commit 0 or 2: mark the LSN the log was written to the OS up
+        to (``log-written``) and fsynced up to (``log-durable``), each when it changed since
+        the last marker (first at the start of the run).  With 1 every acknowledged commit is
+        durable: no markers."""
+        if self.mode == 1:
+            return
+        written, durable = self.eng.log.written_lsn, self.eng.log.flushed_lsn
+        if written != self.marked[0]:
+            self.disk.mark("log-written", lsn=written)
+        if durable != self.marked[1]:
+            self.disk.mark("log-durable", lsn=durable)
+        self.marked = (written, durable)
 
     def _trx(self, slot: int):
         t = self.slots.get(slot)
@@ -164,22 +188,28 @@ class _Runner:
         self.run_.writers.setdefault((TABLE, key, value), f"trx {t.id} (never committed)")
 
     def run(self, steps: list) -> None:
+        self._mark_log()
         for step in steps:
-            op = step[0]
-            if op == "background":
-                self.eng.run_background(int(step[1]))
-                continue
-            if op == "checkpoint":
-                self.eng.checkpoint()
-                continue
-            slot = int(step[1]) % SLOTS
-            try:
-                self._statement(op, slot, step)
-            except LockConflict as e:
-                t = self.slots.get(slot)
-                self._note(f"slot {slot}: {e}; rolling back trx {t.id}")
-                t.rollback()
-                self._end(slot, "rolled back after a lock conflict")
+            self._step(step)
+            self._mark_log()   # any step may move the log: commits, background, checkpoints,
+                               # and statements too (an evicted dirty page obeys the WAL rule)
+
+    def _step(self, step: list) -> None:
+        op = step[0]
+        if op == "background":
+            self.eng.run_background(int(step[1]))
+            return
+        if op == "checkpoint":
+            self.eng.checkpoint()
+            return
+        slot = int(step[1]) % SLOTS
+        try:
+            self._statement(op, slot, step)
+        except LockConflict as e:
+            t = self.slots.get(slot)
+            self._note(f"slot {slot}: {e}; rolling back trx {t.id}")
+            t.rollback()
+            self._end(slot, "rolled back after a lock conflict")
 
     def _statement(self, op: str, slot: int, step: list) -> None:
         if op == "commit":
@@ -189,7 +219,10 @@ class _Runner:
             writes = tuple(sorted((TABLE, k, v) for k, v in self.writes[t.id].items()))
             self.disk.mark("commit-begin", trx=t.id, writes=writes)
             lsn = t.commit()
-            self.disk.mark("commit-ack", trx=t.id, lsn=lsn)
+            if self.mode == 1:
+                self.disk.mark("commit-ack", trx=t.id, lsn=lsn)
+            else:
+                self.disk.mark("commit-ack", trx=t.id, lsn=lsn, mode=self.mode)
             self._end(slot, "committed")
             return
         if op == "rollback":
@@ -264,17 +297,40 @@ def step_strategy(table_size: int):
     ).map(list)
 
 
+TRX_COMMIT_MODES = (1, 2, 0)     # innodb_flush_log_at_trx_commit values campaigns draw
+
+
 def settings_strategy(base: WorkloadSettings):
     """Vary what changes the engine's paths (buffer pool pressure, log wrap, tree height),
-    keeping what the user chose (page size, device, doublewrite)."""
+    keeping what the user chose (page size, device, doublewrite, flush_log_at_trx_commit:
+    campaigns draw that with :func:`trx_commit_mode_strategy`)."""
     return st.builds(
         lambda bp, log, rows: WorkloadSettings(
             table_size=rows, page_size=base.page_size, buffer_pool_pages=bp,
             log_file_size=log, doublewrite=base.doublewrite,
-            device=base.device),
+            device=base.device, flush_log_at_trx_commit=base.flush_log_at_trx_commit),
         st.sampled_from([base.buffer_pool_pages, 16, 64]),
         st.sampled_from([base.log_file_size, EngineConfig.min_log_file_size(base.page_size)]),
         st.sampled_from([base.table_size, 20, 150]))
+
+
+def trx_commit_mode_strategy(modes: tuple = TRX_COMMIT_MODES):
+    """innodb_flush_log_at_trx_commit among ``modes``, shrinking towards the first.  Campaigns
+    draw it after the steps, so a seed gives the same workloads it gave before modes 0 and 2
+    existed."""
+    return st.sampled_from(tuple(modes))
+
+
+def workload_probes(run: WorkloadRun) -> Counter:
+    """Probe counts (checkers.probes.WORKLOAD_PROBES) for one executed workload: its
+    flush_log_at_trx_commit mode, the background log writer's flushes, and the commits
+    acknowledged before their log was durable."""
+    out: Counter = Counter()
+    out[f"trx_commit_mode_{run.settings.flush_log_at_trx_commit}"] += 1
+    for name, (key, _) in WORKLOAD_PROBES.items():
+        if key and run.engine_stats.get(key):
+            out[name] += run.engine_stats[key]
+    return out
 
 
 def media_schedule_strategy():

@@ -5,15 +5,28 @@ crash position, what had been promised:
 
   * ``commit-begin`` (``trx``, ``writes``): the transaction entered commit with these writes,
     a tuple of ``(table, key, value or None)`` (None: deleted), final value per row;
-  * ``commit-ack`` (``trx``): commit returned, so the commit was promised durable
-    (flush_log_at_trx_commit=1);
+  * ``commit-ack`` (``trx``, ``lsn``: the commit LSN, ``mode``: the
+    flush_log_at_trx_commit it was acknowledged under, absent for 1): commit returned;
+  * ``log-written`` / ``log-durable`` (``lsn``): the redo log had been written to the OS /
+    fsynced up to this LSN (emitted with modes 0 and 2 when the value changed);
   * ``initial-state`` (``rows``): the committed rows when the crash window opens,
     ``(table, key, value)``.
 
+What an acknowledged commit promises depends on the mode and on the crash:
+  * mode 1 (or no ``mode``): durable, whatever the crash;
+  * mode 2: written to the OS at commit, so it survives a process kill (the OS keeps what was
+    written); after a power loss only if the log was durable to its LSN (``log-durable``);
+  * mode 0: nothing at commit; it survives a process kill if the log had been written to its
+    LSN (``log-written`` or ``log-durable``), a power loss if it had been made durable.
+"Process kill" here means any crash that lost nothing the OS had: a device without power loss,
+or a power loss whose crash plan kept every pending operation (the disk then holds exactly
+what a process kill leaves).
+
 Commits are numbered in commit-begin order, which the engine's commit serialises.  The
 recovered state must equal the state after some prefix of that order (no holes, no partial
-transactions, nothing uncommitted) and the prefix must include every acknowledged commit.  A
-commit that began but was not acknowledged is in doubt: present or absent, never half.
+transactions, nothing uncommitted) and the prefix must include every commit that must survive.
+A commit that began but was not acknowledged, or was acknowledged without that promise, is in
+doubt: present or absent, never half.
 """
 from __future__ import annotations
 
@@ -29,14 +42,40 @@ class Commit:
     trx: int
     writes: tuple          # ((table, key, value | None), ...)
     acked: bool
+    lsn: int = 0           # the commit LSN from commit-ack (0: none given, or read-only)
+    mode: int = 1          # flush_log_at_trx_commit the commit was acknowledged under
+    must_survive: bool = False   # acknowledged with a promise that holds for this crash
 
 
-def promised(markers, position: int) -> tuple[dict[Row, bytes], list[Commit]]:
+@dataclass
+class LogMarks:
+    """The redo log LSNs the markers before the crash reported (0: none reported)."""
+    written: int = 0       # written to the OS (``log-written``)
+    durable: int = 0       # fsynced (``log-durable``)
+
+
+def _must_survive(c: Commit, power_loss: bool, log: LogMarks) -> bool:
+    """Whether acknowledged commit ``c`` was promised to survive this crash (module docstring)."""
+    if not c.acked:
+        return False
+    if c.mode == 1:
+        return True
+    if c.lsn <= 0:
+        return False       # changed nothing: it promises nothing, not even earlier commits
+    if not power_loss:
+        return c.mode == 2 or c.lsn <= max(log.written, log.durable)
+    return c.lsn <= log.durable
+
+
+def promised(markers, position: int, power_loss: bool = True,
+             log: LogMarks | None = None) -> tuple[dict[Row, bytes], list[Commit]]:
     """(initial rows, commits in commit order) from ``(index, Marker)`` pairs before
-    ``position``."""
+    ``position``; ``power_loss`` as for :func:`check_committed_state`.  ``log``, if given, is
+    filled with the log LSNs the markers reported."""
     initial: dict[Row, bytes] = {}
     commits: list[Commit] = []
     by_trx: dict[int, Commit] = {}
+    log = log if log is not None else LogMarks()
     for i, m in markers:
         if i >= position:
             break
@@ -50,6 +89,14 @@ def promised(markers, position: int) -> tuple[dict[Row, bytes], list[Commit]]:
             c = by_trx.get(int(m.get("trx")))
             assert c is not None, f"commit-ack for trx {m.get('trx')} without commit-begin"
             c.acked = True
+            c.lsn = int(m.get("lsn", 0) or 0)
+            c.mode = int(m.get("mode", 1))
+        elif m.label == "log-written":
+            log.written = max(log.written, int(m.get("lsn")))
+        elif m.label == "log-durable":
+            log.durable = max(log.durable, int(m.get("lsn")))
+    for c in commits:
+        c.must_survive = _must_survive(c, power_loss, log)
     return initial, commits
 
 
@@ -61,7 +108,7 @@ def _short(v) -> str:
 
 
 def check_committed_state(markers, position: int, recovered: dict[Row, bytes],
-                          writers: dict | None = None) -> Verdict:
+                          writers: dict | None = None, power_loss: bool = True) -> Verdict:
     """Demand that ``recovered`` ((table, key) → value) is a committed prefix state.
 
     Args:
@@ -70,12 +117,17 @@ def check_committed_state(markers, position: int, recovered: dict[Row, bytes],
         recovered: every row of the recovered database.
         writers: optional ``(table, key, value) → description`` of who wrote a value (used only
             to explain a failure, e.g. "trx 17, rolled back").
+        power_loss: whether the crash may have lost what the OS had been given (a power loss
+            that dropped or tore a pending operation).  False for a process kill, and for a
+            power loss that kept every pending operation.  Matters only for commits
+            acknowledged with flush_log_at_trx_commit 0 or 2.
 
     Returns a failed :class:`Verdict` naming the keys, the expected and found values and the
     transactions involved when no allowed prefix matches.
     """
-    initial, commits = promised(markers, position)
-    must = max((j + 1 for j, c in enumerate(commits) if c.acked), default=0)
+    log = LogMarks()
+    initial, commits = promised(markers, position, power_loss, log)
+    must = max((j + 1 for j, c in enumerate(commits) if c.must_survive), default=0)
     state = dict(initial)
     states = []
     for j in range(len(commits) + 1):
@@ -98,17 +150,30 @@ def check_committed_state(markers, position: int, recovered: dict[Row, bytes],
     d = diff(states[target])
     who_wrote = {(t, k, bytes(v)): "the initial state" for (t, k), v in initial.items()}
     for j, c in enumerate(commits):
+        status = "in doubt" if not c.acked else "acknowledged" if c.mode == 1 else \
+            f"acknowledged with flush_log_at_trx_commit={c.mode} at LSN {c.lsn}" + \
+            ("" if c.must_survive else ", not promised yet: in doubt")
         for t, k, v in c.writes:
             who_wrote[(t, k, None if v is None else bytes(v))] = \
-                f"trx {c.trx} ({'acknowledged' if c.acked else 'in doubt'}, commit #{j + 1})"
+                f"trx {c.trx} ({status}, commit #{j + 1})"
     if writers:
         for key, desc in writers.items():
             who_wrote.setdefault(key, desc)
     for t, k in d:          # a row absent at the start is absent "by" the initial state
         if (t, k) not in initial:
             who_wrote.setdefault((t, k, None), "the initial state")
-    details = [f"{len(commits)} commits began before the crash, {must} were acknowledged; "
-               f"allowed states: after commit {must}..{len(commits)}"]
+    relaxed = [c for c in commits if c.acked and c.mode != 1]
+    details = [f"{len(commits)} commits began before the crash, {must} were acknowledged"
+               + (" and promised to survive it" if relaxed else "")
+               + f"; allowed states: after commit {must}..{len(commits)}"]
+    if relaxed:
+        crash = "a power loss" if power_loss else \
+            "a process kill (or a power loss that lost nothing written)"
+        details.append(
+            f"flush_log_at_trx_commit={relaxed[-1].mode}: the log was written to the OS up to "
+            f"LSN {log.written} and fsynced up to LSN {log.durable} (markers before the "
+            f"crash); the crash was {crash}; {sum(c.must_survive for c in relaxed)} of "
+            f"{len(relaxed)} acknowledged commits had to survive it")
     for (t, k) in d[:8]:
         exp, got = states[target].get((t, k)), recovered.get((t, k))
         src = who_wrote.get((t, k, None if got is None else bytes(got)), "no committed trx")
@@ -119,7 +184,7 @@ def check_committed_state(markers, position: int, recovered: dict[Row, bytes],
     if len(d) > 8:
         details.append(f"... and {len(d) - 8} more rows differ")
     if exact_older:
-        lost = [c.trx for c in commits[best_k:must] if c.acked]
+        lost = [c.trx for c in commits[best_k:must] if c.must_survive]
         return Verdict.failed(LOST, f"acknowledged commit lost: recovered state is the state "
                                     f"after commit {best_k}, but trx {lost} had been "
                                     f"acknowledged", details)

@@ -31,6 +31,18 @@ PROBES: dict[str, tuple[str, str]] = {
                                         "redo scan ended at the last, partial block"),
 }
 
+# what the workloads ran (counted by the campaign once per workload, from its settings and its
+# engine's stats while it ran): name → (engine stat key, or "" for a setting, what it means)
+WORKLOAD_PROBES: dict[str, tuple[str, str]] = {
+    "trx_commit_mode_1": ("", "workload run with flush_log_at_trx_commit=1 (fsync at commit)"),
+    "trx_commit_mode_2": ("", "workload run with flush_log_at_trx_commit=2 (write at commit)"),
+    "trx_commit_mode_0": ("", "workload run with flush_log_at_trx_commit=0 (nothing at commit)"),
+    "log_writer_flushes": ("bg_log_writer",
+                           "background log writer step wrote and fsynced the log (modes 0, 2)"),
+    "commit_acked_before_durable": ("trx_commit_acked_not_durable",
+                                    "commit acknowledged before the log was fsynced to its LSN"),
+}
+
 # fault kinds injected (counted by the campaign from the crash plans, not by the engine)
 FAULT_PROBES: dict[str, str] = {
     "fault_dropped": "pending operation lost by a crash",
@@ -44,6 +56,11 @@ FAULT_PROBES: dict[str, str] = {
     "media_eio_write": "a write failed with EIO",
     "media_enospc": "a file-extending write failed with ENOSPC",
     "media_eio_fsync": "an fsync failed with EIO; its writes stay pending forever",
+    "media_misdirected": "a write was acknowledged but lost or put at another offset",
+    "lost_write_detected": "the engine's read-back after fsync caught a lost or misdirected "
+                           "write and stopped it",
+    "refused_on_misdirected_write": "recovery refused loudly on a range a misdirected write "
+                                    "overwrote (accepted)",
     "engine_stopped_on_media_fault": "the engine stopped (refused) after a media fault",
     "refused_on_media_error": "recovery refused loudly on an unreadable sector (accepted)",
 }

@@ -50,8 +50,10 @@ class Frame:
                f"newest={self.newest_modification}, fix={self.fix_count})"
 
 
-def _flush_key(f: Frame):
-    return (f.oldest_modification, f.space, f.page_no)
+def _flush_key(f: Frame) -> int:
+    """(oldest_modification, space, page_no) packed in one int (space ids and page numbers are
+    32-bit): the same order as the tuple, and much cheaper to compare in a 10^5-page list."""
+    return (f.oldest_modification << 64) | (f.space << 32) | f.page_no
 
 
 class BufferPool:
@@ -75,7 +77,8 @@ class BufferPool:
         Raises:
             TornPageUnrepairable: the page on disk is torn.
             PageFromFuture: its LSN is newer than the log (a WAL violation).
-            Corruption: bad checksum, or an all-zero/short page that should exist.
+            Corruption: bad checksum, an all-zero/short page that should exist, or a valid
+                page of another page number (misplaced by a misdirected write).
         """
         key = (space, page_no)
         f = self.frames.get(key)
@@ -83,7 +86,7 @@ class BufferPool:
             self.frames.move_to_end(key)
             return f
         raw = self.fil.space(space).read_page(page_no)
-        v = self._verify_read(raw)
+        v = self._verify_read(raw, key)
         if v != PAGE_OK:
             msg = f"page {space}:{page_no} read from disk is {v}"
             if v == PAGE_TORN:
@@ -97,10 +100,10 @@ class BufferPool:
 
     page = get     # the read-only source interface shared with Mtr.page
 
-    def _verify_read(self, raw: bytes) -> str:
-        """Verify a page read from disk (buf_page_io_complete; mutant
-        ``no-checksum-on-read`` accepts every page)."""
-        return fil_page.verify(raw, self.page_size, self.log.end_lsn)
+    def _verify_read(self, raw: bytes, where: tuple[int, int]) -> str:
+        """Verify a page read from disk at ``where`` (space id, page number)
+        (buf_page_io_complete; mutant ``no-checksum-on-read`` accepts every page)."""
+        return fil_page.verify(raw, self.page_size, self.log.end_lsn, expect=where)
 
     def create(self, space: int, page_no: int) -> Frame:
         """A frame for a page that is about to be initialised by redo (no read)."""

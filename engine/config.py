@@ -15,7 +15,9 @@ class EngineConfig:
     page_size: int = 16384              # innodb_page_size, bytes
     buffer_pool_pages: int = 128        # innodb_buffer_pool_size / page_size, pages
     log_file_size: int = 1 << 20        # innodb_log_file_size, bytes (one circular file)
-    flush_log_at_trx_commit: int = 1    # innodb_flush_log_at_trx_commit
+    flush_log_at_trx_commit: int = 1    # innodb_flush_log_at_trx_commit: 1 write and fsync
+                                        # at commit, 2 write at commit, 0 nothing at commit
+                                        # (2 and 0: the log_writer background task fsyncs)
     doublewrite: bool = True            # innodb_doublewrite
     doublewrite_batch_pages: int = 16   # pages per doublewrite batch (InnoDB: 64 per block)
     page_cleaner_batch: int = 8         # pages the page cleaner flushes per step (io_capacity)
@@ -34,8 +36,6 @@ class EngineConfig:
                               f"{self.page_size}")
         if self.flush_log_at_trx_commit not in (0, 1, 2):
             raise ConfigError("flush_log_at_trx_commit must be 0, 1 or 2")
-        if self.flush_log_at_trx_commit != 1:
-            raise ConfigError("only flush_log_at_trx_commit=1 is implemented so far")
         if not 1 <= self.doublewrite_batch_pages <= 64:
             raise ConfigError("doublewrite_batch_pages must be in 1..64")
         if not 1 <= self.n_rollback_segments <= 127:

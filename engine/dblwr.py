@@ -74,7 +74,7 @@ class Doublewrite:
                 continue
             ts = fil.space(space_id)
             cur = ts.read_page(pno)
-            v = fil_page.verify(cur, self.page_size)
+            v = fil_page.verify(cur, self.page_size, expect=key)
             if v == PAGE_OK:
                 stats["recv_dblwr_page_valid_kept"] += 1
                 continue

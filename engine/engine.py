@@ -339,15 +339,27 @@ class Engine:
         return True
 
     def commit(self, trx: Trx) -> int:
-        """Commit; returns the commit LSN (0 if the transaction changed nothing).  With
-        flush_log_at_trx_commit=1 the commit is durable when this returns."""
+        """Commit; returns the commit LSN (0 if the transaction changed nothing).  When this
+        returns, the commit survives a power loss with flush_log_at_trx_commit=1 and a process
+        kill with 2; with 0 (and for a power loss, 2) only once ``log.flushed_lsn`` (or for a
+        process kill, ``log.written_lsn``) reaches the commit LSN: the ``log_writer``
+        background task, a page flush or a checkpoint gets it there."""
         self._active(trx)
-        return self.trx_sys.commit(trx)
+        lsn = self.trx_sys.commit(trx)
+        if lsn and self.log.flushed_lsn < lsn:
+            self.stats["trx_commit_acked_not_durable"] += 1
+        return lsn
 
     def _flush_log_at_commit(self, commit_lsn: int) -> None:
-        """innodb_flush_log_at_trx_commit=1: write and fsync the log up to the commit LSN
-        (mutant 1 acknowledges before the fsync)."""
-        self.log.write_up_to(commit_lsn, flush=True)
+        """innodb_flush_log_at_trx_commit at commit (``commit_lsn``: the commit mtr's end LSN).
+        1: write and fsync the log up to the commit LSN (mutant 1 acknowledges before the
+        fsync); 2: write it to the OS, no fsync (mutant ``trx-commit-2-no-write`` skips the
+        write); 0: nothing (the log stays in the process's log buffer)."""
+        mode = self.config.flush_log_at_trx_commit
+        if mode == 1:
+            self.log.write_up_to(commit_lsn, flush=True)
+        elif mode == 2:
+            self.log.write_up_to(commit_lsn, flush=False)
 
     def rollback(self, trx: Trx) -> None:
         """Roll back every change of ``trx`` (each undo step redo-logged)."""
@@ -355,17 +367,29 @@ class Engine:
         self.trx_sys.rollback(trx)
 
     # -- background work --------------------------------------------------------------------------
-    BACKGROUND_TASKS = ("page_cleaner", "checkpoint", "rollback")
+    BACKGROUND_TASKS = ("log_writer", "page_cleaner", "checkpoint", "rollback")
+
+    @property
+    def background_tasks(self) -> tuple[str, ...]:
+        """The rotation :meth:`run_background` steps through.  With flush_log_at_trx_commit=1
+        there is no ``log_writer``: every commit made its log durable already (leaving it out
+        keeps the rotation, and so every mode-1 IO trace, as it was before modes 0 and 2)."""
+        if self.config.flush_log_at_trx_commit == 1:
+            return self.BACKGROUND_TASKS[1:]
+        return self.BACKGROUND_TASKS
 
     def run_background(self, steps: int = 1) -> int:
-        """Run ``steps`` steps of background work in a fixed rotation (page cleaner batch,
+        """Run ``steps`` steps of background work in a fixed rotation (with
+        flush_log_at_trx_commit 0 or 2 a log write and fsync, then a page cleaner batch, a
         checkpoint, one background-rollback step); a task with nothing to do passes its turn
-        to the next.  Returns the number of steps that did work.  Deterministic."""
+        to the next.  Returns the number of steps that did work.  Deterministic (no threads,
+        no clock)."""
         self._usable()
+        tasks = self.background_tasks
         done = 0
         for _ in range(steps):
-            for k in range(len(self.BACKGROUND_TASKS)):
-                task = self.BACKGROUND_TASKS[(self._bg_step + k) % len(self.BACKGROUND_TASKS)]
+            for k in range(len(tasks)):
+                task = tasks[(self._bg_step + k) % len(tasks)]
                 if getattr(self, "_bg_" + task)():
                     self.stats["bg_" + task] += 1
                     done += 1
@@ -383,6 +407,15 @@ class Engine:
         self.make_checkpoint()
         return True
 
+    def _bg_log_writer(self) -> bool:
+        """InnoDB's once-per-second log flush (srv_master_thread → log_buffer_sync_in_background)
+        as one background step: write and fsync the log up to the end of the last mtr
+        (``log.end_lsn``).  False when the log is durable there already."""
+        if self.log.flushed_lsn >= self.log.end_lsn:
+            return False
+        self.log.write_up_to(self.log.end_lsn, flush=True)
+        return True
+
     def _bg_rollback(self) -> bool:
         pending = sorted((t for t in self.trx_sys.active.values() if t.resurrected),
                          key=lambda t: -t.id)
@@ -393,7 +426,8 @@ class Engine:
 
     def background_work_pending(self) -> bool:
         return bool(self.buf.flush_list) or any(
-            t.resurrected for t in self.trx_sys.active.values())
+            t.resurrected for t in self.trx_sys.active.values()) or \
+            ("log_writer" in self.background_tasks and self.log.flushed_lsn < self.log.end_lsn)
 
     def finish_background_rollback(self) -> int:
         """Run background rollback to completion; return the transactions rolled back."""

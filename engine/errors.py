@@ -33,6 +33,11 @@ class TornPageUnrepairable(Corruption):
     """A torn data page with no valid doublewrite copy and no redo that re-creates it."""
 
 
+class LostWrite(Corruption):
+    """A write the disk acknowledged does not read back after its fsync: it was lost or
+    misdirected (engine.os_file's write verification).  The engine has stopped."""
+
+
 class RecoveryError(EngineError):
     """Recovery cannot start or cannot finish (no valid checkpoint, missing files, bad log)."""
 

@@ -48,7 +48,9 @@ Scan stop conditions (named, as LevelDB's reader names its corruption cases): a 
 number does not match its LSN (``block-number``), whose checksum fails (``checksum``), whose
 data length is impossible (``data-length``), whose checkpoint number is older than the block
 before it (``stale-block``); after a partial block, a block whose number does not match (not
-written since the last lap) is the normal end (``end-of-log``).
+written since the last lap) is the normal end (``end-of-log``).  A checksum-valid block whose
+number is neither the expected one nor a whole number of laps older was put there by a
+misdirected write: recovery refuses (RecoveryError) rather than end the log early.
 """
 from __future__ import annotations
 
@@ -183,8 +185,9 @@ class LogSys:
         self._run_start = False          # flag the next new block LOG_BLOCK_RUN_START
         self.buf_start = LOG_START_LSN
         self.buf = bytearray()
-        self.written_lsn = LOG_START_LSN
-        self.flushed_lsn = LOG_START_LSN
+        self.written_lsn = LOG_START_LSN  # the log up to here was written to the OS (pwrite):
+                                          # it survives a process kill
+        self.flushed_lsn = LOG_START_LSN  # ... and up to here fsynced: it survives a power loss
         self.checkpoint_lsn = LOG_START_LSN
         self.checkpoint_no = 0
         self.next_checkpoint_no = 0
@@ -284,10 +287,14 @@ class LogSys:
         """Write the log buffer to the file so that it covers ``lsn``; fsync when ``flush``.
 
         As log_write_up_to: writes everything buffered (not just up to ``lsn``), rewriting the
-        last partial block.  O(bytes written).
+        last partial block (never a durable one: after an fsync the block is closed).  An fsync
+        always covers the whole buffer, also when ``lsn`` was already written (written with
+        ``flush=False`` at a flush_log_at_trx_commit=2 commit, more appended since).
+        O(bytes written).
         """
         assert lsn <= self.lsn, (lsn, self.lsn)
-        if lsn > self.written_lsn:
+        if self.lsn > self.written_lsn and \
+                (lsn > self.written_lsn or (flush and lsn > self.flushed_lsn)):
             self._write_buffer()
         if flush and lsn > self.flushed_lsn:
             self.file.fsync()
@@ -389,6 +396,18 @@ class ScanResult:
     blocks: int
 
 
+def misplaced_block(blk: bytes, block_lsn: int, capacity: int) -> bool:
+    """Whether ``blk``, read where the block of ``block_lsn`` belongs, is a checksum-valid block
+    that belongs at another offset: its number is not the expected one, nor one a whole number
+    of laps (``capacity`` bytes of data area) older.  The writer puts the block of LSN L only
+    where L maps to, so only a misdirected write leaves one of these."""
+    if len(blk) != BLOCK or u32(blk, LOG_BLOCK_CHECKSUM) != block_checksum(blk):
+        return False
+    older = (block_no(block_lsn) - (u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK)) \
+        & LOG_BLOCK_NO_MASK            # blocks behind; numbers wrap only after 512 GiB of log
+    return older % (capacity // BLOCK) != 0
+
+
 def _block_problem(blk: bytes, block_lsn: int, prev_ckno: int | None) -> str | None:
     """Why the scan cannot use ``blk`` as the block at ``block_lsn`` (a STOP_* name), or None."""
     if len(blk) != BLOCK or (u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK) != \
@@ -412,8 +431,9 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
     (recv_scan_log_recs + recv_parse_log_recs).  O(redo bytes).
 
     Raises:
-        RecoveryError: the log ends before the checkpoint LSN, or a checksum-valid block holds
-            bytes that do not parse as redo records.
+        RecoveryError: the log ends before the checkpoint LSN, a checksum-valid block holds
+            bytes that do not parse as redo records, or a checksum-valid block sits where
+            another block belongs (a misdirected write, see :func:`misplaced_block`).
     """
     capacity = file_size - LOG_FILE_HDR_SIZE
     block_lsn = ckpt.lsn - ckpt.lsn % BLOCK
@@ -430,6 +450,11 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
         off = LOG_FILE_HDR_SIZE + (block_lsn - LOG_START_LSN) % capacity
         blk = file.pread(BLOCK, off)
         why = _block_problem(blk, block_lsn, prev_ckno)
+        if why == STOP_BLOCK_NUMBER and misplaced_block(blk, block_lsn, capacity):
+            raise RecoveryError(
+                f"the log block at LSN {block_lsn} (file offset {off}) holds the valid block "
+                f"number {u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK} of another place in "
+                f"the log: a misdirected write destroyed redo the scan needs")
         if why is not None:
             # after a partial block, a block never written (or from an older lap) is the end
             stop = STOP_END if after_partial and why == STOP_BLOCK_NUMBER else why

@@ -20,7 +20,9 @@ only when both equal it (never "either", MDEV-27931; a stored 0 is not "empty", 
 
 Verification order (buf_page_is_corrupted): all-zero page → never written (valid, empty);
 trailer LSN ≠ low 32 bits of the header LSN → torn; checksum mismatch → corrupt; page LSN newer
-than the log end → from the future (a WAL violation).
+than the log end → from the future (a WAL violation); a valid page whose FIL_PAGE_OFFSET or
+FIL_PAGE_SPACE_ID is not where it was read from → misplaced (a misdirected write put it there;
+buf_page_io_complete's "page number mismatch" check).
 """
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ _U16 = struct.Struct(">H")
 # verification verdicts
 PAGE_OK, PAGE_ZERO, PAGE_TORN, PAGE_BAD_CHECKSUM, PAGE_FROM_FUTURE, PAGE_SHORT = (
     "ok", "all-zero", "torn", "bad-checksum", "from-the-future", "short")
+PAGE_MISPLACED = "misplaced"
 
 
 def u16(b, off: int) -> int:
@@ -136,9 +139,11 @@ def stamp_for_write(frame, lsn: int) -> bytes:
     return bytes(img)
 
 
-def verify(page, page_size: int, log_end_lsn: int | None = None) -> str:
+def verify(page, page_size: int, log_end_lsn: int | None = None,
+           expect: tuple[int, int] | None = None) -> str:
     """Classify a page read from disk: one of PAGE_OK, PAGE_ZERO, PAGE_SHORT, PAGE_TORN,
-    PAGE_BAD_CHECKSUM, PAGE_FROM_FUTURE (in InnoDB's order, see the module docstring)."""
+    PAGE_BAD_CHECKSUM, PAGE_FROM_FUTURE, PAGE_MISPLACED (in InnoDB's order, see the module
+    docstring).  ``expect`` is the (space id, page number) it was read from, when known."""
     if len(page) != page_size:
         return PAGE_ZERO if not any(page) else PAGE_SHORT
     if not any(page):
@@ -150,4 +155,7 @@ def verify(page, page_size: int, log_end_lsn: int | None = None) -> str:
         return PAGE_BAD_CHECKSUM
     if log_end_lsn is not None and u64(page, FIL_PAGE_LSN) > log_end_lsn:
         return PAGE_FROM_FUTURE
+    if expect is not None and (u32(page, FIL_PAGE_SPACE_ID), u32(page, FIL_PAGE_OFFSET)) \
+            != expect:
+        return PAGE_MISPLACED
     return PAGE_OK

@@ -23,7 +23,7 @@ from engine import page as fil_page
 from engine.errors import (Corruption, PageFromFuture, RecoveryError, TornPageUnrepairable)
 from engine.log import ScanResult, read_checkpoints, scan
 from engine.mtr_log import MLOG_PAGE_INIT, apply
-from engine.page import PAGE_OK, PAGE_FROM_FUTURE, PAGE_ZERO, PAGE_SHORT
+from engine.page import PAGE_OK, PAGE_FROM_FUTURE, PAGE_MISPLACED, PAGE_ZERO, PAGE_SHORT
 
 
 def should_apply(start_lsn: int, page_lsn: int) -> bool:
@@ -63,7 +63,7 @@ def apply_hash(engine, h: dict, recovered_lsn: int) -> None:
         space, pno = key
         recs = h[key]
         raw = engine.fil.space(space).read_page(pno)
-        v = fil_page.verify(raw, ps, recovered_lsn)
+        v = fil_page.verify(raw, ps, recovered_lsn, expect=key)
         if v == PAGE_OK:
             frame = bytearray(raw)
             plsn = fil_page.page_lsn(raw)
@@ -76,6 +76,10 @@ def apply_hash(engine, h: dict, recovered_lsn: int) -> None:
         elif v == PAGE_FROM_FUTURE:
             raise PageFromFuture(f"page {space}:{pno} has LSN {fil_page.page_lsn(raw)} beyond "
                                  f"the recovered log end {recovered_lsn} (a WAL violation)")
+        elif v == PAGE_MISPLACED:
+            raise Corruption(f"page {space}:{pno} needs redo from LSN {recs[0][0]} but holds "
+                             f"page {fil_page.page_space(raw)}:{fil_page.page_no(raw)} (a "
+                             f"misdirected write)")
         elif v in (PAGE_ZERO, PAGE_SHORT):
             raise Corruption(f"page {space}:{pno} needs redo from LSN {recs[0][0]} but is {v} "
                              f"on disk")

@@ -25,7 +25,13 @@ Kinds, after the behaviour of real devices and of Linux (the sources each models
                   a later successful fsync does not persist them, so any crash afterwards may
                   lose or tear them.  The program still reads the new data from the page cache.
 
-Misdirected writes (a write landing at another offset) are not modelled yet.
+``misdirected`` (write) the drive acknowledges the write but puts it in the wrong place (a
+                  firmware or controller bug; TigerBeetle's and ZFS's "misdirected write"):
+                  the intended range keeps its old contents (a *lost write*) and the data
+                  lands ``1 + arg % 4`` write-lengths further on, overwriting what is there.
+                  When that is past the end of the file, the data lands nowhere (a plain lost
+                  write).  No error is returned.  The landed write is an ordinary traced write
+                  (a crash may lose or tear it like any other).
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from dataclasses import dataclass
 SECTOR = 512
 
 READ_FAULTS = ("bitflip", "sector-error")
-WRITE_FAULTS = ("eio-write", "enospc")
+WRITE_FAULTS = ("eio-write", "enospc", "misdirected")
 FSYNC_FAULTS = ("eio-fsync",)
 KINDS = READ_FAULTS + WRITE_FAULTS + FSYNC_FAULTS
 
@@ -106,6 +112,16 @@ def flip_bit(data: bytes, arg: int) -> tuple[bytes, int]:
     out = bytearray(data)
     out[bit // 8] ^= 1 << (bit % 8)
     return bytes(out), bit
+
+
+def misdirected_target(offset: int, length: int, file_size: int, arg: int) -> int | None:
+    """Where a misdirected write of ``length`` bytes meant for ``offset`` lands: ``1 + arg % 4``
+    lengths further on, or None (lost) when that range would not lie inside a file of
+    ``file_size`` bytes (a misdirected write never extends the file)."""
+    if length <= 0:
+        return None
+    target = offset + (1 + arg % 4) * length
+    return target if target + length <= file_size else None
 
 
 def sectors(offset: int, length: int) -> range:

@@ -67,13 +67,24 @@ class SimFile:
         raise media.eio("latent sector error", self.path)
 
     def pwrite(self, data: bytes, offset: int) -> int:
-        """Raises InjectedIOError (EIO, ENOSPC) when the schedule says so; nothing is written."""
+        """Raises InjectedIOError (EIO, ENOSPC) when the schedule says so; nothing is written.
+        A ``misdirected`` fault returns normally, the data written elsewhere or nowhere."""
         assert offset >= 0
         buf = self._data()
         data = bytes(data)
         d = self._disk
         fault = d._due("write", extending=offset + len(data) > len(buf))
-        if fault is not None:
+        if fault is not None and fault.kind == "misdirected":
+            target = media.misdirected_target(offset, len(data), len(buf), fault.arg)
+            if target is None:
+                d._record(fault, self, offset, len(data),
+                          f"write of {len(data)} bytes at {offset} lost (acknowledged, landed "
+                          f"nowhere)")
+                return len(data)
+            d._record(fault, self, target, len(data),
+                      f"write of {len(data)} bytes meant for {offset} landed at {target}")
+            offset = target
+        elif fault is not None:
             d._record(fault, self, offset, len(data), "write failed, nothing written")
             raise media.enospc(self.path) if fault.kind == "enospc" else \
                 media.eio("write error", self.path)

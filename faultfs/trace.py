@@ -94,7 +94,9 @@ class Marker:
 class MediaFault:
     """A media fault the disk injected (:mod:`faultfs.media`): ``kind`` at bytes
     ``[offset, offset+length)`` of ``inode``.  ``sector-error`` makes those sectors unreadable;
-    ``eio-fsync`` leaves the inode's unsynced writes pending forever; the rest only explain."""
+    ``eio-fsync`` leaves the inode's unsynced writes pending forever; ``misdirected`` is
+    followed by the ordinary Write of where the data landed (if it landed: ``[offset,
+    offset+length)`` is that range); the rest only explain."""
     kind: str
     inode: int
     path: str

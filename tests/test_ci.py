@@ -82,7 +82,7 @@ def test_process_pool_gives_the_same_result_as_one_process(tmp_path):
     cfg = CampaignConfig(seed=0, budget=None, examples=8, mutant="ack-before-log-fsync",
                          max_findings=5, artifacts_dir=str(tmp_path / "a"),
                          check_determinism=False, crash_states_per_workload=8,
-                         shrink=False)
+                         shrink=False, trx_commit_modes=(1,))   # the mutant's mode
     local = run_campaign(cfg)
     with concurrent.futures.ProcessPoolExecutor(2) as pool:
         pooled = run_campaign(cfg, executor=pool, jobs=2)
@@ -96,7 +96,7 @@ def test_dask_local_cluster_gives_the_same_findings(tmp_path):
     cfg = CampaignConfig(seed=0, budget=None, examples=8, mutant="ack-before-log-fsync",
                          max_findings=5, artifacts_dir=str(tmp_path / "a"),
                          check_determinism=False, crash_states_per_workload=8,
-                         shrink=False)
+                         shrink=False, trx_commit_modes=(1,))   # the mutant's mode
     local = run_campaign(cfg)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \

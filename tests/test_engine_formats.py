@@ -954,11 +954,27 @@ def test_log_scan_stops_at_a_wrong_block_number():
     mtrs = _write_mtrs(log, random.Random(14), 40)
     blsn, before = _victim_block(mtrs, 0.3)
     blk = _block_at(f, log, blsn)
-    P.put_u32(blk, L.LOG_BLOCK_HDR_NO, L.block_no(blsn) + 1)
+    lap = (64 * 1024 - L.LOG_FILE_HDR_SIZE) // BLK
+    # a block one lap older (what a previous lap left there) ends the scan
+    P.put_u32(blk, L.LOG_BLOCK_HDR_NO, (L.block_no(blsn) - lap) & L.LOG_BLOCK_NO_MASK)
     _put_block(f, log, blsn, blk)
     res = _scan(f, 64 * 1024)
     assert res.stop == L.STOP_BLOCK_NUMBER
     assert [(m.start_lsn, m.end_lsn) for m in res.mtrs] == before
+    # so does a wrong number whose checksum fails (a torn or garbage block)
+    P.put_u32(blk, L.LOG_BLOCK_HDR_NO, L.block_no(blsn) + 1)
+    _put_block(f, log, blsn, blk, fix_checksum=False)
+    res = _scan(f, 64 * 1024)
+    assert res.stop == L.STOP_BLOCK_NUMBER
+    assert [(m.start_lsn, m.end_lsn) for m in res.mtrs] == before
+    # a valid block of another place (any number but whole laps older): a misdirected write
+    # destroyed this block, and ending the log here would silently drop committed redo
+    for wrong in (L.block_no(blsn) + 1, L.block_no(blsn) - lap + 1, L.block_no(blsn) - 3):
+        P.put_u32(blk, L.LOG_BLOCK_HDR_NO, wrong & L.LOG_BLOCK_NO_MASK)
+        _put_block(f, log, blsn, blk)
+        assert L.misplaced_block(bytes(blk), blsn, 64 * 1024 - L.LOG_FILE_HDR_SIZE)
+        with pytest.raises(RecoveryError, match="misdirected write"):
+            _scan(f, 64 * 1024)
     # the flush bit (bit 31) is ignored
     P.put_u32(blk, L.LOG_BLOCK_HDR_NO, L.block_no(blsn) | L.LOG_BLOCK_FLUSH_BIT_MASK)
     _put_block(f, log, blsn, blk)
@@ -1034,10 +1050,10 @@ def test_log_scan_partial_block_ends_the_log_and_drops_an_incomplete_mtr():
 def test_log_scan_ignores_bytes_beyond_data_length():
     _, f, log = _new_log()
     mtrs = _write_mtrs(log, random.Random(19), 5)
-    blsn = log.lsn - log.lsn % BLK
+    blsn = log.end_lsn - log.end_lsn % BLK           # the last, partial (closed) block
     blk = _block_at(f, log, blsn)
     dl = P.u16(blk, L.LOG_BLOCK_HDR_DATA_LEN)
-    assert dl < 500
+    assert L.LOG_BLOCK_HDR_SIZE < dl < 500
     junk = ml.encode(ml.write_string(0, 1, 0, b"x" * 30), single=True)[:20]
     blk[dl:dl + 20] = junk
     _put_block(f, log, blsn, blk)
@@ -1192,7 +1208,7 @@ def test_config_too_small_log_file_raises(ps):
 
 
 @pytest.mark.parametrize("kw", [dict(buffer_pool_pages=15), dict(flush_log_at_trx_commit=3),
-                                dict(flush_log_at_trx_commit=2),
+                                dict(flush_log_at_trx_commit=-1),
                                 dict(doublewrite_batch_pages=0),
                                 dict(doublewrite_batch_pages=65),
                                 dict(n_rollback_segments=0), dict(n_rollback_segments=128),

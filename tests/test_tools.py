@@ -23,7 +23,8 @@ def artifact(tmp_path_factory):
     d = tmp_path_factory.mktemp("art")
     res = run_campaign(CampaignConfig(seed=0, budget=None, examples=4,
                                       mutant="ack-before-log-fsync", artifacts_dir=str(d),
-                                      check_determinism=False))
+                                      check_determinism=False,
+                                      trx_commit_modes=(1,)))   # the mutant's mode
     assert res.findings, "the mutant is found in the first chunk of seed 0"
     return res.findings[0].artifact
 
