@@ -143,6 +143,12 @@ def fault_probes(plan: CrashPlan) -> Counter:
     return out
 
 
+def misdirected_before(run: WorkloadRun, position: int) -> bool:
+    """Whether the drive misdirected (or lost) a write before ``position``."""
+    return any(isinstance(op, MediaFault) and op.kind == "misdirected"
+               for op in run.trace.ops[run.setup_end:position])
+
+
 def misdirected_damage(run: WorkloadRun, position: int) -> bool:
     """Whether a misdirected write landed on some other range of a file before ``position``:
     that range (the victim) is then damaged in a way no engine can repair from its own files,
@@ -265,9 +271,13 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
                           probes_mod.collect(eng.stats))
         rows = _finish(eng, quiesce=False)
         probes.update(probes_mod.collect(eng.stats))
+        # what the OS was given but not fsynced survives a process kill, unless the drive
+        # misdirected a write: then it may hold anything, and only what was fsynced (and so
+        # read back by the engine) was promised, as after a power loss
         v = check_committed_state(run.trace.markers(), plan.position, rows, run.writers,
-                                  power_loss=b.profile.power_loss and
-                                  any(c.kind != KEEP for _, c in plan.choices))
+                                  power_loss=misdirected_before(run, plan.position) or
+                                  (b.profile.power_loss and
+                                   any(c.kind != KEEP for _, c in plan.choices)))
         if not v.ok:
             raise _Failed(v)
         if reference is not None and rows != reference:

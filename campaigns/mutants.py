@@ -44,6 +44,7 @@ def _fsync_retry_after_eio(self) -> None:
         self.file.fsync()
     except OSError:
         self.file.fsync()
+    self._verify_writes()       # the read-back is not what this bug is about
 
 
 def _no_checksum_on_read(self, raw: bytes, where) -> str:

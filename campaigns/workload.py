@@ -335,9 +335,13 @@ def workload_probes(run: WorkloadRun) -> Counter:
 
 def media_schedule_strategy():
     """One or two media faults (faultfs.media), each at one of the first IOs of its class
-    after the setup (a workload issues a handful of reads, writes and fsyncs):
+    after the setup (a workload issues a handful of reads, writes and fsyncs), or now and
+    then later (a fault that stops the engine early also cuts the workload short, and some
+    crash states, such as a pending file extension, need a longer run):
     ``(kind, at, arg)`` tuples."""
-    fault = st.tuples(st.sampled_from(KINDS), st.integers(0, 4), st.integers(0, 2**20))
+    at = st.sampled_from(["early", "early", "early", "late"]).flatmap(
+        lambda when: st.integers(0, 4) if when == "early" else st.integers(5, 40))
+    fault = st.tuples(st.sampled_from(KINDS), at, st.integers(0, 2**20))
     return st.lists(fault, min_size=1, max_size=2).map(tuple)
 
 

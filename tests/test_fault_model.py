@@ -180,3 +180,24 @@ def test_ordered_device_makes_the_missing_doublewrite_fsync_harmless(tmp_path):
     assert _campaign(tmp_path, "no-doublewrite-fsync", "sector512", 12).findings
     res = _campaign(tmp_path, "no-doublewrite-fsync", "ordered", 12)
     assert res.findings == [] and res.crash_states > 0
+
+
+def test_a_misdirected_log_write_voids_only_the_promise_the_os_was_trusted_with():
+    """flush_log_at_trx_commit=2 promises a process kill keeps the commit because the OS has
+    the log; a drive that misdirects that (unsynced, so never read back) write breaks it.  The
+    oracle then promises only what was fsynced, and this crash state passes; the same commit
+    without the fault must survive (found by the every-device campaign with media faults)."""
+    s = WorkloadSettings(device="process-kill", flush_log_at_trx_commit=2,
+                         media_faults=(("misdirected", 0, 0),))
+    steps = [["update_non_index", 0, 1, 1], ["commit", 0]]
+    run = run_workload(s, steps)
+    assert run.stopped is None and crashcheck.misdirected_before(run, len(run.trace))
+    assert crashcheck.check_crash_state(run, CrashPlan(len(run.trace), ())).verdict.ok
+    clean = run_workload(WorkloadSettings(device="process-kill", flush_log_at_trx_commit=2),
+                         steps)
+    assert crashcheck.check_crash_state(clean, CrashPlan(len(clean.trace), ())).verdict.ok
+    with planted("trx-commit-2-no-write"):
+        bad = run_workload(WorkloadSettings(device="process-kill", flush_log_at_trx_commit=2),
+                           steps)
+        assert crashcheck.check_crash_state(bad, CrashPlan(len(bad.trace), ())).verdict.kind \
+            == "L"
