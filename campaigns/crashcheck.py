@@ -143,21 +143,16 @@ def fault_probes(plan: CrashPlan) -> Counter:
     return out
 
 
-def misdirected_before(run: WorkloadRun, position: int) -> bool:
-    """Whether the drive misdirected (or lost) a write before ``position``."""
-    return any(isinstance(op, MediaFault) and op.kind == "misdirected"
-               for op in run.trace.ops[run.setup_end:position])
+def misdirected_writes(run: WorkloadRun, position: int) -> list[MediaFault]:
+    """The writes the drive misdirected (or lost) before ``position``.
 
-
-def misdirected_damage(run: WorkloadRun, position: int) -> bool:
-    """Whether a misdirected write landed on some other range of a file before ``position``:
-    that range (the victim) is then damaged in a way no engine can repair from its own files,
-    so a loud refusal (R) or a corruption report (C) is the right answer there.  Silent wrong
-    answers (L, U) and untyped errors (E) stay findings.  A write that landed nowhere damages
-    nothing: the range it missed still holds data the redo log can bring up to date."""
-    return any(isinstance(op, MediaFault) and op.kind == "misdirected"
-               and "landed at" in op.detail
-               for op in run.trace.ops[run.setup_end:position])
+    One that landed (``length > 0``) damaged the range it landed on (the victim) in a way no
+    engine can repair from its own files, so there a loud refusal (R) or a corruption report
+    (C) is the right answer; silent wrong answers (L, U) and untyped errors (E) stay findings.
+    One that landed nowhere damages nothing: the range it missed still holds data the redo log
+    can bring up to date.  Either voids what the OS was trusted with but never fsynced."""
+    return [op for op in run.trace.ops[run.setup_end:position]
+            if isinstance(op, MediaFault) and op.kind == "misdirected"]
 
 
 class _Failed(Exception):
@@ -275,7 +270,7 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         # misdirected a write: then it may hold anything, and only what was fsynced (and so
         # read back by the engine) was promised, as after a power loss
         v = check_committed_state(run.trace.markers(), plan.position, rows, run.writers,
-                                  power_loss=misdirected_before(run, plan.position) or
+                                  power_loss=bool(misdirected_writes(run, plan.position)) or
                                   (b.profile.power_loss and
                                    any(c.kind != KEEP for _, c in plan.choices)))
         if not v.ok:
@@ -299,7 +294,8 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         return CrashResult(plan, Verdict.passed(), probes, used)
     except _Failed as f:
         probes.update(f.probes)
-        if f.verdict.kind in (REFUSED, CORRUPT) and misdirected_damage(run, plan.position):
+        if f.verdict.kind in (REFUSED, CORRUPT) and \
+                any(op.length for op in misdirected_writes(run, plan.position)):
             probes["refused_on_misdirected_write"] += 1
             return CrashResult(plan, Verdict.passed(), probes, used)
         if used:

@@ -77,7 +77,7 @@ class SimFile:
         if fault is not None and fault.kind == "misdirected":
             target = media.misdirected_target(offset, len(data), len(buf), fault.arg)
             if target is None:
-                d._record(fault, self, offset, len(data),
+                d._record(fault, self, offset, 0,
                           f"write of {len(data)} bytes at {offset} lost (acknowledged, landed "
                           f"nowhere)")
                 return len(data)

@@ -95,8 +95,8 @@ class MediaFault:
     """A media fault the disk injected (:mod:`faultfs.media`): ``kind`` at bytes
     ``[offset, offset+length)`` of ``inode``.  ``sector-error`` makes those sectors unreadable;
     ``eio-fsync`` leaves the inode's unsynced writes pending forever; ``misdirected`` is
-    followed by the ordinary Write of where the data landed (if it landed: ``[offset,
-    offset+length)`` is that range); the rest only explain."""
+    followed by the ordinary Write of where the data landed (``[offset, offset+length)``;
+    ``length`` 0: it landed nowhere, no Write follows); the rest only explain."""
     kind: str
     inode: int
     path: str

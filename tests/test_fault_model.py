@@ -50,6 +50,7 @@ def test_misdirected_write_past_the_end_of_the_file_is_lost():
     assert f.pwrite(b"\xAA" * 512, 1536) == 512      # would land at 2048: past the end
     assert f.size() == 2048 and f.pread(512, 1536) == b"\x13" * 512
     assert len(d.trace) == n + 1 and "lost" in d.trace.ops[-1].detail   # no Write traced
+    assert (d.trace.ops[-1].offset, d.trace.ops[-1].length) == (1536, 0)    # landed nowhere
 
 
 @pytest.mark.parametrize("offset,length,size,arg,want", [
@@ -191,7 +192,7 @@ def test_a_misdirected_log_write_voids_only_the_promise_the_os_was_trusted_with(
                          media_faults=(("misdirected", 0, 0),))
     steps = [["update_non_index", 0, 1, 1], ["commit", 0]]
     run = run_workload(s, steps)
-    assert run.stopped is None and crashcheck.misdirected_before(run, len(run.trace))
+    assert run.stopped is None and crashcheck.misdirected_writes(run, len(run.trace))
     assert crashcheck.check_crash_state(run, CrashPlan(len(run.trace), ())).verdict.ok
     clean = run_workload(WorkloadSettings(device="process-kill", flush_log_at_trx_commit=2),
                          steps)
