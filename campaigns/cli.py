@@ -50,6 +50,11 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None, recovery_cr
     if media_faults:      # ENOSPC needs a file-extending write at the right moment: not required
         req += ["media_bitflip", "media_sector_error", "media_eio_write", "media_eio_fsync",
                 "media_misdirected", "engine_stopped_on_media_fault"]
+    if settings.page_size == 4096:
+        # the minimum log of 4 KiB pages wraps and fills up under the campaign's log pressure
+        # steps (campaigns.runner.log_pressure_strategy); the minimum log of larger pages holds
+        # more redo than a workload writes
+        req += ["log_wrapped", "log_free_check_checkpoint"]
     if dev.power_loss and "zeros" in dev.torn_fills:
         req.append("fault_torn_zeros")
     if not dev.safe_append:

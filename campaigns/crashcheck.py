@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from checkers import probes as probes_mod
 from checkers.oracle import check_committed_state
 from checkers.structure import check_after_recovery, check_quiesced
-from checkers.verdict import CORRUPT, ENGINE_ERROR, LOST, REFUSED, UNCOMMITTED, Verdict
+from checkers.verdict import (CORRUPT, ENGINE_ERROR, ISOLATION, LOST, REFUSED, UNCOMMITTED,
+                              Verdict)
 from engine import Engine
 from engine.errors import Corruption, EngineError, RecoveryError
 from faultfs import (DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder, InjectedIOError,
@@ -228,6 +229,10 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
     if run.crashed:
         return CrashResult(plan, Verdict.failed(
             ENGINE_ERROR, f"the engine crashed during the workload: {run.stopped}"))
+    if run.read_anomalies:
+        return CrashResult(plan, Verdict.failed(
+            ISOLATION, f"a consistent read during the workload: {run.read_anomalies[0]}",
+            run.read_anomalies[1:8]))
     if run.stopped and not run.disk.faults_injected:
         return CrashResult(plan, Verdict.failed(
             ENGINE_ERROR, f"the engine stopped during the workload with no fault injected: "
@@ -285,7 +290,8 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
                 [f"{t}:{k}: uninterrupted recovery {'present' if reference.get((t, k)) else 'absent'}"
                  f", after the nested crash {'present' if rows.get((t, k)) else 'absent'}"
                  for t, k in diff[:8]]))
-        problems = check_quiesced(eng)
+        problems = check_quiesced(eng)      # runs purge to the end first
+        probes["purge_after_recovery"] += eng.stats["purge_logs_freed"]
         if problems:
             raise _Failed(Verdict.failed(CORRUPT, problems[0], problems[1:]))
         return CrashResult(plan, Verdict.passed(), probes, used)

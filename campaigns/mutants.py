@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 from unittest import mock
 
-from engine import buf, dblwr, os_file, recovery
+from engine import btr, buf, dblwr, log, os_file, purge, read_view, recovery, trx
 from engine import page as fil_page
 from engine.engine import Engine
 from engine.page import PAGE_OK
@@ -102,6 +102,54 @@ def _trx_commit_2_no_write(self, commit_lsn: int) -> None:
         _flush_log_at_commit(self, commit_lsn)
 
 
+def _no_log_free_check(self) -> None:
+    # bug 12 (MySQL #69477): no free-space check before an mtr, so nothing flushes and
+    # checkpoints when the log runs low
+    return None
+
+
+def _overwrite_past_checkpoint(self, start: int, end: int) -> None:
+    # ... and the log writer overwrites redo newer than the last checkpoint, as InnoDB's did
+    # (it only printed "the age of the last checkpoint ... exceeds the log group capacity")
+    return None
+
+
+@contextlib.contextmanager
+def _no_log_capacity_check() -> Iterator[None]:
+    with mock.patch.object(Engine, "_log_free_check", _no_log_free_check), \
+            mock.patch.object(log.LogSys, "_check_capacity", _overwrite_past_checkpoint):
+        yield
+
+
+def _level_list_remove_left_only(self, mtr, f) -> None:
+    # a page merge or discard unlinks the freed page from its level by fixing the left
+    # neighbour's FIL_PAGE_NEXT only: the right neighbour's FIL_PAGE_PREV still names the freed
+    # page (a backward scan, or the next split or merge there, follows it into a free page)
+    prev_no = fil_page.u32(f.data, fil_page.FIL_PAGE_PREV)
+    next_no = fil_page.u32(f.data, fil_page.FIL_PAGE_NEXT)
+    if prev_no != fil_page.FIL_NULL:
+        mtr.write(self._index_page(mtr, prev_no), fil_page.FIL_PAGE_NEXT,
+                  next_no.to_bytes(4, "big"))
+
+
+def _purge_ignores_read_views(self) -> read_view.ReadView:
+    # purge's view is a view of now: it ignores the read views still open, so it removes
+    # delete-marked rows and frees undo logs an older snapshot still needs
+    ts = self.engine.trx_sys
+    return read_view.ReadView.open(ts.max_trx_id, ts.active, 0)
+
+
+def _read_view_per_statement(self, t) -> read_view.ReadView:
+    # REPEATABLE READ takes a fresh read view for every statement (READ COMMITTED's rule)
+    return self.open_view(t)
+
+
+def _sec_index_not_rolled_back(self, m, sidx, k: int, pk: int, marked: bool) -> None:
+    # rollback restores the clustered record but leaves the secondary index entry as the
+    # rolled-back change left it (delete-marked, or unmarked)
+    return None
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
@@ -182,6 +230,43 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            lambda: mock.patch.object(Engine, "_flush_log_at_commit", _trx_commit_2_no_write),
            needs="a crash that keeps what the OS had (--device process-kill, or a power loss "
                  "whose crash plan loses nothing)"),
+    Mutant("no-log-free-check", 12,
+           "no log free check before an mtr: the log is never flushed and checkpointed "
+           "synchronously when it runs low, and redo overwrites the log past the last "
+           "checkpoint (MySQL #69477)",
+           "R/L/C: recovery finds the checkpointed redo overwritten by a later lap",
+           _no_log_capacity_check,
+           needs="a log that fills up between checkpoints (the minimum log_file_size, which "
+                 "campaigns draw for about half of their workloads)"),
+    Mutant("merge-no-sibling-link-fix", 0,
+           "a B+tree page merge or discard (btr_level_list_remove) fixes the left neighbour's "
+           "FIL_PAGE_NEXT but leaves the right neighbour's FIL_PAGE_PREV pointing at the freed "
+           "page",
+           "C: the structural check finds a level's sibling links broken (live and after "
+           "recovery: the missing link write is missing from the redo too)",
+           lambda: mock.patch.object(btr.Index, "_level_list_remove",
+                                     _level_list_remove_left_only),
+           needs="deletes (purge or rollback of inserts) that merge or discard a leaf with a "
+                 "right neighbour"),
+    Mutant("purge-ignores-read-view", 0,
+           "purge decides what is no longer needed from a view of now, ignoring the read views "
+           "still open (purge_sys.view not cloned from the oldest view)",
+           "I (or E): a REPEATABLE READ snapshot loses a row another transaction deleted, or "
+           "follows a roll pointer into a purged undo log",
+           lambda: mock.patch.object(purge.PurgeSys, "view", _purge_ignores_read_views),
+           needs="a REPEATABLE READ reader open across another transaction's commit and purge"),
+    Mutant("rr-read-view-per-statement", 0,
+           "REPEATABLE READ takes a new read view for every statement instead of one per "
+           "transaction",
+           "I: a second read in the same transaction sees a commit made after its first read",
+           lambda: mock.patch.object(trx.TrxSys, "view_for", _read_view_per_statement),
+           needs="transaction_isolation REPEATABLE-READ"),
+    Mutant("sec-index-not-rolled-back", 0,
+           "rollback of a delete or an update of k restores the clustered record but not the "
+           "secondary index entry's delete mark",
+           "C: after purge the structural check finds a row with no live index entry on k",
+           lambda: mock.patch.object(trx.TrxSys, "_sec_undo_mark", _sec_index_not_rolled_back),
+           needs="a rolled-back (or crash-interrupted) delete or update of k"),
 )}
 
 

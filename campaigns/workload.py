@@ -2,21 +2,40 @@
 
 A workload is a list of steps, each a JSON-friendly list, run against the engine over a
 :class:`~faultfs.SimDisk`.  Transactions live in slots 0..2, so up to three interleave; a
-statement on an empty slot begins a transaction.  Steps:
+statement on an empty slot begins a transaction (at the run's isolation level).  Steps:
 
     ["point_select", slot, id]             SELECT c FROM sbtest1 WHERE id=?
     ["range_select", slot, id, n]          SELECT c FROM sbtest1 WHERE id BETWEEN ? AND ?+n
+    ["sum_range", slot, id, n]             SELECT SUM(k) FROM sbtest1 WHERE id BETWEEN ...
+    ["order_range", slot, id, n]           SELECT c ... WHERE id BETWEEN ... ORDER BY c
+    ["distinct_range", slot, id, n]        SELECT DISTINCT c ... WHERE id BETWEEN ... ORDER BY c
+    ["k_select", slot, k]                  SELECT id FROM sbtest1 WHERE k=? (secondary index)
     ["update_index", slot, id, seed]       UPDATE sbtest1 SET k=k+1 WHERE id=?
     ["update_non_index", slot, id, seed]   UPDATE sbtest1 SET c=? WHERE id=?
     ["delete_insert", slot, id, seed]      DELETE ... WHERE id=?; INSERT ... (id, ...)
     ["insert", slot, id, seed]             INSERT a new id (growth: page splits)
+    ["oltp_trx", slot, id, seed]           sysbench oltp_read_write's whole transaction:
+                                           point selects, simple, sum, order and distinct
+                                           ranges, index update, non-index update, delete +
+                                           insert, commit (ids derived from id and seed)
     ["bulk_insert", slot, id, n, seed]     INSERT n consecutive new ids in one transaction
                                            (page splits, log pressure and wrap)
     ["bulk_update", slot, id, n, seed]     UPDATE c of n consecutive ids in one transaction
                                            (undo spanning many pages, log pressure)
+    ["bulk_delete", slot, id, n]           DELETE n consecutive ids in one transaction (purge
+                                           then empties pages: merges, tree shrink)
     ["commit", slot]  ["rollback", slot]
-    ["background", n]                      n steps of page cleaner / checkpoint / rollback
+    ["background", n]                      n steps of log writer / page cleaner / checkpoint /
+                                           background rollback / purge
     ["checkpoint"]
+    ["purge", n]                           n purge batches (InnoDB's purge threads)
+
+Reads are consistent reads, checked as they happen against a snapshot model kept by the
+runner: the committed versions of every row in commit order, a REPEATABLE READ transaction's
+snapshot taken at its first read, a READ COMMITTED one's at every statement, its own writes
+on top.  A read that returns anything else is an isolation anomaly (``run.read_anomalies``),
+which the campaign reports as a finding whatever the crash.  Updates read the current version
+under an exclusive lock (SELECT ... FOR UPDATE), as UPDATE does.
 
 A statement that hits a row lock held by another slot's transaction rolls its own transaction
 back (as innodb_rollback_on_timeout would), which the oracle sees as a rollback.
@@ -70,12 +89,16 @@ class WorkloadSettings:
     media_faults: tuple = ()        # faultfs.media schedule, ((kind, at, arg), ...), after setup
     flush_log_at_trx_commit: int = 1    # innodb_flush_log_at_trx_commit: 0, 1 or 2 (artifacts
                                         # older than modes 0 and 2 lack the key: 1)
+    isolation: str = "REPEATABLE-READ"  # transaction_isolation: or READ-COMMITTED
+    n_rollback_segments: int = 2        # innodb_rollback_segments
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(page_size=self.page_size, buffer_pool_pages=self.buffer_pool_pages,
                             log_file_size=self.log_file_size, doublewrite=self.doublewrite,
                             doublewrite_batch_pages=8, page_cleaner_batch=4,
-                            flush_log_at_trx_commit=self.flush_log_at_trx_commit)
+                            flush_log_at_trx_commit=self.flush_log_at_trx_commit,
+                            transaction_isolation=self.isolation,
+                            n_rollback_segments=self.n_rollback_segments)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -107,6 +130,7 @@ class WorkloadRun:
     engine_stats: dict = field(default_factory=dict)
     stopped: str | None = None          # why the engine stopped before the last step, if it did
     crashed: bool = False               # ... and it was no typed refusal (EngineError) but a crash
+    read_anomalies: list = field(default_factory=list)  # reads the snapshot model disagrees with
 
     @property
     def trace(self):
@@ -120,7 +144,7 @@ def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     """
     disk = SimDisk(get_device(settings.device))
     eng = Engine.create(disk, settings.engine_config())
-    eng.create_table(TABLE)
+    eng.create_table(TABLE, k_index=True)
     trx = eng.begin()
     for i in range(1, settings.table_size + 1):
         trx.insert(TABLE, i, row_value(i, i, 0))
@@ -152,6 +176,13 @@ class _Runner:
         self.writes: dict[int, dict[int, bytes | None]] = {}
         self.mode = eng.config.flush_log_at_trx_commit
         self.marked: tuple = (None, None)     # (written, durable) LSNs as markers last said
+        # the snapshot model: committed versions of each row, [(commit seq, value or None)]
+        self.versions: dict[int, list] = {k: [(0, v)] for _, k, v in
+                                          disk.trace.markers("initial-state")[-1][1].get("rows", ())}
+        self.seq = 0                          # commits so far
+        self.snap: dict[int, int] = {}        # REPEATABLE READ trx id → its snapshot's seq
+        self.rc = eng.config.transaction_isolation == "READ-COMMITTED"
+        self.step_no = 0
 
     def _mark_log(self) -> None:
         """With flush_log_at_trx_commit 0 or 2: mark the LSN the log was written to the OS up
@@ -180,8 +211,81 @@ class _Runner:
 
     def _end(self, slot: int, how: str) -> None:
         t = self.slots.pop(slot)
-        for k, v in self.writes.pop(t.id).items():
+        writes = self.writes.pop(t.id)
+        if how == "committed":
+            self.seq += 1
+            for k, v in writes.items():
+                self.versions.setdefault(k, []).append((self.seq, v))
+        self.snap.pop(t.id, None)
+        for k, v in writes.items():
             self.run_.writers.setdefault((TABLE, k, v), f"trx {t.id} ({how})")
+
+    def _purge(self, batches: int) -> None:
+        for _ in range(batches):
+            if not self.eng.purge.step(self.eng.config.purge_batch):
+                return
+            self.eng.stats["purge_steps_in_workload"] += 1
+
+    # -- the snapshot model ----------------------------------------------------------------------
+    def _snapshot(self, t) -> int:
+        """The commit seq ``t``'s next consistent read sees (taken now under READ COMMITTED,
+        at the first read under REPEATABLE READ, as the engine takes its read view)."""
+        if self.rc:
+            return self.seq
+        return self.snap.setdefault(t.id, self.seq)
+
+    def _expected(self, t, key: int, seq: int):
+        own = self.writes[t.id]
+        if key in own:
+            return own[key]
+        val = None
+        for s, v in self.versions.get(key, ()):
+            if s > seq:
+                break
+            val = v
+        return val
+
+    def _expected_range(self, t, lo: int, hi: int, seq: int) -> list:
+        keys = sorted(k for k in set(self.versions) | set(self.writes[t.id]) if lo <= k <= hi)
+        return [(k, v) for k in keys if (v := self._expected(t, k, seq)) is not None]
+
+    def _anomaly(self, t, what: str, got, expected) -> None:
+        iso = "READ COMMITTED" if self.rc else "REPEATABLE READ"
+        msg = (f"step {self.step_no}: trx {t.id} ({iso}) {what} returned {_brief(got)}, the "
+               f"snapshot model expects {_brief(expected)}")
+        self.run_.read_anomalies.append(msg)
+        self._note("isolation anomaly: " + msg)
+
+    def _select(self, t, id_: int) -> None:
+        seq = self._snapshot(t)
+        got = t.get(TABLE, id_)
+        exp = self._expected(t, id_, seq)
+        if got != exp:
+            self._anomaly(t, f"SELECT id={id_}", got, exp)
+
+    def _range(self, t, lo: int, hi: int, what: str) -> list:
+        seq = self._snapshot(t)
+        got = t.scan(TABLE, lo, hi)
+        exp = self._expected_range(t, lo, hi, seq)
+        if got != exp:
+            g, e = dict(got), dict(exp)
+            diff = [k for k in sorted(set(g) | set(e)) if g.get(k) != e.get(k)]
+            self._anomaly(t, f"{what} id BETWEEN {lo} AND {hi}",
+                          f"{[k for k, _ in got]}; at id {diff[0]}: {_brief(g.get(diff[0]))}",
+                          f"{[k for k, _ in exp]}; at id {diff[0]}: {_brief(e.get(diff[0]))}")
+        elif what == "SUM(k)":
+            self.run_.events.append((len(self.disk.trace), f"trx {t.id} SUM(k) = "
+                                     f"{sum(row_k(v) for _, v in got)}"))
+        return got
+
+    def _k_select(self, t, k: int) -> None:
+        seq = self._snapshot(t)
+        got = [pk for pk, _ in t.lookup_k(TABLE, k)]
+        keys = set(self.versions) | set(self.writes[t.id])
+        exp = sorted(pk for pk in keys
+                     if (v := self._expected(t, pk, seq)) is not None and row_k(v) == k)
+        if got != exp:
+            self._anomaly(t, f"SELECT id WHERE k={k}", got, exp)
 
     def _write(self, t, key: int, value: bytes | None) -> None:
         self.writes[t.id][key] = value
@@ -189,10 +293,22 @@ class _Runner:
 
     def run(self, steps: list) -> None:
         self._mark_log()
-        for step in steps:
+        for no, step in enumerate(steps):
+            self.step_no = no
             self._step(step)
             self._mark_log()   # any step may move the log: commits, background, checkpoints,
                                # and statements too (an evicted dirty page obeys the WAL rule)
+        self.step_no = len(steps)
+        self._final_snapshot_scans()
+
+    def _final_snapshot_scans(self) -> None:
+        """After the last step, every transaction still open with a snapshot (REPEATABLE READ)
+        reads the whole table once more: its snapshot must still be whole, however much was
+        committed and purged since it was taken."""
+        for slot in sorted(self.slots):
+            t = self.slots[slot]
+            if t.id in self.snap:
+                self._range(t, 0, (1 << 32) - 1, "final snapshot scan: SELECT c")
 
     def _step(self, step: list) -> None:
         op = step[0]
@@ -201,6 +317,9 @@ class _Runner:
             return
         if op == "checkpoint":
             self.eng.checkpoint()
+            return
+        if op == "purge":
+            self._purge(int(step[1]))
             return
         slot = int(step[1]) % SLOTS
         try:
@@ -224,6 +343,7 @@ class _Runner:
             else:
                 self.disk.mark("commit-ack", trx=t.id, lsn=lsn, mode=self.mode)
             self._end(slot, "committed")
+            self._purge(1)      # purge threads wake up after commits
             return
         if op == "rollback":
             if slot not in self.slots:
@@ -236,9 +356,21 @@ class _Runner:
         t = self._trx(slot)
         id_ = int(step[2])
         if op == "point_select":
-            t.get(TABLE, id_)
+            self._select(t, id_)
+        elif op == "k_select":
+            self._k_select(t, id_)
         elif op == "range_select":
-            t.scan(TABLE, id_, id_ + int(step[3]))
+            self._range(t, id_, id_ + int(step[3]), "SELECT c")
+        elif op in ("sum_range", "order_range", "distinct_range"):
+            what = {"sum_range": "SUM(k)", "order_range": "SELECT c ORDER BY c",
+                    "distinct_range": "SELECT DISTINCT c ORDER BY c"}[op]
+            self._range(t, id_, id_ + int(step[3]), what)
+        elif op == "oltp_trx":
+            self._oltp_trx(slot, t, id_, int(step[3]))
+        elif op == "bulk_delete":
+            for j in range(int(step[3])):
+                if t.delete(TABLE, id_ + j):
+                    self._write(t, id_ + j, None)
         elif op in ("update_index", "update_non_index"):
             self._update(t, id_, int(step[3]), bump_k=op == "update_index")
         elif op == "delete_insert":
@@ -258,8 +390,32 @@ class _Runner:
         else:
             raise ValueError(f"unknown workload step {step!r}")
 
+    def _oltp_trx(self, slot: int, t, id_: int, seed: int) -> None:
+        """sysbench oltp_read_write's transaction (oltp_common.lua), scaled down: 4 point
+        selects, one each of the simple, sum, order and distinct ranges (5 rows), an index
+        update, a non-index update, a delete plus insert, then commit."""
+        n = max(self.run_.settings.table_size, 1)
+
+        def pick(j: int) -> int:
+            return (id_ - 1 + j * (seed % 97 + 1)) % n + 1
+        for j in range(4):
+            self._select(t, pick(j))
+        for j, what in enumerate(("SELECT c", "SUM(k)", "SELECT c ORDER BY c",
+                                  "SELECT DISTINCT c ORDER BY c")):
+            lo = pick(4 + j)
+            self._range(t, lo, lo + 4, what)
+        self._update(t, pick(8), seed, bump_k=True)
+        self._update(t, pick(9), seed, bump_k=False)
+        victim = pick(10)
+        if t.delete(TABLE, victim):
+            self._write(t, victim, None)
+        v = row_value(victim, victim, seed)
+        t.insert(TABLE, victim, v)
+        self._write(t, victim, v)
+        self._statement("commit", slot, ["commit", slot])
+
     def _update(self, t, id_: int, seed: int, bump_k: bool) -> None:
-        cur = t.get(TABLE, id_)
+        cur = t.get_for_update(TABLE, id_)
         if cur is None:
             return
         v = row_value(id_, row_k(cur) + 1 if bump_k else row_k(cur), seed)
@@ -273,6 +429,16 @@ class _Runner:
         except DuplicateKey:
             return
         self._write(t, id_, v)
+
+
+def _brief(x) -> str:
+    if isinstance(x, (bytes, bytearray)):
+        return f"a row with k={row_k(x)}" if len(x) >= 4 else repr(bytes(x))
+    if x is None:
+        return "no row"
+    if isinstance(x, list) and len(x) > 12:
+        return f"{x[:12]}… ({len(x)} ids)"
+    return str(x)
 
 
 # -- Hypothesis strategies -------------------------------------------------------------------------
@@ -294,10 +460,17 @@ def step_strategy(table_size: int):
         st.tuples(st.just("bulk_insert"), slot, new_ids, st.integers(2, 60), seed),
         st.tuples(st.just("bulk_update"), slot, ids, st.integers(2, 40), seed),
         st.tuples(st.just("checkpoint")),
+        st.tuples(st.just("oltp_trx"), slot, ids, seed),
+        st.tuples(st.just("k_select"), slot, ids),
+        st.tuples(st.sampled_from(["sum_range", "order_range", "distinct_range"]), slot, ids,
+                  st.integers(1, 20)),
+        st.tuples(st.just("bulk_delete"), slot, ids, st.integers(2, 60)),
+        st.tuples(st.just("purge"), st.integers(1, 8)),
     ).map(list)
 
 
 TRX_COMMIT_MODES = (1, 2, 0)     # innodb_flush_log_at_trx_commit values campaigns draw
+ISOLATION_LEVELS = ("REPEATABLE-READ", "READ-COMMITTED")   # transaction_isolation values
 
 
 def settings_strategy(base: WorkloadSettings):
@@ -321,12 +494,19 @@ def trx_commit_mode_strategy(modes: tuple = TRX_COMMIT_MODES):
     return st.sampled_from(tuple(modes))
 
 
+def isolation_strategy(levels: tuple = ISOLATION_LEVELS):
+    """transaction_isolation among ``levels`` (drawn after the flush mode, so older seeds'
+    workloads stay as they were)."""
+    return st.sampled_from(tuple(levels))
+
+
 def workload_probes(run: WorkloadRun) -> Counter:
     """Probe counts (checkers.probes.WORKLOAD_PROBES) for one executed workload: its
     flush_log_at_trx_commit mode, the background log writer's flushes, and the commits
     acknowledged before their log was durable."""
     out: Counter = Counter()
     out[f"trx_commit_mode_{run.settings.flush_log_at_trx_commit}"] += 1
+    out["isolation_" + {"REPEATABLE-READ": "rr", "READ-COMMITTED": "rc"}[run.settings.isolation]] += 1
     for name, (key, _) in WORKLOAD_PROBES.items():
         if key and run.engine_stats.get(key):
             out[name] += run.engine_stats[key]
@@ -359,8 +539,10 @@ def validate_steps(steps) -> list:
         ValueError: a step that is not a known, well-formed step.
     """
     arity = {"point_select": 3, "range_select": 4, "update_index": 4, "update_non_index": 4,
-             "delete_insert": 4, "insert": 4, "bulk_insert": 5, "bulk_update": 5, "commit": 2, "rollback": 2, "background": 2,
-             "checkpoint": 1}
+             "delete_insert": 4, "insert": 4, "bulk_insert": 5, "bulk_update": 5, "commit": 2,
+             "rollback": 2, "background": 2, "checkpoint": 1, "sum_range": 4,
+             "order_range": 4, "distinct_range": 4, "k_select": 3, "oltp_trx": 4,
+             "bulk_delete": 4, "purge": 2}
     out = []
     for s in steps:
         # ids become the row's 32-bit k column (update_index adds 1 per step): bound every field

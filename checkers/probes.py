@@ -41,6 +41,34 @@ WORKLOAD_PROBES: dict[str, tuple[str, str]] = {
                            "background log writer step wrote and fsynced the log (modes 0, 2)"),
     "commit_acked_before_durable": ("trx_commit_acked_not_durable",
                                     "commit acknowledged before the log was fsynced to its LSN"),
+    "log_wrapped": ("log_wraps",
+                    "redo log write began a new lap of the circular log file (the log wrapped)"),
+    "log_free_check_checkpoint": ("log_sync_checkpoints",
+                                  "log free check before an mtr found the log nearly full: "
+                                  "synchronous buffer pool flush and checkpoint"),
+    "isolation_rr": ("", "workload run with REPEATABLE READ (one read view per transaction)"),
+    "isolation_rc": ("", "workload run with READ COMMITTED (a read view per statement)"),
+    "consistent_read_old_version": ("mvcc_versions_built",
+                                    "consistent read built an older row version from undo"),
+    "sec_index_delete_mark": ("sec_entries_delete_marked",
+                              "secondary index entry delete-marked (k changed, or row deleted)"),
+    "purge_removed_delete_marked_row": ("purge_del_marked_removed",
+                                        "purge removed a delete-marked row no read view needed"),
+    "purge_removed_sec_entry": ("purge_sec_entries_removed",
+                                "purge removed a delete-marked secondary index entry"),
+    "purge_waited_for_read_view": ("purge_blocked_by_read_view",
+                                   "purge stopped at a history log an open read view needs"),
+    "insert_over_delete_marked": ("insert_over_delete_marked",
+                                  "insert reused a delete-marked record purge had not removed"),
+    "btr_page_merge": ("btr_page_merges",
+                       "B+tree page below the merge threshold merged into a sibling after a "
+                       "delete (btr_compress)"),
+    "btr_page_discard": ("btr_pages_discarded",
+                         "emptied B+tree page discarded: unlinked, node pointer removed, freed "
+                         "(btr_discard_page)"),
+    "btr_tree_shrink": ("btr_tree_shrinks",
+                        "B+tree root took its only child's records: the tree lost a level "
+                        "(btr_lift_page_up)"),
 }
 
 # fault kinds injected (counted by the campaign from the crash plans, not by the engine)
@@ -51,6 +79,8 @@ FAULT_PROBES: dict[str, str] = {
     "fault_torn_garbage": "write torn; lost units read as garbage",
     "fault_size_only": "appending write: new size persisted, data not (no safe append)",
     "crash_during_recovery": "crash while recovering or rolling back after a crash",
+    "purge_after_recovery": "undo log the crash left in a history list purged after recovery "
+                            "(purge cut by the crash resumes)",
     "media_bitflip": "a read returned one flipped bit (media faults)",
     "media_sector_error": "a latent sector error failed a read, and every later read of it",
     "media_eio_write": "a write failed with EIO",

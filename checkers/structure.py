@@ -6,10 +6,12 @@ Two passes, each returning a list of problems in words (empty: clean):
   the FSP bitmaps mark used is valid (checksum, trailer LSN) and no page LSN lies beyond the
   recovered end of the redo log.  Pages recovery is holding dirty in the buffer pool are checked
   there instead of on disk (their disk image may be the torn one being repaired).
-* :func:`check_quiesced`, after background rollback finished and everything was flushed: the
-  same page checks on disk, every B+tree's order, bounds, levels and sibling links, every tree
-  page marked used and every used page reachable (no leaks), no rollback-segment slot in use and
-  no transaction left ACTIVE.
+* :func:`check_quiesced`, after background rollback finished: it runs purge to the end (no read
+  view is open, so the whole history list goes) and flushes everything, then checks the same
+  pages on disk, every B+tree's order, bounds, levels and sibling links, every tree page marked
+  used and every used page reachable (no leaks), no rollback-segment slot in use, no
+  transaction left ACTIVE, empty history lists, no delete-marked record left, and a secondary
+  index that holds exactly one entry (k, id) per row of its table.
 """
 from __future__ import annotations
 
@@ -70,12 +72,45 @@ def check_after_recovery(eng) -> list[str]:
         return [f"{type(e).__name__}: {e}"]
 
 
+def _index_agreement(eng, idx, sidx) -> list[str]:
+    """After a full purge: no delete-marked records, and the secondary index holds exactly
+    the entries (k, id) of the clustered index's rows."""
+    out = []
+    big = (1 << 64) - 1
+    clust = idx.scan(eng.buf, 0, big, 1 << 62)
+    entries = sidx.scan(eng.buf, 0, big, 1 << 62)
+    marked = [btr_page.rec_key(r) for r in clust if btr_page.is_delete_marked(r)]
+    if marked:
+        out.append(f"table {idx.name}: delete-marked rows {marked[:8]} left after purge")
+    smarked = [btr_page.sec_key_parts(btr_page.rec_key(e)) for e in entries
+               if btr_page.is_delete_marked(e)]
+    if smarked:
+        out.append(f"table {idx.name}, index k: delete-marked entries (k, id) {smarked[:8]} "
+                   f"left after purge")
+    want = {(int.from_bytes(btr_page.leaf_value(r)[:4], "big"), btr_page.rec_key(r))
+            for r in clust if not btr_page.is_delete_marked(r)}
+    have = {btr_page.sec_key_parts(btr_page.rec_key(e)) for e in entries
+            if not btr_page.is_delete_marked(e)}
+    if want - have:
+        out.append(f"table {idx.name}, index k: rows (k, id) {sorted(want - have)[:8]} have no "
+                   f"index entry")
+    if have - want:
+        out.append(f"table {idx.name}, index k: entries (k, id) {sorted(have - want)[:8]} "
+                   f"match no row")
+    return out
+
+
 def check_quiesced(eng) -> list[str]:
     """Full structural check of a quiesced engine (no active transactions, pool flushed)."""
     out: list[str] = []
     try:
         if eng.trx_sys.active:
             out.append(f"transactions still ACTIVE: {sorted(eng.trx_sys.active)}")
+        else:
+            eng.purge_all()
+            if eng.purge.history_length():
+                out.append(f"history list holds {eng.purge.history_length()} undo logs after "
+                           f"purge ran with no read view open")
         eng.buf.flush_all()
         out += _page_problems(eng, eng.log.end_lsn, use_pool=False)
         ps = eng.config.page_size
@@ -105,6 +140,16 @@ def check_quiesced(eng) -> list[str]:
             if tree_pages - used:
                 out.append(f"table {name}: tree pages {sorted(tree_pages - used)[:8]} are "
                            f"marked free in the FSP bitmap")
+            sidx = eng.sec_index_by_space(idx.space)
+            if sidx is not None:
+                try:
+                    info_k = sidx._check(eng.buf)
+                except (EngineError, AssertionError) as e:
+                    out.append(f"table {name}, index k: {type(e).__name__}: {e}")
+                    continue
+                tree_pages |= set(info_k["page_set"])
+                if not eng.trx_sys.active:
+                    out += _index_agreement(eng, idx, sidx)
             if used - tree_pages:
                 out.append(f"table {name}: pages {sorted(used - tree_pages)[:8]} marked used "
                            f"but not in the tree")

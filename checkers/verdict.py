@@ -4,11 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # finding kinds (INNODB.md's letters): L committed data lost, U uncommitted data visible,
-# C corrupt page accepted or wrong page image, R refuses to start, H hang, E engine error
+# C corrupt page accepted or wrong page image, R refuses to start, H hang, E engine error;
+# and I: a consistent read during the workload disagreed with the snapshot model
 LOST, UNCOMMITTED, CORRUPT, REFUSED, ENGINE_ERROR = "L", "U", "C", "R", "E"
+ISOLATION = "I"
 KIND_NAMES = {LOST: "committed data lost", UNCOMMITTED: "uncommitted data visible",
               CORRUPT: "corruption", REFUSED: "recovery refused to start",
-              ENGINE_ERROR: "engine raised an unexpected error"}
+              ENGINE_ERROR: "engine raised an unexpected error",
+              ISOLATION: "a read saw the wrong version (isolation anomaly)"}
 
 
 @dataclass

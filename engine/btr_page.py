@@ -16,8 +16,15 @@ child acts as minus infinity, as InnoDB's REC_INFO_MIN_REC_FLAG does.
 
 Leaf (clustered index) record payload:
     key u64 | info_bits u8 | DB_TRX_ID u48 | DB_ROLL_PTR 7 bytes | value bytes
+Leaf (secondary index) record payload, for the index on a row's ``k`` (a u32, the value's
+first 4 bytes, as sysbench's ``k`` column):
+    key u64 = k << 32 | primary key (u32) | info_bits u8
 Node pointer payload:
     key u64 | child page number u32
+
+info_bits: REC_INFO_DELETED_FLAG (0x20, as InnoDB) marks a delete-marked record, which
+consistent reads still see through its version chain and purge removes.  A secondary index's
+PAGE_INDEX_ID carries SECONDARY_INDEX_FLAG, so a page tells which record format it holds.
 
 The page is modified only through redo record application (:mod:`engine.mtr_log`), so the
 running engine and recovery change pages with the same code.
@@ -44,6 +51,9 @@ REC_TRX_ID = KEY_LEN + 1
 REC_ROLL_PTR = REC_TRX_ID + TRX_ID_LEN
 REC_VALUE = REC_ROLL_PTR + ROLL_PTR_LEN
 NODE_PTR_LEN = KEY_LEN + 4
+SEC_REC_LEN = KEY_LEN + 1
+REC_INFO_DELETED_FLAG = 0x20
+SECONDARY_INDEX_FLAG = 1 << 40      # in PAGE_INDEX_ID: the page belongs to a secondary index
 
 _KEY = struct.Struct(">Q")
 
@@ -191,6 +201,37 @@ def leaf_value(payload) -> bytes:
     return bytes(payload[REC_VALUE:])
 
 
+def is_delete_marked(payload) -> bool:
+    return bool(payload[REC_INFO] & REC_INFO_DELETED_FLAG)
+
+
+def with_delete_mark(payload, marked: bool) -> bytes:
+    """``payload`` with REC_INFO_DELETED_FLAG set or cleared (everything else unchanged)."""
+    info = payload[REC_INFO] | REC_INFO_DELETED_FLAG if marked else \
+        payload[REC_INFO] & ~REC_INFO_DELETED_FLAG
+    return bytes(payload[:REC_INFO]) + bytes([info]) + bytes(payload[REC_INFO + 1:])
+
+
+def sec_key(k: int, pk: int) -> int:
+    """The secondary index key of (k, primary key): both u32, ordered by k then pk."""
+    assert 0 <= k < 1 << 32 and 0 <= pk < 1 << 32, (k, pk)
+    return k << 32 | pk
+
+
+def sec_key_parts(key: int) -> tuple[int, int]:
+    """(k, primary key) of a secondary index key."""
+    return key >> 32, key & 0xFFFFFFFF
+
+
+def make_sec_rec(k: int, pk: int, delete_marked: bool = False) -> bytes:
+    return _KEY.pack(sec_key(k, pk)) + bytes([REC_INFO_DELETED_FLAG if delete_marked else 0])
+
+
+def is_secondary(frame) -> bool:
+    return bool(int.from_bytes(frame[PAGE_INDEX_ID:PAGE_INDEX_ID + 8], "big") &
+                SECONDARY_INDEX_FLAG)
+
+
 def make_node_ptr(key: int, child: int) -> bytes:
     return _KEY.pack(key) + child.to_bytes(4, "big")
 
@@ -216,6 +257,10 @@ def _check(frame) -> None:
         for r in recs:
             if len(r) != NODE_PTR_LEN:
                 raise PageLayoutError(f"node pointer of {len(r)} bytes")
+    elif is_secondary(frame):
+        for r in recs:
+            if len(r) != SEC_REC_LEN:
+                raise PageLayoutError(f"secondary index record of {len(r)} bytes")
     else:
         for r in recs:
             if len(r) < REC_VALUE:

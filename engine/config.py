@@ -23,6 +23,9 @@ class EngineConfig:
     page_cleaner_batch: int = 8         # pages the page cleaner flushes per step (io_capacity)
     n_rollback_segments: int = 2        # innodb_rollback_segments
     undo_records_per_rollback_step: int = 1
+    transaction_isolation: str = "REPEATABLE-READ"   # transaction_isolation: REPEATABLE-READ
+                                                     # or READ-COMMITTED
+    purge_batch: int = 4                # undo records per purge step (innodb_purge_batch_size)
 
     def __post_init__(self) -> None:
         if self.page_size not in PAGE_SIZES:
@@ -40,6 +43,10 @@ class EngineConfig:
             raise ConfigError("doublewrite_batch_pages must be in 1..64")
         if not 1 <= self.n_rollback_segments <= 127:
             raise ConfigError("n_rollback_segments must be in 1..127")
+        if self.transaction_isolation not in ("REPEATABLE-READ", "READ-COMMITTED"):
+            raise ConfigError("transaction_isolation must be REPEATABLE-READ or READ-COMMITTED")
+        if not 1 <= self.purge_batch <= 1024:
+            raise ConfigError("purge_batch must be in 1..1024")
         if not 1 <= self.page_cleaner_batch <= self.doublewrite_batch_pages:
             raise ConfigError("page_cleaner_batch must be in 1..doublewrite_batch_pages")
 

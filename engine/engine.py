@@ -3,7 +3,7 @@
     eng = Engine.create(vfs, EngineConfig(page_size=4096))
     eng.create_table("sbtest1")
     trx = eng.begin(); trx.put("sbtest1", 1, b"row"); trx.commit()
-    eng.run_background(4)          # page cleaner, checkpoint, background rollback steps
+    eng.run_background(4)          # page cleaner, checkpoint, background rollback, purge
     eng.close()
     eng = Engine.open(vfs, config)   # crash recovery runs here
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from engine import btr, btr_page as bp, fsp, trx_sys, undo
+from engine import btr, btr_page as bp, fsp, read_view, row, trx_sys, undo
 from engine.buf import BufferPool
 from engine.config import EngineConfig
 from engine.dblwr import Doublewrite
@@ -30,10 +30,12 @@ from engine import page as fil_page
 from engine.page import (PAGE_OK, FIL_PAGE_INDEX, FIL_PAGE_TYPE_DICT_HDR, FIL_PAGE_TYPE_FSP_HDR,
                          FIL_PAGE_TYPE_RSEG, FIL_PAGE_TYPE_TRX_SYS)
 from engine.os_file import GuardedVFS
-from engine.trx import ACTIVE, Trx, TrxSys
+from engine.page import FIL_NULL
+from engine.purge import PurgeSys
+from engine.trx import ACTIVE, PREPARED, Trx, TrxSys
 
 INDEX_ROOT_PAGE_NO = 1      # the clustered index root of a file-per-table tablespace
-FIRST_IBD_FREE_PAGE = 2
+SEC_INDEX_ROOT_PAGE_NO = 2  # the secondary index (on k) root, when the table has one
 
 
 class EnginePanic(EngineError):
@@ -55,6 +57,8 @@ class Engine:
         self.trx_sys = TrxSys(self)
         self.tables: dict[str, btr.Index] = {}
         self._by_space: dict[int, btr.Index] = {}
+        self._sec_by_space: dict[int, btr.Index] = {}
+        self.purge = PurgeSys(self)
         self.panicked: str | None = None
         self.recovered_lsn = 0
         self._bg_step = 0
@@ -67,7 +71,8 @@ class Engine:
     def _open_parts(self, create: bool) -> None:
         cfg = self.config
         sys_space = self.fil.open_space(0, SYS_FILE, create=create)
-        self.log = LogSys(self.vfs.open(LOG_FILE, create=create), cfg.log_file_size)
+        self.log = LogSys(self.vfs.open(LOG_FILE, create=create), cfg.log_file_size,
+                          self.stats)
         if cfg.doublewrite:
             self.dblwr = Doublewrite(sys_space, trx_sys.doublewrite_first_page(
                 cfg.n_rollback_segments), self._dblwr_pages(), cfg.page_size)
@@ -135,9 +140,12 @@ class Engine:
         vfs.fsync_dir("")
         return eng
 
-    def create_table(self, name: str) -> None:
+    def create_table(self, name: str, k_index: bool = False) -> None:
         """Create table ``name`` in its own tablespace ``<name>.ibd``; durable on return
-        (the DDL is made durable by a full flush and checkpoint, not by redo alone).
+        (the DDL is made durable by a full flush and checkpoint, not by redo alone).  With
+        ``k_index`` the table gets a non-unique secondary index on ``k``, the first 4 bytes of
+        every value (a big-endian u32, as sysbench's ``k`` column); its values must then be at
+        least 4 bytes and its keys below 2**32.
 
         Raises:
             EngineError: the table exists, or the name is not a plain identifier.
@@ -150,16 +158,19 @@ class Engine:
         path = name + IBD_SUFFIX
         self.fil.open_space(space, path, create=True)
         ps = self.config.page_size
+        sec_root = SEC_INDEX_ROOT_PAGE_NO if k_index else FIL_NULL
+        first_free = INDEX_ROOT_PAGE_NO + 1 + bool(k_index)
         with self.mtr() as m:
             f0 = m.new_page(space, 0, FIL_PAGE_TYPE_FSP_HDR)
-            m.write(f0, fsp.FSP_SPACE_ID, fsp.header_bytes(space, ps, FIRST_IBD_FREE_PAGE,
-                                                           FIRST_IBD_FREE_PAGE))
-            m.write(f0, fsp.FSP_BITMAP, bytes([0b11]))
+            m.write(f0, fsp.FSP_SPACE_ID, fsp.header_bytes(space, ps, first_free, first_free))
+            m.write(f0, fsp.FSP_BITMAP, bytes([(1 << first_free) - 1]))
             m.new_page(space, INDEX_ROOT_PAGE_NO, FIL_PAGE_INDEX, 0, space)
+            if k_index:
+                m.new_page(space, sec_root, FIL_PAGE_INDEX, 0, space | bp.SECONDARY_INDEX_FLAG)
             d = m.page(0, trx_sys.DICT_HDR_PAGE_NO)
-            tables = trx_sys.decode_dict(d.data) + [(name, space, INDEX_ROOT_PAGE_NO)]
+            tables = trx_sys.decode_dict(d.data) + [(name, space, INDEX_ROOT_PAGE_NO, sec_root)]
             m.write(d, trx_sys.DICT_HDR_N_TABLES, trx_sys.encode_dict(tables))
-        self._add_index(name, space, INDEX_ROOT_PAGE_NO)
+        self._add_index(name, space, INDEX_ROOT_PAGE_NO, sec_root)
         self.buf.flush_all()
         self.make_checkpoint()
         self._sync_dir()
@@ -169,13 +180,20 @@ class Engine:
         ``no-dir-fsync-on-create`` skips this)."""
         self.vfs.fsync_dir("")
 
-    def _add_index(self, name: str, space: int, root: int) -> None:
+    def _add_index(self, name: str, space: int, root: int, sec_root: int) -> None:
         idx = btr.Index(name, space, root, space)
         self.tables[name] = idx
         self._by_space[space] = idx
+        if sec_root != FIL_NULL:
+            self._sec_by_space[space] = btr.Index(name + ".k", space, sec_root,
+                                                  space | bp.SECONDARY_INDEX_FLAG)
 
     def index_by_space(self, space: int) -> btr.Index:
         return self._by_space[space]
+
+    def sec_index_by_space(self, space: int) -> btr.Index | None:
+        """The table's secondary index on k, or None."""
+        return self._sec_by_space.get(space)
 
     # -- opening (recovery) -----------------------------------------------------------------------
     @classmethod
@@ -197,7 +215,7 @@ class Engine:
         if eng.log.file.size() != config.log_file_size:
             raise RecoveryError(f"{LOG_FILE} is {eng.log.file.size()} bytes, the configuration "
                                 f"says {config.log_file_size}")
-        for name, space, root in eng._read_dictionary():
+        for name, space, root, _ in eng._read_dictionary():
             path = name + IBD_SUFFIX
             if not vfs.exists(path):
                 raise RecoveryError(f"table {name}: tablespace file {path} is missing")
@@ -212,12 +230,13 @@ class Engine:
         if int.from_bytes(f0.data[fsp.FSP_PAGE_SIZE:fsp.FSP_PAGE_SIZE + 4], "big") != \
                 config.page_size:
             raise RecoveryError("the system tablespace was created with another page size")
-        for name, space, root in trx_sys.decode_dict(eng.buf.get(0, trx_sys.DICT_HDR_PAGE_NO).data):
-            eng._add_index(name, space, root)
+        for name, space, root, sec_root in trx_sys.decode_dict(
+                eng.buf.get(0, trx_sys.DICT_HDR_PAGE_NO).data):
+            eng._add_index(name, space, root, sec_root)
         return eng
 
-    def _read_dictionary(self) -> list[tuple[str, int, int]]:
-        """(table, space id, root page) from DICT_HDR read straight from disk, before recovery:
+    def _read_dictionary(self) -> list[tuple[str, int, int, int]]:
+        """(table, space id, root page, secondary root page) from DICT_HDR read straight from disk, before recovery:
         the dictionary tells which tablespace files to open (InnoDB: SYS_TABLES/SYS_DATAFILES).
         The page is written only by DDL, which flushes and checkpoints, so it is never torn by
         a crash outside DDL.
@@ -233,9 +252,19 @@ class Engine:
         return trx_sys.decode_dict(raw)
 
     # -- transactions -----------------------------------------------------------------------------
-    def begin(self) -> Trx:
+    def begin(self, isolation: str | None = None) -> Trx:
+        """Start a transaction at ``isolation`` (read_view.REPEATABLE_READ or READ_COMMITTED;
+        default: the configuration's ``transaction_isolation``).
+
+        Raises:
+            EngineError: an unknown isolation level.
+        """
         self._usable()
-        return self.trx_sys.begin()
+        isolation = isolation or self.config.transaction_isolation
+        if isolation not in read_view.ISOLATION_LEVELS:
+            raise EngineError(f"isolation level must be one of {read_view.ISOLATION_LEVELS}, "
+                              f"got {isolation!r}")
+        return self.trx_sys.begin(isolation)
 
     def _usable(self) -> None:
         if self.panicked:
@@ -255,33 +284,83 @@ class Engine:
         except KeyError:
             raise EngineError(f"no table {table!r}") from None
 
+    # consistent (non-locking) reads
     def get(self, trx: Trx, table: str, key: int) -> bytes | None:
-        """The row's value, or None.  Takes a shared row lock.
+        """The row's value as ``trx``'s read view sees it (a consistent read: no locks; its
+        own changes are visible), or None.
 
-        Raises: LockConflict, TrxStateError, Corruption.
+        Raises: TrxStateError, Corruption (a version chain that cannot be followed).
         """
         self._active(trx)
         self._check_key(key)
         idx = self._index(table)
-        self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "S")
-        rec = idx.get(self.buf, key)
-        return None if rec is None else bp.leaf_value(rec)
+        view = self.trx_sys.view_for(trx)
+        return row.visible_value(self.buf, idx.get(self.buf, key), idx.space, view, self.stats)
 
     def scan(self, trx: Trx, table: str, lo: int, hi: int, limit: int = 1 << 30):
-        """[(key, value)] with lo <= key <= hi in key order, at most ``limit``; shared locks on
-        the rows returned."""
+        """[(key, value)] with lo <= key <= hi in key order, at most ``limit``, as ``trx``'s
+        read view sees them (a consistent read: no locks)."""
         self._active(trx)
         idx = self._index(table)
-        recs = idx.scan(self.buf, lo, hi, limit)
-        for r in recs:
-            self.trx_sys.lock_sys.acquire(trx, table, idx.space, bp.rec_key(r), "S")
-        return [(bp.rec_key(r), bp.leaf_value(r)) for r in recs]
+        view = self.trx_sys.view_for(trx)
+        out = []
+        for r in idx.scan(self.buf, lo, hi, 1 << 62):
+            v = row.visible_value(self.buf, r, idx.space, view, self.stats)
+            if v is not None:
+                out.append((bp.rec_key(r), v))
+                if len(out) >= limit:
+                    break
+        return out
 
-    def _check_value(self, value: bytes) -> None:
+    def lookup_k(self, trx: Trx, table: str, k: int) -> list[tuple[int, bytes]]:
+        """[(key, value)] of the rows whose ``k`` is ``k``, in key order, as ``trx``'s read view
+        sees them, found through the secondary index: every entry (k, pk), delete-marked or
+        not, is checked against the clustered record's visible version (as InnoDB does when
+        the page is newer than the view; row_sel_sec_rec_is_for_clust_rec).
+
+        Raises:
+            EngineError: the table has no index on k.
+        """
+        self._active(trx)
+        idx = self._index(table)
+        sidx = self.sec_index_by_space(idx.space)
+        if sidx is None:
+            raise EngineError(f"table {table} has no index on k")
+        if not isinstance(k, int) or not 0 <= k < 1 << 32:
+            raise EngineError(f"k must be an integer in [0, 2**32), got {k!r}")
+        view = self.trx_sys.view_for(trx)
+        self.stats["sec_index_lookups"] += 1
+        out = []
+        for e in sidx.scan(self.buf, bp.sec_key(k, 0), bp.sec_key(k, 0xFFFFFFFF), 1 << 62):
+            pk = bp.sec_key_parts(bp.rec_key(e))[1]
+            v = row.visible_value(self.buf, idx.get(self.buf, pk), idx.space, view, self.stats)
+            if v is not None and row.row_k(v) == k:
+                out.append((pk, v))
+        return out
+
+    # locking reads and writes
+    def _current(self, trx: Trx, table: str, key: int):
+        """(index, current clustered record or None, secondary index) under an X lock."""
+        self._active(trx)
+        self._check_key(key)
+        idx = self._index(table)
+        self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
+        return idx, idx.get(self.buf, key), self.sec_index_by_space(idx.space)
+
+    def get_for_update(self, trx: Trx, table: str, key: int) -> bytes | None:
+        """SELECT ... FOR UPDATE: the row's current (latest) value under an exclusive lock,
+        or None.  Raises LockConflict, TrxStateError."""
+        _, cur, _ = self._current(trx, table, key)
+        return None if cur is None or bp.is_delete_marked(cur) else bp.leaf_value(cur)
+
+    def _check_value(self, value: bytes, sidx=None, key: int = 0) -> None:
         limit = btr.max_record_size(self.config.page_size) - bp.REC_VALUE
         if not isinstance(value, (bytes, bytearray)) or len(value) > limit:
             raise EngineError(f"value must be bytes of at most {limit} bytes for page size "
                               f"{self.config.page_size}")
+        if sidx is not None and (len(value) < 4 or key >= 1 << 32):
+            raise EngineError("a table with an index on k takes values of at least 4 bytes "
+                              "(k) and keys below 2**32")
 
     @staticmethod
     def _check_key(key: int) -> None:
@@ -291,32 +370,41 @@ class Engine:
             raise EngineError(f"key must be an integer in [0, 2**64), got {key!r}")
 
     def insert(self, trx: Trx, table: str, key: int, value: bytes) -> None:
-        """Insert a new row.  Raises DuplicateKey, LockConflict, TrxStateError."""
-        self._active(trx)
+        """Insert a new row (over a delete-marked record of the same key, if purge has not
+        removed it yet: TRX_UNDO_UPD_DEL_REC).  Raises DuplicateKey, LockConflict,
+        TrxStateError."""
         self._check_key(key)
-        self._check_value(value)
-        idx = self._index(table)
-        self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
-        if idx.get(self.buf, key) is not None:
+        idx, cur, sidx = self._current(trx, table, key)
+        self._check_value(value, sidx, key)
+        if cur is not None and not bp.is_delete_marked(cur):
             raise DuplicateKey(f"{table}: key {key} exists")
         with self.mtr() as m:
-            rp = self.trx_sys.add_undo_rec(m, trx, undo.TRX_UNDO_INSERT_REC, idx.space, key)
-            idx.insert(m, bp.make_leaf_rec(key, trx.id, rp, bytes(value)))
+            if cur is None:
+                rp = self.trx_sys.add_undo_rec(m, trx, undo.TRX_UNDO_INSERT_REC, idx.space, key)
+                idx.insert(m, bp.make_leaf_rec(key, trx.id, rp, bytes(value)))
+            else:
+                rp = self.trx_sys.add_undo_rec(m, trx, undo.TRX_UNDO_UPD_DEL_REC, idx.space,
+                                               key, cur)
+                idx.update(m, bp.make_leaf_rec(key, trx.id, rp, bytes(value)))
+                self.stats["insert_over_delete_marked"] += 1
+            if sidx is not None:
+                row.sec_insert(m, sidx, row.row_k(value), key)
 
     def update(self, trx: Trx, table: str, key: int, value: bytes) -> bool:
         """Replace the row's value; False if there is no such row."""
-        self._active(trx)
         self._check_key(key)
-        self._check_value(value)
-        idx = self._index(table)
-        self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
-        old = idx.get(self.buf, key)
-        if old is None:
+        idx, cur, sidx = self._current(trx, table, key)
+        self._check_value(value, sidx, key)
+        if cur is None or bp.is_delete_marked(cur):
             return False
         with self.mtr() as m:
             rp = self.trx_sys.add_undo_rec(m, trx, undo.TRX_UNDO_UPD_EXIST_REC, idx.space, key,
-                                           old)
+                                           cur)
             idx.update(m, bp.make_leaf_rec(key, trx.id, rp, bytes(value)))
+            if sidx is not None and row.rec_k(cur) != row.row_k(value):
+                row.sec_delete_mark(m, sidx, row.rec_k(cur), key)
+                row.sec_insert(m, sidx, row.row_k(value), key)
+                self.stats["sec_index_updates"] += 1
         return True
 
     def put(self, trx: Trx, table: str, key: int, value: bytes) -> None:
@@ -325,26 +413,46 @@ class Engine:
             self.insert(trx, table, key, value)
 
     def delete(self, trx: Trx, table: str, key: int) -> bool:
-        """Remove the row; False if there is no such row."""
-        self._active(trx)
-        self._check_key(key)
-        idx = self._index(table)
-        self.trx_sys.lock_sys.acquire(trx, table, idx.space, key, "X")
-        old = idx.get(self.buf, key)
-        if old is None:
+        """Delete-mark the row (purge removes it once no read view needs it); False if there is
+        no such row."""
+        idx, cur, sidx = self._current(trx, table, key)
+        if cur is None or bp.is_delete_marked(cur):
             return False
         with self.mtr() as m:
-            self.trx_sys.add_undo_rec(m, trx, undo.TRX_UNDO_DEL_REC, idx.space, key, old)
-            idx.delete(m, key)
+            rp = self.trx_sys.add_undo_rec(m, trx, undo.TRX_UNDO_DEL_MARK_REC, idx.space, key,
+                                           cur)
+            idx.update(m, bp.with_delete_mark(bp.make_leaf_rec(key, trx.id, rp,
+                                                               bp.leaf_value(cur)), True))
+            if sidx is not None:
+                row.sec_delete_mark(m, sidx, row.rec_k(cur), key)
         return True
 
-    def commit(self, trx: Trx) -> int:
-        """Commit; returns the commit LSN (0 if the transaction changed nothing).  When this
-        returns, the commit survives a power loss with flush_log_at_trx_commit=1 and a process
-        kill with 2; with 0 (and for a power loss, 2) only once ``log.flushed_lsn`` (or for a
-        process kill, ``log.written_lsn``) reaches the commit LSN: the ``log_writer``
-        background task, a page flush or a checkpoint gets it there."""
+    def prepare(self, trx: Trx) -> int:
+        """XA PREPARE: after this returns (made durable as a commit is, by
+        flush_log_at_trx_commit) the transaction survives a crash as prepared, with its locks,
+        until :meth:`commit` or :meth:`rollback` resolves it.  Returns the prepare LSN (0 if
+        it changed nothing)."""
         self._active(trx)
+        return self.trx_sys.prepare(trx)
+
+    def prepared_transactions(self) -> list[Trx]:
+        """Transactions in the PREPARED state (XA RECOVER), by id."""
+        return sorted((t for t in self.trx_sys.active.values() if t.state == PREPARED),
+                      key=lambda t: t.id)
+
+    def _resolvable(self, trx: Trx) -> None:
+        self._usable()
+        if trx.state != PREPARED:
+            self._active(trx)
+
+    def commit(self, trx: Trx) -> int:
+        """Commit an active or prepared transaction; returns the commit LSN (0 if the
+        transaction changed nothing).  When this returns, the commit survives a power loss
+        with flush_log_at_trx_commit=1 and a process kill with 2; with 0 (and for a power
+        loss, 2) only once ``log.flushed_lsn`` (or for a process kill, ``log.written_lsn``)
+        reaches the commit LSN: the ``log_writer`` background task, a page flush or a
+        checkpoint gets it there."""
+        self._resolvable(trx)
         lsn = self.trx_sys.commit(trx)
         if lsn and self.log.flushed_lsn < lsn:
             self.stats["trx_commit_acked_not_durable"] += 1
@@ -362,12 +470,13 @@ class Engine:
             self.log.write_up_to(commit_lsn, flush=False)
 
     def rollback(self, trx: Trx) -> None:
-        """Roll back every change of ``trx`` (each undo step redo-logged)."""
-        self._active(trx)
+        """Roll back every change of an active or prepared ``trx`` (each undo step
+        redo-logged)."""
+        self._resolvable(trx)
         self.trx_sys.rollback(trx)
 
     # -- background work --------------------------------------------------------------------------
-    BACKGROUND_TASKS = ("log_writer", "page_cleaner", "checkpoint", "rollback")
+    BACKGROUND_TASKS = ("log_writer", "page_cleaner", "checkpoint", "rollback", "purge")
 
     @property
     def background_tasks(self) -> tuple[str, ...]:
@@ -382,7 +491,7 @@ class Engine:
         """Run ``steps`` steps of background work in a fixed rotation (with
         flush_log_at_trx_commit 0 or 2 a log write and fsync, then a page cleaner batch, a
         checkpoint, one background-rollback step); a task with nothing to do passes its turn
-        to the next.  Returns the number of steps that did work.  Deterministic (no threads,
+        to the next; then a purge batch.  Returns the number of steps that did work.  Deterministic (no threads,
         no clock)."""
         self._usable()
         tasks = self.background_tasks
@@ -416,27 +525,39 @@ class Engine:
         self.log.write_up_to(self.log.end_lsn, flush=True)
         return True
 
+    def _to_roll_back(self) -> list[Trx]:
+        """Resurrected ACTIVE transactions (not PREPARED ones), newest first."""
+        return sorted((t for t in self.trx_sys.active.values()
+                       if t.resurrected and t.state == ACTIVE), key=lambda t: -t.id)
+
     def _bg_rollback(self) -> bool:
-        pending = sorted((t for t in self.trx_sys.active.values() if t.resurrected),
-                         key=lambda t: -t.id)
+        pending = self._to_roll_back()
         if not pending:
             return False
         self.trx_sys.rollback_step(pending[0])
         return True
 
+    def _bg_purge(self) -> bool:
+        """One purge batch (engine.purge): at most ``purge_batch`` undo records."""
+        return self.purge.step(self.config.purge_batch)
+
     def background_work_pending(self) -> bool:
-        return bool(self.buf.flush_list) or any(
-            t.resurrected for t in self.trx_sys.active.values()) or \
+        return bool(self.buf.flush_list) or bool(self._to_roll_back()) or \
             ("log_writer" in self.background_tasks and self.log.flushed_lsn < self.log.end_lsn)
 
     def finish_background_rollback(self) -> int:
         """Run background rollback to completion; return the transactions rolled back."""
         n = 0
-        for t in sorted((t for t in self.trx_sys.active.values() if t.resurrected),
-                        key=lambda t: -t.id):
+        for t in self._to_roll_back():
             self.trx_sys.rollback(t)
             n += 1
         return n
+
+    def purge_all(self) -> int:
+        """Run purge until nothing is purgeable (with no read view open: the whole history
+        list); returns the purge steps that did work."""
+        self._usable()
+        return self.purge.run_all()
 
     def make_checkpoint(self, flush: bool = False) -> int:
         """A fuzzy checkpoint (log_checkpoint): fsync the data files, take the oldest
@@ -478,14 +599,20 @@ class Engine:
 
     # -- inspection -------------------------------------------------------------------------------
     def all_rows(self, table: str) -> dict[int, bytes]:
-        """Every row of ``table`` (no locks; for checkers after recovery)."""
+        """Every row of ``table``: the latest version of every record that is not
+        delete-marked (no locks, no read view; for checkers after recovery and rollback)."""
         idx = self._index(table)
         return {bp.rec_key(r): bp.leaf_value(r) for r in idx.scan(self.buf, 0, (1 << 64) - 1,
-                                                                     1 << 62)}
+                                                                     1 << 62)
+                if not bp.is_delete_marked(r)}
 
     def _check(self) -> None:
-        """Assert the invariants of the buffer pool, the transaction system and every tree."""
+        """Assert the invariants of the buffer pool, the transaction system, the history
+        lists and every tree."""
         self.buf._check()
         self.trx_sys._check()
+        self.purge._check()
         for idx in self.tables.values():
             idx._check(self.buf)
+        for sidx in self._sec_by_space.values():
+            sidx._check(self.buf)

@@ -50,10 +50,13 @@ data length is impossible (``data-length``), whose checkpoint number is older th
 before it (``stale-block``); after a partial block, a block whose number does not match (not
 written since the last lap) is the normal end (``end-of-log``).  A checksum-valid block whose
 number is neither the expected one nor a whole number of laps older was put there by a
-misdirected write: recovery refuses (RecoveryError) rather than end the log early.
+misdirected write: recovery refuses (RecoveryError) rather than end the log early.  So it
+does for a checksum-valid block a whole number of laps newer: the writer went round the file
+past the checkpoint and overwrote redo recovery needs (``overrun_by``).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import crc32c as _crc
@@ -171,11 +174,13 @@ class LogSys:
     Args:
         file: the open log file (VFS protocol).
         file_size: bytes; the data area is ``file_size - 2048``.
+        counters: the engine's stats (a Counter) for its probes: ``log_wraps`` counts the
+            writes that started a new lap of the circular data area.
 
     All LSNs are byte addresses (see the module docstring).
     """
 
-    def __init__(self, file, file_size: int) -> None:
+    def __init__(self, file, file_size: int, counters: Counter | None = None) -> None:
         self.file = file
         self.file_size = file_size
         self.capacity = file_size - LOG_FILE_HDR_SIZE
@@ -192,6 +197,8 @@ class LogSys:
         self.checkpoint_no = 0
         self.next_checkpoint_no = 0
         self.stats = {"log_writes": 0, "log_fsyncs": 0, "checkpoints": 0}
+        self.counters = Counter() if counters is None else counters
+        self._lap = 0                    # laps of the data area behind the last block written
 
     # -- creation and recovery --------------------------------------------------------------------
     def create(self) -> None:
@@ -215,12 +222,17 @@ class LogSys:
         self.buf_start = lsn
         self.buf = bytearray()
         self._run_start = True
+        self._lap = self._lap_of(max(lsn - BLOCK, LOG_START_LSN))
 
     # -- addressing ----------------------------------------------------------------------------------
     def offset_of(self, block_lsn: int) -> int:
         """File offset (bytes) of the block starting at ``block_lsn``."""
         assert block_lsn % BLOCK == 0
         return LOG_FILE_HDR_SIZE + (block_lsn - LOG_START_LSN) % self.capacity
+
+    def _lap_of(self, block_lsn: int) -> int:
+        """How many times the data area was filled before the block at ``block_lsn``."""
+        return (block_lsn - LOG_START_LSN) // self.capacity
 
     def free_space(self) -> int:
         """Bytes of LSN that may still be written before the log would overwrite redo newer
@@ -243,9 +255,7 @@ class LogSys:
         assert data
         start = self.lsn                     # where the bytes go
         end = lsn_add(start, len(data))
-        if end - (self.checkpoint_lsn - self.checkpoint_lsn % BLOCK) > self.capacity - BLOCK:
-            raise LogFull(f"mtr [{start}, {end}) would overwrite redo newer than checkpoint "
-                          f"{self.checkpoint_lsn} (log capacity {self.capacity} bytes)")
+        self._check_capacity(start, end)
         lsn = start
         pos = 0
         first = True
@@ -272,6 +282,14 @@ class LogSys:
         mtr_start = self.end_lsn
         self.lsn = self.end_lsn = end
         return mtr_start, end
+
+    def _check_capacity(self, start: int, end: int) -> None:
+        """Refuse to write ``[start, end)`` over redo newer than the last checkpoint (the
+        writer's own guard behind the engine's log free check; InnoDB only printed "the age
+        of the last checkpoint ... exceeds the log group capacity" and overwrote)."""
+        if end - (self.checkpoint_lsn - self.checkpoint_lsn % BLOCK) > self.capacity - BLOCK:
+            raise LogFull(f"mtr [{start}, {end}) would overwrite redo newer than checkpoint "
+                          f"{self.checkpoint_lsn} (log capacity {self.capacity} bytes)")
 
     def _new_block(self, block_lsn: int) -> None:
         assert block_lsn == self.buf_start + len(self.buf), (block_lsn, self.buf_start)
@@ -332,6 +350,10 @@ class LogSys:
             self.file.pwrite(bytes(self.buf[pos:pos + run]), off)
             self.stats["log_writes"] += 1
             pos += run
+        lap = self._lap_of(self.buf_start + len(self.buf) - BLOCK)
+        if lap > self._lap:             # the log wrapped: this write began a new lap
+            self.counters["log_wraps"] += lap - self._lap
+            self._lap = lap
         self.written_lsn = self.lsn
         # keep only the block that is still being filled
         keep_from = self.lsn - self.lsn % BLOCK
@@ -408,6 +430,20 @@ def misplaced_block(blk: bytes, block_lsn: int, capacity: int) -> bool:
     return older % (capacity // BLOCK) != 0
 
 
+def overrun_by(blk: bytes, block_lsn: int, capacity: int) -> int:
+    """How many bytes of LSN newer than ``block_lsn`` the block ``blk`` read where the block
+    of ``block_lsn`` belongs is, when it is a checksum-valid block a whole number of laps
+    (``capacity`` bytes of data area) newer; else 0.  Only a writer that went round the file
+    past its checkpoint leaves one (the invariant the log free check keeps; MySQL #69477)."""
+    if len(blk) != BLOCK or u32(blk, LOG_BLOCK_CHECKSUM) != block_checksum(blk):
+        return 0
+    newer = ((u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK) - block_no(block_lsn)) \
+        & LOG_BLOCK_NO_MASK
+    if 0 < newer < LOG_BLOCK_NO_MASK // 2 and newer % (capacity // BLOCK) == 0:
+        return newer * BLOCK
+    return 0
+
+
 def _block_problem(blk: bytes, block_lsn: int, prev_ckno: int | None) -> str | None:
     """Why the scan cannot use ``blk`` as the block at ``block_lsn`` (a STOP_* name), or None."""
     if len(blk) != BLOCK or (u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK) != \
@@ -450,6 +486,12 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
         off = LOG_FILE_HDR_SIZE + (block_lsn - LOG_START_LSN) % capacity
         blk = file.pread(BLOCK, off)
         why = _block_problem(blk, block_lsn, prev_ckno)
+        ahead = overrun_by(blk, block_lsn, capacity) if why == STOP_BLOCK_NUMBER else 0
+        if ahead:
+            raise RecoveryError(
+                f"the log block at LSN {block_lsn} (file offset {off}) was overwritten by the "
+                f"block of LSN {block_lsn + ahead}, a later lap: the log overwrote redo newer "
+                f"than the checkpoint {ckpt.lsn}")
         if why == STOP_BLOCK_NUMBER and misplaced_block(blk, block_lsn, capacity):
             raise RecoveryError(
                 f"the log block at LSN {block_lsn} (file offset {off}) holds the valid block "

@@ -24,9 +24,13 @@ TRX_SYS body:
     74  4xR rollback segment header page numbers
 
 Rollback segment header body: TRX_RSEG_N_SLOTS (page size / 16) slots of 4 bytes at
-TRX_RSEG_UNDO_SLOTS, each the header page of an undo log in use or FIL_NULL.
+TRX_RSEG_UNDO_SLOTS, each the header page of an undo log in use or FIL_NULL; then the history
+list base node (trx0rseg.h TRX_RSEG_HISTORY): u32 length, u32 first (oldest) and u32 last
+(newest) undo log header page, FIL_NULL when empty.  Committed undo logs join at the end in
+commit order; purge takes them from the front.
 
-DICT_HDR body: 38 u16 number of tables; then entries [u8 name length][name][u32 space][u32 root].
+DICT_HDR body: 38 u16 number of tables; then entries [u8 name length][name][u32 space]
+[u32 clustered index root][u32 secondary index (on k) root, FIL_NULL if none].
 """
 from __future__ import annotations
 
@@ -73,9 +77,26 @@ def rseg_slots(frame, page_size: int) -> list[int]:
     return [u32(frame, rseg_slot_offset(i)) for i in range(n_slots(page_size))]
 
 
+def rseg_history_offset(page_size: int) -> int:
+    """Byte offset of the history list base node (length, first, last) in an rseg page."""
+    return TRX_RSEG_UNDO_SLOTS + 4 * n_slots(page_size)
+
+
+def rseg_history(frame, page_size: int) -> tuple[int, int, int]:
+    """(length, first header page, last header page) of the rseg's history list."""
+    off = rseg_history_offset(page_size)
+    return u32(frame, off), u32(frame, off + 4), u32(frame, off + 8)
+
+
+def encode_history(length: int, first: int, last: int) -> bytes:
+    return length.to_bytes(4, "big") + first.to_bytes(4, "big") + last.to_bytes(4, "big")
+
+
 def init_rseg(frame: bytearray, page_size: int) -> None:
     n = n_slots(page_size)
     frame[TRX_RSEG_UNDO_SLOTS:TRX_RSEG_UNDO_SLOTS + 4 * n] = FIL_NULL.to_bytes(4, "big") * n
+    off = rseg_history_offset(page_size)
+    frame[off:off + 12] = encode_history(0, FIL_NULL, FIL_NULL)
 
 
 def doublewrite_header(first: int, pages: int) -> bytes:
@@ -96,16 +117,19 @@ def trx_id_store(frame) -> int:
     return u64(frame, TRX_SYS_TRX_ID_STORE)
 
 
-def encode_dict(tables: list[tuple[str, int, int]]) -> bytes:
+def encode_dict(tables: list[tuple[str, int, int, int]]) -> bytes:
+    """DICT_HDR body for ``(name, space, clustered root, secondary root or FIL_NULL)``."""
     out = bytearray(len(tables).to_bytes(2, "big"))
-    for name, space, root in tables:
+    for name, space, root, sec_root in tables:
         nb = name.encode()
         assert len(nb) < 256
-        out += bytes([len(nb)]) + nb + space.to_bytes(4, "big") + root.to_bytes(4, "big")
+        out += bytes([len(nb)]) + nb + space.to_bytes(4, "big") + root.to_bytes(4, "big") + \
+            sec_root.to_bytes(4, "big")
     return bytes(out)
 
 
-def decode_dict(frame) -> list[tuple[str, int, int]]:
+def decode_dict(frame) -> list[tuple[str, int, int, int]]:
+    """``(name, space, clustered root, secondary root or FIL_NULL)`` per table."""
     n = u16(frame, DICT_HDR_N_TABLES)
     pos = DICT_HDR_TABLES
     out = []
@@ -113,6 +137,6 @@ def decode_dict(frame) -> list[tuple[str, int, int]]:
         ln = frame[pos]
         name = bytes(frame[pos + 1:pos + 1 + ln]).decode()
         pos += 1 + ln
-        out.append((name, u32(frame, pos), u32(frame, pos + 4)))
-        pos += 8
+        out.append((name, u32(frame, pos), u32(frame, pos + 4), u32(frame, pos + 8)))
+        pos += 12
     return out

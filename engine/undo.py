@@ -7,21 +7,35 @@ Every undo page:
     38  2  TRX_UNDO_PAGE_START   offset of the first undo record on this page
     40  2  TRX_UNDO_PAGE_FREE    first free byte
 Header page only:
-    42  2  TRX_UNDO_STATE        TRX_UNDO_ACTIVE / TRX_UNDO_TO_FREE / TRX_UNDO_PREPARED
+    42  2  TRX_UNDO_STATE        TRX_UNDO_ACTIVE / TRX_UNDO_TO_PURGE / TRX_UNDO_TO_FREE /
+                                 TRX_UNDO_PREPARED
     44  8  TRX_UNDO_TRX_ID
     52  4  TRX_UNDO_LAST_PAGE    page number of the last page of the chain
     56  4  TRX_UNDO_N_RECS       undo records in the whole log (the next undo_no)
     60  1  TRX_UNDO_RSEG_ID
-    64     records start (TRX_UNDO_PAGE_HDR_END)
+    61  8  TRX_UNDO_TRX_NO       the commit number (trx_no), once committed into the history
+    69  4  TRX_UNDO_HISTORY_NEXT the next (newer) undo log in the rollback segment's history
+                                 list, FIL_NULL for the last (InnoDB: TRX_UNDO_HISTORY_NODE)
+    76     records start (TRX_UNDO_PAGE_HDR_END)
 
 Undo record: ``[u16 length][payload]``; payload:
-    type u8 | undo_no u32 | space id u32 | key u64 | (update/delete only) old clustered record
+    type u8 | undo_no u32 | space id u32 | key u64 | (all but insert) old clustered record
 
-Types: TRX_UNDO_INSERT_REC (the row did not exist: rollback deletes it), TRX_UNDO_UPD_EXIST_REC
-(rollback restores the old record), TRX_UNDO_DEL_REC (the row was removed: rollback re-inserts
-the old record).  Simplification versus InnoDB: a transaction keeps one undo log for inserts and
-updates alike (InnoDB keeps separate insert and update undo logs), and deletes remove the row at
-once instead of delete-marking it for purge, since nothing here reads old versions yet.
+Types (trx0rec.h): TRX_UNDO_INSERT_REC (the row did not exist: rollback removes it),
+TRX_UNDO_UPD_EXIST_REC (an update of a live row: rollback restores the old record),
+TRX_UNDO_UPD_DEL_REC (an insert over a delete-marked record of the same key: rollback restores
+the delete-marked record), TRX_UNDO_DEL_MARK_REC (a delete, which only delete-marks the
+record: rollback clears the mark; purge removes the record once no read view needs it).  The
+old record carries its own DB_TRX_ID and DB_ROLL_PTR, so the undo records of one row form its
+version chain (row0vers.cc), which consistent reads walk.
+
+Life of an undo log: ACTIVE while its transaction runs; at commit either freed (TO_FREE: it
+holds only insert records, which nobody reads after the commit) or, holding update records,
+put at the end of its rollback segment's history list as TO_PURGE with its trx_no (the commit
+order), where purge (engine.purge) finds it, removes the delete-marked records and secondary
+index entries no read view needs, and frees it.  Simplification versus InnoDB: a transaction
+keeps one undo log for inserts and updates alike (InnoDB keeps separate insert and update undo
+logs).
 
 Rollback pops the last record; the pop is redo-logged as a write of TRX_UNDO_PAGE_FREE (and of
 the chain pointers when a page empties), so a crash during rollback resumes where it stopped.
@@ -39,19 +53,24 @@ TRX_UNDO_TRX_ID = FIL_PAGE_DATA + 6
 TRX_UNDO_LAST_PAGE = FIL_PAGE_DATA + 14
 TRX_UNDO_N_RECS = FIL_PAGE_DATA + 18
 TRX_UNDO_RSEG_ID = FIL_PAGE_DATA + 22
-TRX_UNDO_PAGE_HDR_END = FIL_PAGE_DATA + 26
+TRX_UNDO_TRX_NO = FIL_PAGE_DATA + 23
+TRX_UNDO_HISTORY_NEXT = FIL_PAGE_DATA + 31
+TRX_UNDO_PAGE_HDR_END = FIL_PAGE_DATA + 38
 
 TRX_UNDO_ACTIVE = 1
 TRX_UNDO_TO_FREE = 3
+TRX_UNDO_TO_PURGE = 4
 TRX_UNDO_PREPARED = 5
 STATE_NAMES = {TRX_UNDO_ACTIVE: "ACTIVE", TRX_UNDO_TO_FREE: "TO_FREE",
-               TRX_UNDO_PREPARED: "PREPARED"}
+               TRX_UNDO_TO_PURGE: "TO_PURGE", TRX_UNDO_PREPARED: "PREPARED"}
 
 TRX_UNDO_INSERT_REC = 11
 TRX_UNDO_UPD_EXIST_REC = 12
-TRX_UNDO_DEL_REC = 14
+TRX_UNDO_UPD_DEL_REC = 13
+TRX_UNDO_DEL_MARK_REC = 14
 UNDO_TYPE_NAMES = {TRX_UNDO_INSERT_REC: "insert", TRX_UNDO_UPD_EXIST_REC: "update",
-                   TRX_UNDO_DEL_REC: "delete"}
+                   TRX_UNDO_UPD_DEL_REC: "insert over delete-marked",
+                   TRX_UNDO_DEL_MARK_REC: "delete-mark"}
 
 _HDR = struct.Struct(">BIIQ")
 UNDO_REC_HDR = _HDR.size
@@ -133,6 +152,46 @@ def header_last_page(frame) -> int:
 
 def header_n_recs(frame) -> int:
     return u32(frame, TRX_UNDO_N_RECS)
+
+
+def header_trx_no(frame) -> int:
+    return u64(frame, TRX_UNDO_TRX_NO)
+
+
+def header_history_next(frame) -> int:
+    return u32(frame, TRX_UNDO_HISTORY_NEXT)
+
+
+def read_rec_at(frame, offset: int) -> bytes:
+    """The payload of the undo record at byte ``offset`` of an undo page (what a roll pointer
+    points at).
+
+    Raises:
+        UndoLayoutError: no record starts there (a dangling roll pointer).
+    """
+    start, free = u16(frame, TRX_UNDO_PAGE_START), page_free(frame)
+    if not start <= offset < free:
+        raise UndoLayoutError(f"roll pointer offset {offset} outside the records [{start}, "
+                              f"{free})")
+    n = u16(frame, offset)
+    if n < UNDO_REC_HDR or offset + 2 + n > free:
+        raise UndoLayoutError(f"undo record of {n} bytes at {offset} crosses free {free}")
+    return bytes(frame[offset + 2:offset + 2 + n])
+
+
+def _check(frame, header: bool) -> None:
+    """Assert an undo page's invariants: its records parse, each with a known type, numbered
+    consecutively; on a header page, a known state.
+
+    Raises:
+        UndoLayoutError: an invariant does not hold.
+    """
+    recs = [parse_rec(p) for _, p in page_records(frame)]
+    nos = [r[1] for r in recs]
+    if any(b != a + 1 for a, b in zip(nos, nos[1:])):
+        raise UndoLayoutError(f"undo record numbers not consecutive: {nos[:8]}")
+    if header and header_state(frame) not in STATE_NAMES:
+        raise UndoLayoutError(f"undo log state {header_state(frame)} unknown")
 
 
 # -- roll pointers (trx0types.h: 1 bit insert flag, 7 bits rseg id, 4 bytes page, 2 bytes offset)

@@ -21,7 +21,7 @@ from campaigns.cli import main
 from campaigns.mutants import MUTANTS, planted
 from campaigns.workload import (TABLE, WorkloadSettings, run_workload, step_strategy,
                                 validate_steps)
-from checkers.probes import FAULT_PROBES, PROBES
+from checkers.probes import FAULT_PROBES, PROBES, WORKLOAD_PROBES
 from checkers.verdict import KIND_NAMES
 from faultfs import DEVICES, CrashPlan
 
@@ -81,7 +81,9 @@ def test_run_clean_exits_0_with_a_complete_json_summary(clean_run):
     assert all(isinstance(k, str) and isinstance(n, int) and n > 0 for k, n in probes.items())
     for name in summary["required_probes"]:
         assert probes.get(name, 0) > 0, f"required probe {name} never fired but the run passed"
-    assert set(summary["required_probes"]) <= set(PROBES) | set(FAULT_PROBES)
+    assert set(summary["required_probes"]) <= set(PROBES) | set(WORKLOAD_PROBES) | \
+        set(FAULT_PROBES)
+    assert {"log_wrapped", "log_free_check_checkpoint"} <= set(summary["required_probes"])
     assert not (tmp / "out-artifacts").exists() or not os.listdir(tmp / "out-artifacts")
     for name in PROBES:                                # the text summary lists every probe
         assert re.search(rf"^  {name} +\d+", result.stdout, re.M), name
@@ -202,6 +204,7 @@ MUTANT_SEEDS: dict[str, int] = {
     "no-dir-fsync-on-create": 1,
     "recovery-checkpoint-ignores-dirty-pages": 0,
     "redo-apply-start-gt-page-lsn": 0,
+    "no-log-free-check": 1,
 }
 # mutants no campaign can find with the current engine (an equivalent mutant is a blind spot of
 # the campaign or a sign the bug cannot happen): none today

@@ -289,30 +289,36 @@ def test_second_writer_of_a_row_gets_lock_conflict():
     with pytest.raises(LockConflict):
         b.delete(T, 1)
     with pytest.raises(LockConflict):
-        b.get(T, 1)                                       # S lock against a's X lock
+        b.get_for_update(T, 1)                            # a locking read against a's X lock
+    assert b.get(T, 1) == b"one"                          # a consistent read takes no lock
     a.insert(T, 2, b"two")
     with pytest.raises(LockConflict):
         b.insert(T, 2, b"two by b")
     # b is still usable on other rows
     b.insert(T, 3, b"three")
     a.commit()
-    assert b.get(T, 1) == b"by a"
+    assert b.get(T, 1) == b"one"                          # b's snapshot (REPEATABLE READ)
+    assert b.get_for_update(T, 1) == b"by a"              # the current version
     b.update(T, 1, b"by b")
     b.commit()
     assert eng.all_rows(T) == {1: b"by b", 2: b"two", 3: b"three"}
 
 
-def test_shared_locks_coexist_and_block_writers():
+def test_consistent_reads_take_no_locks_and_keep_their_snapshot():
     disk, eng = _new_engine()
     t = eng.begin()
     t.insert(T, 1, b"x")
     t.commit()
-    r1, r2 = eng.begin(), eng.begin()
+    r1, r2 = eng.begin(), eng.begin("READ-COMMITTED")
     assert r1.get(T, 1) == b"x" and r2.get(T, 1) == b"x"
-    with pytest.raises(LockConflict):
-        r2.update(T, 1, b"y")                             # r1 holds S
+    w = eng.begin()
+    assert w.update(T, 1, b"y") is True                   # readers hold no lock
+    assert r1.get(T, 1) == b"x" and r2.get(T, 1) == b"x"  # uncommitted: invisible
+    w.commit()
+    assert r1.get(T, 1) == b"x"                           # REPEATABLE READ: its snapshot
+    assert r2.get(T, 1) == b"y"                           # READ COMMITTED: the latest commit
+    assert eng.stats["mvcc_versions_built"] >= 2
     r1.commit()
-    assert r2.update(T, 1, b"y") is True                  # S upgraded to X
     r2.commit()
     assert eng.trx_sys.lock_sys.locks == {}
 
@@ -348,8 +354,10 @@ def test_a_transaction_sees_its_own_changes():
     assert w.get(T, 30) == b"thirty"
     assert w.scan(T, 0, 100) == [(10, b"TEN"), (30, b"thirty")]
     other = eng.begin()
+    assert other.get(T, 10) == b"ten"                     # not visible to others
+    assert other.scan(T, 0, 100) == [(10, b"ten"), (20, b"twenty")]
     with pytest.raises(LockConflict):
-        other.get(T, 10)                                  # not visible to others (locked)
+        other.get_for_update(T, 10)                       # locked
     w.rollback()
     assert other.get(T, 10) == b"ten"
     assert other.scan(T, 0, 100) == [(10, b"ten"), (20, b"twenty")]
@@ -445,8 +453,8 @@ def test_seeded_stress_against_a_dict_model():
     ops = conflicts = commits = 0
     for step in range(700):
         s = rng.randrange(4)
-        if s not in slots:
-            slots[s] = (eng.begin(), {})
+        if s not in slots:     # READ COMMITTED: every read sees the latest commits
+            slots[s] = (eng.begin("READ-COMMITTED"), {})
         t, w = slots[s]
         r = rng.random()
         k = rng.randrange(400)
@@ -501,9 +509,13 @@ def test_seeded_stress_against_a_dict_model():
     for s in sorted(slots):
         slots[s][0].rollback()
     eng._check()
+    assert eng.all_rows(T) == committed
+    eng.purge_all()                      # no read view open: the whole history list goes
+    assert eng.purge.history_length() == 0
+    eng._check()
     info = idx._check(eng.buf)
     assert eng.all_rows(T) == committed
-    assert info["records"] == len(committed) > 60
+    assert info["records"] == len(committed) > 60       # no delete-marked record left
     assert info["height"] >= 2                                 # the root was raised
     assert eng.stats["btr_page_splits"] >= 10
     assert eng.stats["btr_root_raises"] >= 1
@@ -724,7 +736,8 @@ def test_background_rollback_of_a_resurrected_transaction():
     # a resurrected transaction's rows stay locked against new work until rolled back
     nt = eng2.begin()
     with pytest.raises(LockConflict):
-        nt.get(T, 100)
+        nt.get_for_update(T, 100)
+    assert nt.get(T, 100) is None and nt.get(T, 1) == b"c1"   # consistent reads: committed
     with pytest.raises(TrxStateError):
         eng2.commit(res)                 # nobody can commit a resurrected transaction
     # the background task rolls it back step by step

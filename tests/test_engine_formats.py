@@ -383,7 +383,7 @@ def test_leaf_record_fields_round_trip():
 
 @pytest.mark.parametrize("rtype,old", [(undo.TRX_UNDO_INSERT_REC, b""),
                                        (undo.TRX_UNDO_UPD_EXIST_REC, b"old clustered rec"),
-                                       (undo.TRX_UNDO_DEL_REC, b"deleted rec bytes")])
+                                       (undo.TRX_UNDO_DEL_MARK_REC, b"deleted rec bytes")])
 def test_undo_record_round_trip(rtype, old):
     payload = undo.make_rec(rtype, 41, 7, 2**64 - 2, old)
     assert len(payload) == undo.UNDO_REC_HDR + len(old)
@@ -419,7 +419,7 @@ def test_undo_page_append_and_parse_round_trip():
 
 def test_undo_page_full_and_corrupt():
     f = _undo_frame()
-    big = undo.make_rec(undo.TRX_UNDO_DEL_REC, 0, 1, 1, b"x" * 1000)
+    big = undo.make_rec(undo.TRX_UNDO_DEL_MARK_REC, 0, 1, 1, b"x" * 1000)
     n = 0
     with pytest.raises(undo.UndoLayoutError):
         while True:
@@ -519,7 +519,7 @@ def test_rseg_header_round_trip():
 
 def test_dictionary_header_round_trip():
     f = bytearray(4096)
-    tables = [("sbtest1", 1, 1), ("a", 2, 1), ("x" * 64, 2**32 - 1, 7)]
+    tables = [("sbtest1", 1, 1, 2), ("a", 2, 1, 0xFFFFFFFF), ("x" * 64, 2**32 - 1, 7, 9)]
     enc = trx_sys.encode_dict(tables)
     f[trx_sys.DICT_HDR_N_TABLES:trx_sys.DICT_HDR_N_TABLES + len(enc)] = enc
     back = P.stamp_for_write(f, 3)
@@ -613,7 +613,7 @@ def _sample_records():
     out.append((ml.RedoRecord(ml.MLOG_LIST_END_COPY_CREATED, 3, 8, ml.encode_rec_list(recs)),
                 empty, direct(lambda fr: bp.copy_recs_to_created(fr, recs))))
     uf = _undo_frame(PS, 21)
-    urec = undo.make_rec(undo.TRX_UNDO_DEL_REC, 0, 3, 30, _leaf(30))
+    urec = undo.make_rec(undo.TRX_UNDO_DEL_MARK_REC, 0, 3, 30, _leaf(30))
     out.append((ml.RedoRecord(ml.MLOG_UNDO_INSERT, 0, 21, urec), uf,
                 direct(lambda fr: undo.append_rec(fr, urec))))
     return out
