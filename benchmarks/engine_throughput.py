@@ -1,24 +1,34 @@
-"""sysbench oltp_read_write-like transactions per second, on the simulated disk (SimDisk) and on
+"""sysbench oltp_read_write transactions per second, on the simulated disk (SimDisk) and on
 a real directory (faultfs.OsVFS over a temporary directory).
 
 Run on demand (not a test):
     python benchmarks/engine_throughput.py [--transactions N] [--repeat R] [--dir PATH]
 
-One transaction is the part of sysbench's oltp_read_write transaction that the engine supports
-today, with sysbench's default counts (``--point-selects`` 10, ``--range-size`` 100):
+One transaction is sysbench's full oltp_read_write transaction (oltp_common.lua), with
+sysbench's default counts (``--point-selects`` 10, ``--range-size`` 100), on a table with the
+secondary index k_1 on k (``Engine.create_table(..., k_index=True)``):
 
     10 point selects      SELECT c FROM sbtest1 WHERE id=?            Engine.get
     1 simple range        SELECT c ... WHERE id BETWEEN ? AND ?+99    Engine.scan
-    1 index update        UPDATE ... SET k=k+1 WHERE id=?             get + Engine.update
-    1 non-index update    UPDATE ... SET c=? WHERE id=?               get + Engine.update
+    1 sum range           SELECT SUM(k) ... WHERE id BETWEEN ...      Engine.scan, SUM(k)
+    1 order range         SELECT c ... BETWEEN ... ORDER BY c         Engine.scan, sorted by c
+    1 distinct range      SELECT DISTINCT c ... BETWEEN ... ORDER BY c  Engine.scan, distinct c
+    1 index update        UPDATE ... SET k=k+1 WHERE id=?             get_for_update + update
+    1 non-index update    UPDATE ... SET c=? WHERE id=?               get_for_update + update
     1 delete + insert     DELETE ... WHERE id=?; INSERT (id, k, c, pad)
     commit                flush_log_at_trx_commit=1: the log is fsynced
 
-plus ``--bg-steps`` steps of background work (page cleaner, checkpoint) after each one, since
-the engine never runs it by itself (InnoDB's page cleaner is a thread).  What sysbench does that
-the engine cannot is printed at the start.  ids are uniform in 1..``--table-size``, seeded: every
-run on every medium runs the same transactions, and the engine's counters of the two media are
-compared (printed: they should be identical).
+Reads are consistent (MVCC, no locks; REPEATABLE READ); the updates read the current version
+under an exclusive lock, as UPDATE does.  The engine has no SQL layer: the sum, order and
+distinct ranges are computed over the engine's consistent range scan (``Engine.scan``), as a
+SQL layer would.  The index update changes k, so the engine maintains the secondary index
+(delete-marks the old entry, inserts the new one); the delete delete-marks the row and the
+insert goes over the delete-marked record.  After each transaction ``--bg-steps`` steps of
+background work run (``Engine.run_background``: page cleaner, checkpoint, background
+rollback, purge), since the engine never runs it by itself (InnoDB's page cleaner and purge
+are threads).  One client (no ``--threads``).  ids are uniform in 1..``--table-size``, seeded:
+every run on every medium runs the same transactions, and the engine's counters of the two
+media are compared (printed: they should be identical).
 
 The database (``--table-size`` rows, loaded in transactions of 1000 rows as sysbench prepare
 does, then a clean shutdown) is built once on a SimDisk; every run starts from a copy of it
@@ -28,8 +38,10 @@ directory), opens the engine (not timed), then times ``--transactions`` transact
 machine the two part, and on the real directory the difference is mostly fsync waits).  Media
 are interleaved in every repeat so machine noise hits both alike.
 Printed: every run, the median transactions per second of each medium, and the ratio
-real/SimDisk; for the SimDisk, the IO per transaction from its trace (pwrites, bytes, fsyncs).
-Absolute figures depend on the machine, and on the real directory's file system (printed).
+real/SimDisk; for the SimDisk, the engine's counters per transaction (including purge and the
+history list length left at the end) and the IO per transaction from its trace (pwrites,
+bytes, fsyncs).  Absolute figures depend on the machine, and on the real directory's file
+system (printed).
 """
 from __future__ import annotations
 
@@ -49,19 +61,6 @@ from faultfs.trace import Fsync, FsyncDir, Write
 
 TABLE = "sbtest1"
 
-NOT_SUPPORTED = (
-    "sum_ranges (SELECT SUM(k) ... BETWEEN): no aggregate API (only get/scan)",
-    "order_ranges (SELECT c ... BETWEEN ... ORDER BY c): no ordering by a non-key column",
-    "distinct_ranges (SELECT DISTINCT c ... ORDER BY c): no DISTINCT / ordering API",
-    ("secondary index k_1 on k: the engine has only the clustered index, so the index update "
-     "costs the same as the non-index update (no secondary-index change, no change buffer)"),
-    "columns: a row is one opaque value (k, c, pad packed by campaigns.workload.row_value)",
-    ("concurrency (--threads): no lock waits (a conflict raises LockConflict at once), no MVCC "
-     "read views (reads take shared row locks); one client here"),
-    "a page cleaner running by itself: background work is stepped (--bg-steps per trx)",
-)
-
-
 def make_config(a) -> EngineConfig:
     return EngineConfig(page_size=a.page_size, buffer_pool_pages=a.buffer_pool_pages,
                         log_file_size=a.log_file_mib << 20, flush_log_at_trx_commit=1)
@@ -71,7 +70,7 @@ def prepare(cfg: EngineConfig, table_size: int) -> Image:
     """sysbench prepare on a SimDisk, then a clean shutdown; its image (everything durable)."""
     disk = SimDisk()
     eng = Engine.create(disk, cfg)
-    eng.create_table(TABLE)
+    eng.create_table(TABLE, k_index=True)
     for lo in range(1, table_size + 1, 1000):
         t = eng.begin()
         for i in range(lo, min(lo + 1000, table_size + 1)):
@@ -81,27 +80,32 @@ def prepare(cfg: EngineConfig, table_size: int) -> Image:
     return disk.live_image()
 
 
+def c_col(value: bytes) -> bytes:
+    """The c column (CHAR(120)) of a row image of campaigns.workload.row_value."""
+    return value[4:124]
+
+
 def one_trx(eng: Engine, rng: random.Random, a, seq: int) -> None:
-    """One transaction of the supported mix (see the module docstring)."""
+    """One oltp_read_write transaction (see the module docstring)."""
     n = a.table_size
+    span = a.range_size - 1
     t = eng.begin()
-    for _ in range(a.point_selects):
+    for _ in range(a.point_selects):                        # SELECT c WHERE id=?
         t.get(TABLE, rng.randint(1, n))
-    lo = rng.randint(1, n)
-    t.scan(TABLE, lo, lo + a.range_size - 1)
-    if a.emulate_missing_ranges:        # client-side SUM, ORDER BY c, DISTINCT c over scans
-        lo = rng.randint(1, n)
-        sum(row_k(v) for _, v in t.scan(TABLE, lo, lo + a.range_size - 1))
-        lo = rng.randint(1, n)
-        sorted(v[4:124] for _, v in t.scan(TABLE, lo, lo + a.range_size - 1))
-        lo = rng.randint(1, n)
-        sorted({v[4:124] for _, v in t.scan(TABLE, lo, lo + a.range_size - 1)})
+    lo = rng.randint(1, n)                                  # simple range
+    [c_col(v) for _, v in t.scan(TABLE, lo, lo + span)]
+    lo = rng.randint(1, n)                                  # SUM(k)
+    sum(row_k(v) for _, v in t.scan(TABLE, lo, lo + span))
+    lo = rng.randint(1, n)                                  # c ORDER BY c
+    sorted(c_col(v) for _, v in t.scan(TABLE, lo, lo + span))
+    lo = rng.randint(1, n)                                  # DISTINCT c ORDER BY c
+    sorted({c_col(v) for _, v in t.scan(TABLE, lo, lo + span)})
     i = rng.randint(1, n)                                   # index update: k = k + 1
-    cur = t.get(TABLE, i)
+    cur = t.get_for_update(TABLE, i)
     if cur is not None:
         t.update(TABLE, i, struct.pack(">I", (row_k(cur) + 1) & 0xFFFFFFFF) + cur[4:])
     i = rng.randint(1, n)                                   # non-index update: new c
-    cur = t.get(TABLE, i)
+    cur = t.get_for_update(TABLE, i)
     if cur is not None:
         t.update(TABLE, i, row_value(i, row_k(cur), seq))
     i = rng.randint(1, n)                                   # delete + insert of the same id
@@ -138,6 +142,7 @@ def run_sim(image: Image, cfg: EngineConfig, a):
     io = {"pwrites": len(writes), "bytes": sum(len(op.data) for op in writes),
           "fsyncs": sum(isinstance(op, (Fsync, FsyncDir)) for op in ops)}
     counters = diff(engine_counters(eng), before)
+    counters["history_length_at_end"] = eng.purge.history_length()
     eng.close()
     return dt, counters, {k: v / a.transactions for k, v in io.items()}
 
@@ -160,6 +165,7 @@ def run_real(image: Image, cfg: EngineConfig, a):
         before = engine_counters(eng)
         dt = run_transactions(eng, a)
         counters = diff(engine_counters(eng), before)
+        counters["history_length_at_end"] = eng.purge.history_length()
         eng.close()
         return dt, counters
     finally:
@@ -195,10 +201,9 @@ def main() -> None:
     ap.add_argument("--table-size", type=int, default=10000, help="rows (sysbench default)")
     ap.add_argument("--point-selects", type=int, default=10)
     ap.add_argument("--range-size", type=int, default=100)
-    ap.add_argument("--emulate-missing-ranges", action="store_true",
-                    help="also run sum/order/distinct ranges as scans computed client-side")
     ap.add_argument("--bg-steps", type=int, default=1,
-                    help="background steps (page cleaner / checkpoint) after each transaction")
+                    help="background steps (page cleaner, checkpoint, rollback, purge) after "
+                         "each transaction")
     ap.add_argument("--page-size", type=int, default=16384)
     ap.add_argument("--buffer-pool-pages", type=int, default=1024)
     ap.add_argument("--log-file-mib", type=int, default=8)
@@ -207,15 +212,11 @@ def main() -> None:
     a = ap.parse_args()
     t_start = time.perf_counter()
     cfg = make_config(a)
-    print("not supported by the engine yet (left out of the transaction):")
-    for line in NOT_SUPPORTED:
-        if a.emulate_missing_ranges and line.split(" ")[0].endswith("_ranges"):
-            line += " [emulated client-side over Engine.scan: --emulate-missing-ranges]"
-        print(f"  - {line}")
     real_dir = a.dir or tempfile.gettempdir()
-    print(f"transaction: {a.point_selects} point selects, 1 range of {a.range_size}"
-          f"{', 3 emulated ranges' if a.emulate_missing_ranges else ''}, 1 index update, "
-          f"1 non-index update, 1 delete + insert, commit, {a.bg_steps} background step(s)")
+    print(f"transaction: {a.point_selects} point selects, 4 ranges of {a.range_size} (simple, "
+          f"sum, order, distinct; over Engine.scan), 1 index update (secondary index on k), "
+          f"1 non-index update, 1 delete + insert, commit, {a.bg_steps} background step(s) "
+          f"(page cleaner, checkpoint, rollback, purge in rotation)")
     print(f"engine: page size {cfg.page_size}, buffer pool {cfg.buffer_pool_pages} pages, log "
           f"file {cfg.log_file_size} bytes, doublewrite {'on' if cfg.doublewrite else 'off'}; "
           f"{a.table_size} rows; {a.transactions} transactions per run")
@@ -242,6 +243,11 @@ def main() -> None:
           f"{c.get('log_log_fsyncs', 0) / n:.2f} log fsyncs, "
           f"{c.get('log_checkpoints', 0) / n:.2f} checkpoints, "
           f"{c.get('log_sync_checkpoints', 0) / n:.3f} synchronous (log-full) checkpoints")
+    print(f"per transaction (engine counters): {c.get('sec_index_updates', 0) / n:.2f} "
+          f"secondary-index updates, {c.get('bg_purge', 0) / n:.2f} purge steps, "
+          f"{c.get('purge_undo_recs', 0) / n:.2f} undo records purged, "
+          f"{c.get('purge_del_marked_removed', 0) / n:.2f} delete-marked rows removed; "
+          f"history list length at the end: {c['history_length_at_end']} undo logs")
     print(f"per transaction (SimDisk trace): {io['pwrites']:.1f} pwrites, "
           f"{io['bytes'] / 1024:.1f} KiB written, {io['fsyncs']:.2f} fsyncs")
     print(f"engine counters identical on both media: "

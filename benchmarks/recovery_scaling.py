@@ -14,12 +14,14 @@ transactions (seeded, deterministic), each an index update (k = k + 1), a non-in
 c), a delete + insert of the same id (oltp_read_write) and an insert of the next new id
 (oltp_insert with auto-increment ids), committed with flush_log_at_trx_commit=1.  Reads are
 left out: they write no redo.  There is no checkpoint after the load: the log file is sized to
-hold all the redo, the buffer pool to hold every page, and no background work (page cleaner,
-checkpoint) is ever stepped, so every changed page stays dirty.  The crash images are taken as
-a process kill (``SimDisk.live_image()``: everything written survives) after ``--trx``
-transactions (1x) and after ``8 · --trx`` (8x), on the same run, so both recover from the same
-checkpoint.  Recovery = ``Engine.open`` on a fresh ``SimDisk(image)`` (building the SimDisk is
-not timed), ``--repeat`` times each, interleaved; medians are printed, in seconds.
+hold all the redo, the buffer pool to hold every page (undo logs included), and no background
+work (page cleaner, checkpoint, purge) is ever stepped, so every changed page stays dirty (the
+deletes only delete-mark, and the insert of the same id goes over the delete-marked record).
+The crash images are taken as a process kill (``SimDisk.live_image()``: everything written
+survives) after ``--trx`` transactions (1x) and after ``8 · --trx`` (8x), on the same run, so
+both recover from the same checkpoint.  Recovery = ``Engine.open`` on a fresh
+``SimDisk(image)`` (building the SimDisk is not timed), ``--repeat`` times each, interleaved;
+medians are printed, in seconds.
 
 Figures printed for 1x and 8x: redo since the checkpoint (LSN difference, bytes, block headers,
 trailers and block padding included) and redo scanned by recovery (``recv_scan_blocks`` · 512
@@ -63,10 +65,11 @@ REDO_PER_TRX_ESTIMATE = 4096     # bytes; measured about 2,300 (each commit pads
 
 def make_config(page_size: int, trx_total: int, rows_total: int) -> EngineConfig:
     """A configuration under which nothing is flushed or checkpointed by itself: a log that
-    holds all the redo, a buffer pool that holds every page."""
+    holds all the redo, a buffer pool that holds every page (the undo logs too: with no purge
+    stepped, every write transaction's undo log, a page or more, stays in the history list)."""
     log = 2 * trx_total * REDO_PER_TRX_ESTIMATE + (4 << 20)
     log -= log % 512
-    pages = max(1024, 4 * rows_total * 256 // page_size + 1024)
+    pages = max(1024, 4 * rows_total * 256 // page_size + 1024) + 2 * trx_total
     return EngineConfig(page_size=page_size, buffer_pool_pages=pages, log_file_size=log,
                         flush_log_at_trx_commit=1)
 

@@ -18,7 +18,8 @@ from campaigns import crashcheck, reports, tools
 from campaigns.artifacts import ArtifactError, load
 from campaigns.mutants import MUTANTS, planted
 from campaigns.runner import SEARCH_MODES, CampaignConfig, CampaignResult, run_campaign
-from campaigns.workload import TRX_COMMIT_MODES, WorkloadSettings, run_workload
+from campaigns.workload import (ISOLATION_LEVELS, TRX_COMMIT_MODES, WorkloadSettings,
+                                run_workload)
 from checkers.probes import FAULT_PROBES, PROBES, REQUIRED_DEFAULT, WORKLOAD_PROBES
 from engine.config import PAGE_SIZES, ConfigError
 from faultfs import DEVICES, DEFAULT_DEVICE, CrashPlanError
@@ -35,13 +36,20 @@ def main() -> None:
 
 
 def _required_probes(settings: WorkloadSettings, mutant: str | None, recovery_crashes: int = 0,
-                     media_faults: bool = False) -> tuple:
+                     media_faults: bool = False, modes: tuple = (), levels: tuple = ()) -> tuple:
     """The probes a clean campaign with these options must see fire: the recovery branches it
-    exists to test and every fault it was configured to inject (a fault that never fired is a
-    test that never ran)."""
+    exists to test, every flush_log_at_trx_commit mode and isolation level it was to run, the
+    engine paths the workloads exist to exercise (old versions read through undo, secondary
+    index maintenance, purge during the workload and after a crash, page merges) and every
+    fault it was configured to inject (a fault that never fired is a test that never ran)."""
     if mutant:
         return ()
     req = list(REQUIRED_DEFAULT)
+    req += [f"trx_commit_mode_{m}" for m in modes]
+    req += ["isolation_" + {"REPEATABLE-READ": "rr", "READ-COMMITTED": "rc"}[lv]
+            for lv in levels]
+    req += ["consistent_read_old_version", "sec_index_delete_mark", "purge_removed_sec_entry",
+            "purge_after_recovery", "btr_page_merge"]
     dev = DEVICES[settings.device]
     if not settings.doublewrite or not dev.power_loss or dev.tear_unit >= settings.page_size:
         req.remove("doublewrite_repair")   # nothing can tear, or nothing can repair
@@ -113,6 +121,9 @@ def _parse_shard(ctx, param, value):
 @click.option("--flush-log-at-trx-commit", "trx_commit", type=click.Choice(["0", "1", "2"]),
               multiple=True, help="innodb_flush_log_at_trx_commit of the workloads (repeat "
                                   "for several); default: 1, 2 and 0, drawn per workload.")
+@click.option("--isolation", type=click.Choice(list(ISOLATION_LEVELS)), multiple=True,
+              help="transaction_isolation of the workloads (repeat for both); default: "
+                   "REPEATABLE-READ and READ-COMMITTED, drawn per workload.")
 @click.option("--crash-states", type=click.IntRange(min=1), default=24, show_default=True,
               help="Crash states derived from each workload's trace.")
 @click.option("--max-findings", type=click.IntRange(min=1), default=1, show_default=True,
@@ -143,7 +154,7 @@ def _parse_shard(ctx, param, value):
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant, device,
-        no_doublewrite, page_size, trx_commit, crash_states, max_findings, recovery_crashes,
+        no_doublewrite, page_size, trx_commit, isolation, crash_states, max_findings, recovery_crashes,
         search, exhaustive_bound, media_faults, shrink, determinism_check, json_path,
         junit_path, artifacts, quiet):
     """Run a fault campaign: workloads, crashes, recovery, oracles."""
@@ -158,9 +169,10 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
     if examples is not None and "budget" not in given:
         budget = None
     modes = tuple(dict.fromkeys(int(m) for m in trx_commit)) or TRX_COMMIT_MODES
+    levels = tuple(dict.fromkeys(isolation)) or ISOLATION_LEVELS
     settings = WorkloadSettings(page_size=int(page_size), log_file_size=48 * int(page_size),
                                 doublewrite=not no_doublewrite, device=device,
-                                flush_log_at_trx_commit=modes[0])
+                                flush_log_at_trx_commit=modes[0], isolation=levels[0])
     try:
         settings.engine_config()
     except ConfigError as e:
@@ -183,10 +195,10 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
                          search=search, exhaustive_bound=exhaustive_bound,
                          check_determinism=determinism_check, media_faults=media_faults,
                          database=prof.get("database"), shrink=shrink,
-                         trx_commit_modes=modes,
+                         trx_commit_modes=modes, isolation_levels=levels,
                          required_probes=_required_probes(settings, mutant,
                                                           pick["recovery_crashes"],
-                                                          media_faults))
+                                                          media_faults, modes, levels))
     if not quiet:
         _err(f"tornpage run: profile {profile}, seed {seed}, "
              + (f"{examples} workloads" if examples else f"budget {budget:g}s")
@@ -319,6 +331,11 @@ def replay(artifact, without_mutant, in_subprocess):
                       f"the crash plan is applied to the new trace)")
                    + "; the workload ran twice with the same hash")
         try:
+            if art.plan.position <= run.setup_end:
+                # a changed setup (e.g. once a fix flushes where the bug did not) can end after
+                # the recorded crash position: that crash would cut the setup, not the workload
+                raise CrashPlanError(f"crash position {art.plan.position} lies in the setup, "
+                                     f"which now ends at operation {run.setup_end + 1}")
             out = crashcheck.check_crash_state(run, art.plan, nested=art.nested)
             lines = crashcheck.explain_plans(run, art.plan, art.nested)
         except CrashPlanError as e:

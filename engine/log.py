@@ -491,7 +491,8 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
             raise RecoveryError(
                 f"the log block at LSN {block_lsn} (file offset {off}) was overwritten by the "
                 f"block of LSN {block_lsn + ahead}, a later lap: the log overwrote redo newer "
-                f"than the checkpoint {ckpt.lsn}")
+                f"than the checkpoint {ckpt.lsn} (number {ckpt.no}; unless a newer checkpoint "
+                f"was lost)")
         if why == STOP_BLOCK_NUMBER and misplaced_block(blk, block_lsn, capacity):
             raise RecoveryError(
                 f"the log block at LSN {block_lsn} (file offset {off}) holds the valid block "

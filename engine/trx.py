@@ -330,13 +330,18 @@ class TrxSys:
     def rollback_step(self, trx: Trx) -> bool:
         """Undo the newest undo record of ``trx`` in one mtr; when none is left, free the undo
         log (completing the rollback).  Returns True while records remain.  A PREPARED
-        transaction's undo log is first set back to ACTIVE (one mtr), so a crash during the
-        rollback leaves it to background rollback, never half rolled back yet prepared."""
+        transaction's undo log is first set back to ACTIVE (one mtr, made durable as a commit
+        is), so a crash during the rollback leaves it to background rollback, never half
+        rolled back yet prepared, nor prepared again after the rollback returned."""
         if trx.state == PREPARED:
             if trx.undo is not None:
                 with self.engine.mtr() as m:
                     m.write(m.page(0, trx.undo.hdr_page), undo.TRX_UNDO_STATE,
                             undo.TRX_UNDO_ACTIVE.to_bytes(2, "big"))
+                # the XA ROLLBACK decision is made durable as a prepare or commit is: else a
+                # crash after the rollback returned recovers the transaction PREPARED again,
+                # with all its changes (MySQL: "Persist the XA ROLLBACK", trx_rollback_low)
+                self.engine._flush_log_at_commit(m.end_lsn)
             trx.state = ACTIVE
             self.engine.stats["trx_prepared_rolled_back"] += 1
         assert trx.state == ACTIVE

@@ -54,8 +54,8 @@ def one_line_error(result) -> str:
 
 
 # -- clean runs ----------------------------------------------------------------------------------------
-CLEAN_ARGS = ("--examples", "6", "--seed", "2")   # a seed whose 6 workloads fire every required
-                                                 # probe (measured: seed 0 misses a torn page)
+CLEAN_ARGS = ("--examples", "6", "--seed", "9")   # a seed whose 6 workloads fire every required
+                                                 # probe (measured: seeds 0-8 each miss one)
 
 
 @pytest.fixture(scope="module")

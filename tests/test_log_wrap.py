@@ -7,11 +7,15 @@ refuses.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from unittest import mock
 
 import pytest
+from click.testing import CliRunner
 
+from campaigns.artifacts import Artifact
+from campaigns.cli import main
 from campaigns.crashcheck import builder_for, check_crash_state
 from campaigns.mutants import planted
 from campaigns.workload import WorkloadSettings, run_workload, workload_probes
@@ -102,6 +106,24 @@ def test_mutant_overwrites_the_log_past_the_checkpoint_and_recovery_refuses():
     assert out.verdict.kind == "R", out.verdict.summary
     assert "a later lap: the log overwrote redo newer than the checkpoint" in \
         out.verdict.summary
+
+
+def test_replay_without_the_mutant_refuses_a_crash_in_the_longer_setup(tmp_path):
+    """The fix flushes and checkpoints during the setup of a large table, where the mutant did
+    not: a crash right after the mutant's setup falls inside the fixed one, so replaying it
+    without the mutant is refused as not fitting, not judged against the initial state."""
+    s = dataclasses.replace(SETTINGS, table_size=150)
+    with planted("no-log-free-check"):
+        run = run_workload(s, STEPS[:2])
+    assert run_workload(s, STEPS[:2]).setup_end > run.setup_end + 1
+    path = Artifact(seed=0, settings=s, steps=STEPS[:2], plan=CrashPlan(run.setup_end + 1),
+                    mutant="no-log-free-check", trace_hash=run.trace.hash(),
+                    finding={"ok": False, "kind": "R", "summary": "made up", "details": []}
+                    ).save(str(tmp_path))
+    result = CliRunner().invoke(main, ["replay", "--without-mutant", path])
+    assert result.exit_code == 2, result.output
+    assert "the crash plan does not fit this trace" in result.stderr
+    assert "lies in the setup" in result.stderr
 
 
 def test_scan_refuses_a_block_a_whole_lap_newer():
