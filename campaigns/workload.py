@@ -131,6 +131,7 @@ class WorkloadRun:
     stopped: str | None = None          # why the engine stopped before the last step, if it did
     crashed: bool = False               # ... and it was no typed refusal (EngineError) but a crash
     read_anomalies: list = field(default_factory=list)  # reads the snapshot model disagrees with
+    setup_stats: dict = field(default_factory=dict)     # engine stats at the initial state
 
     @property
     def trace(self):
@@ -153,6 +154,7 @@ def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     rows = tuple((TABLE, k, v) for k, v in sorted(eng.all_rows(TABLE).items()))
     disk.mark("initial-state", rows=rows)
     run = WorkloadRun(settings, steps, disk, disk.base, len(disk.trace) - 1)
+    run.setup_stats = dict(eng.stats)
     disk.arm(settings.schedule())
     try:
         _Runner(eng, disk, run).run(steps)
@@ -507,9 +509,10 @@ def workload_probes(run: WorkloadRun) -> Counter:
     out: Counter = Counter()
     out[f"trx_commit_mode_{run.settings.flush_log_at_trx_commit}"] += 1
     out["isolation_" + {"REPEATABLE-READ": "rr", "READ-COMMITTED": "rc"}[run.settings.isolation]] += 1
-    for name, (key, _) in WORKLOAD_PROBES.items():
-        if key and run.engine_stats.get(key):
-            out[name] += run.engine_stats[key]
+    for name, (key, _) in WORKLOAD_PROBES.items():    # what the workload did, not the setup
+        n = run.engine_stats.get(key, 0) - run.setup_stats.get(key, 0) if key else 0
+        if n > 0:
+            out[name] += n
     return out
 
 
