@@ -19,7 +19,7 @@ from campaigns.artifacts import ArtifactError, load
 from campaigns.mutants import MUTANTS, planted
 from campaigns.runner import SEARCH_MODES, CampaignConfig, CampaignResult, run_campaign
 from campaigns.workload import (ISOLATION_LEVELS, TRX_COMMIT_MODES, WorkloadSettings,
-                                run_workload)
+                                isolation_probe, run_workload)
 from checkers.probes import FAULT_PROBES, PROBES, REQUIRED_DEFAULT, WORKLOAD_PROBES
 from engine.config import PAGE_SIZES, ConfigError
 from faultfs import DEVICES, DEFAULT_DEVICE, CrashPlanError
@@ -46,8 +46,7 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None, recovery_cr
         return ()
     req = list(REQUIRED_DEFAULT)
     req += [f"trx_commit_mode_{m}" for m in modes]
-    req += ["isolation_" + {"REPEATABLE-READ": "rr", "READ-COMMITTED": "rc"}[lv]
-            for lv in levels]
+    req += [isolation_probe(lv) for lv in levels]
     req += ["consistent_read_old_version", "sec_index_delete_mark", "purge_removed_sec_entry",
             "purge_after_recovery", "btr_page_merge"]
     dev = DEVICES[settings.device]

@@ -58,6 +58,7 @@ from hypothesis import strategies as st
 
 from checkers.probes import WORKLOAD_PROBES
 from engine import DuplicateKey, Engine, EngineConfig, EngineError, LockConflict
+from engine import row
 from faultfs import Image, SimDisk, get_device
 from faultfs.media import KINDS, parse_schedule
 
@@ -73,8 +74,7 @@ def row_value(id_: int, k: int, seed: int) -> bytes:
     return struct.pack(">I", k) + c.encode() + pad.encode()
 
 
-def row_k(value: bytes) -> int:
-    return struct.unpack_from(">I", value, 0)[0]
+row_k = row.row_k      # the k column: the value's first 4 bytes (the engine's index key)
 
 
 @dataclass(frozen=True)
@@ -475,6 +475,11 @@ TRX_COMMIT_MODES = (1, 2, 0)     # innodb_flush_log_at_trx_commit values campaig
 ISOLATION_LEVELS = ("REPEATABLE-READ", "READ-COMMITTED")   # transaction_isolation values
 
 
+def isolation_probe(level: str) -> str:
+    """The workload probe that counts workloads run at isolation ``level``."""
+    return "isolation_" + {"REPEATABLE-READ": "rr", "READ-COMMITTED": "rc"}[level]
+
+
 def settings_strategy(base: WorkloadSettings):
     """Vary what changes the engine's paths (buffer pool pressure, log wrap, tree height),
     keeping what the user chose (page size, device, doublewrite, flush_log_at_trx_commit:
@@ -508,7 +513,7 @@ def workload_probes(run: WorkloadRun) -> Counter:
     acknowledged before their log was durable."""
     out: Counter = Counter()
     out[f"trx_commit_mode_{run.settings.flush_log_at_trx_commit}"] += 1
-    out["isolation_" + {"REPEATABLE-READ": "rr", "READ-COMMITTED": "rc"}[run.settings.isolation]] += 1
+    out[isolation_probe(run.settings.isolation)] += 1
     for name, (key, _) in WORKLOAD_PROBES.items():    # what the workload did, not the setup
         n = run.engine_stats.get(key, 0) - run.setup_stats.get(key, 0) if key else 0
         if n > 0:

@@ -15,7 +15,7 @@ Two passes, each returning a list of problems in words (empty: clean):
 """
 from __future__ import annotations
 
-from engine import btr_page, fsp, trx_sys
+from engine import btr_page, fsp, row, trx_sys
 from engine import page as fil_page
 from engine.errors import EngineError, EngineIOError
 from engine.page import FIL_NULL, PAGE_OK
@@ -87,7 +87,7 @@ def _index_agreement(eng, idx, sidx) -> list[str]:
     if smarked:
         out.append(f"table {idx.name}, index k: delete-marked entries (k, id) {smarked[:8]} "
                    f"left after purge")
-    want = {(int.from_bytes(btr_page.leaf_value(r)[:4], "big"), btr_page.rec_key(r))
+    want = {(row.rec_k(r), btr_page.rec_key(r))
             for r in clust if not btr_page.is_delete_marked(r)}
     have = {btr_page.sec_key_parts(btr_page.rec_key(e)) for e in entries
             if not btr_page.is_delete_marked(e)}

@@ -373,7 +373,6 @@ class Engine:
         """Insert a new row (over a delete-marked record of the same key, if purge has not
         removed it yet: TRX_UNDO_UPD_DEL_REC).  Raises DuplicateKey, LockConflict,
         TrxStateError."""
-        self._check_key(key)
         idx, cur, sidx = self._current(trx, table, key)
         self._check_value(value, sidx, key)
         if cur is not None and not bp.is_delete_marked(cur):
@@ -392,7 +391,6 @@ class Engine:
 
     def update(self, trx: Trx, table: str, key: int, value: bytes) -> bool:
         """Replace the row's value; False if there is no such row."""
-        self._check_key(key)
         idx, cur, sidx = self._current(trx, table, key)
         self._check_value(value, sidx, key)
         if cur is None or bp.is_delete_marked(cur):
