@@ -12,7 +12,7 @@ import argparse
 import statistics
 import time
 
-from campaigns.runner import CampaignConfig, run_campaign
+from tornpage.campaigns.runner import CampaignConfig, run_campaign
 
 
 def one(examples: int, recovery_crashes: int, seed: int) -> tuple[int, float]:

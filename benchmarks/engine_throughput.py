@@ -54,10 +54,10 @@ import struct
 import tempfile
 import time
 
-from campaigns.workload import row_k, row_value
-from engine import Engine, EngineConfig
-from faultfs import Image, OsVFS, SimDisk
-from faultfs.trace import Fsync, FsyncDir, Write
+from tornpage.campaigns.workload import row_k, row_value
+from tornpage.engine import Engine, EngineConfig
+from tornpage.faultfs import Image, OsVFS, SimDisk
+from tornpage.faultfs.trace import Fsync, FsyncDir, Write
 
 TABLE = "sbtest1"
 

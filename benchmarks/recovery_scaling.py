@@ -54,10 +54,10 @@ import statistics
 import struct
 import time
 
-from campaigns.workload import row_k, row_value
-from engine import Engine, EngineConfig
-from engine import buf as engine_buf
-from faultfs import SimDisk
+from tornpage.campaigns.workload import row_k, row_value
+from tornpage.engine import Engine, EngineConfig
+from tornpage.engine import buf as engine_buf
+from tornpage.faultfs import SimDisk
 
 TABLE = "sbtest1"
 REDO_PER_TRX_ESTIMATE = 4096     # bytes; measured about 2,300 (each commit pads its last block)

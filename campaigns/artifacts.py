@@ -11,10 +11,10 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from faultfs import CrashPlan, CrashPlanError, UnknownDevice, get_device
+from tornpage.faultfs import CrashPlan, CrashPlanError, UnknownDevice, get_device
 
-from campaigns.mutants import MUTANTS
-from campaigns.workload import WorkloadSettings, validate_steps
+from tornpage.campaigns.mutants import MUTANTS
+from tornpage.campaigns.workload import WorkloadSettings, validate_steps
 
 ARTIFACT_FORMAT = 1
 ENGINE_VERSION = "tornpage-engine 0.1.0"

@@ -14,15 +14,15 @@ import sys
 
 import click
 
-from campaigns import crashcheck, reports, tools
-from campaigns.artifacts import ArtifactError, load
-from campaigns.mutants import MUTANTS, planted
-from campaigns.runner import SEARCH_MODES, CampaignConfig, CampaignResult, run_campaign
-from campaigns.workload import (ISOLATION_LEVELS, TRX_COMMIT_MODES, WorkloadSettings,
+from tornpage.campaigns import crashcheck, reports, tools
+from tornpage.campaigns.artifacts import ArtifactError, load
+from tornpage.campaigns.mutants import MUTANTS, planted
+from tornpage.campaigns.runner import SEARCH_MODES, CampaignConfig, CampaignResult, run_campaign
+from tornpage.campaigns.workload import (ISOLATION_LEVELS, TRX_COMMIT_MODES, WorkloadSettings,
                                 isolation_probe, run_workload)
-from checkers.probes import FAULT_PROBES, PROBES, REQUIRED_DEFAULT, WORKLOAD_PROBES
-from engine.config import PAGE_SIZES, ConfigError
-from faultfs import DEVICES, DEFAULT_DEVICE, CrashPlanError
+from tornpage.checkers.probes import FAULT_PROBES, PROBES, REQUIRED_DEFAULT, WORKLOAD_PROBES
+from tornpage.engine.config import PAGE_SIZES, ConfigError
+from tornpage.faultfs import DEVICES, DEFAULT_DEVICE, CrashPlanError
 
 
 def _err(msg: str) -> None:
@@ -304,7 +304,7 @@ def replay(artifact, without_mutant, in_subprocess):
     """Reproduce a finding from its artifact: same trace hash, same verdict."""
     art = _load("replay", artifact)
     if in_subprocess:
-        cmd = [sys.executable, "-m", "campaigns.cli", "replay", artifact] + \
+        cmd = [sys.executable, "-m", "tornpage.campaigns.cli", "replay", artifact] + \
             (["--without-mutant"] if without_mutant else [])
         proc = subprocess.run(cmd)
         if proc.returncode < 0:

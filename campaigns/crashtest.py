@@ -1,7 +1,7 @@
 """Crash-test anyone's storage code: run an operation once on a traced disk, then recover and check
 every crash state of its trace.
 
-    from campaigns.crashtest import ack, crash_test
+    from tornpage.campaigns.crashtest import ack, crash_test
 
     def operation(root):                      # plain open/os code (vfs_kind="pyfakefs")
         store = KVStore.open(root)
@@ -46,11 +46,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from faultfs import search
-from faultfs.crash import DROP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder, tear_units
-from faultfs.devices import DEFAULT_DEVICE, DeviceProfile, get_device
-from faultfs.simdisk import Image, SimDisk
-from faultfs.trace import Fsync, FsyncDir, Marker, Trace, Write
+from tornpage.faultfs import search
+from tornpage.faultfs.crash import DROP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder, tear_units
+from tornpage.faultfs.devices import DEFAULT_DEVICE, DeviceProfile, get_device
+from tornpage.faultfs.simdisk import Image, SimDisk
+from tornpage.faultfs.trace import Fsync, FsyncDir, Marker, Trace, Write
 
 __all__ = ["crash_test", "ack", "begin", "mark", "Promised", "CrashConsistencyError", "CrashTestResult",
            "ACK"]
@@ -240,7 +240,7 @@ class _Runner:
         self._unsupported: tuple = ()        # errors that are the adapter's limits, not failures
         if vfs_kind == "pyfakefs":
             # imported only here: plain VFS users (and every pytest run) need no pyfakefs
-            from faultfs.pyfakefs_vfs import FakeFSAdapter, UnsupportedIO, active_adapter
+            from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter, UnsupportedIO, active_adapter
             self._unsupported = (UnsupportedIO,)
             self.adapter = active_adapter()
             if self.adapter is None:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 from unittest import mock
 
-from engine import btr, buf, dblwr, log, os_file, purge, read_view, recovery, trx
-from engine import page as fil_page
-from engine.engine import Engine
-from engine.page import PAGE_OK
+from tornpage.engine import btr, buf, dblwr, log, os_file, purge, read_view, recovery, trx
+from tornpage.engine import page as fil_page
+from tornpage.engine.engine import Engine
+from tornpage.engine.page import PAGE_OK
 
 _verify = fil_page.verify       # the real verification, which the mutants below wrap
 

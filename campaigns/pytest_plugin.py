@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from campaigns import crashtest
-from faultfs import DEFAULT_DEVICE, SimDisk
+from tornpage.campaigns import crashtest
+from tornpage.faultfs import DEFAULT_DEVICE, SimDisk
 
 PROFILES = {
     # crash states per crash test, crash points enumerated whole up to, samples beyond
@@ -151,7 +151,7 @@ def tornpage_disk() -> SimDisk:
 def tornpage_fakefs():
     """A running pyfakefs adapter: ``open``/``os`` act on a fake file system (nothing reaches
     the real disk), and IO below ``tornpage_fakefs.root`` is traced in ``.trace``."""
-    from faultfs.pyfakefs_vfs import FakeFSAdapter
+    from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter
     with FakeFSAdapter() as adapter:
         yield adapter
 

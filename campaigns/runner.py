@@ -23,17 +23,17 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, seed as hyp_seed, s
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis import strategies as st
 
-from checkers import probes as probes_mod
-from faultfs import CrashPlan, search
+from tornpage.checkers import probes as probes_mod
+from tornpage.faultfs import CrashPlan, search
 
-from campaigns import crashcheck
-from campaigns.artifacts import Artifact, from_dict
-from campaigns.mutants import planted
-from campaigns.workload import (SLOTS, TRX_COMMIT_MODES, WorkloadSettings,
+from tornpage.campaigns import crashcheck
+from tornpage.campaigns.artifacts import Artifact, from_dict
+from tornpage.campaigns.mutants import planted
+from tornpage.campaigns.workload import (SLOTS, TRX_COMMIT_MODES, WorkloadSettings,
                                 ISOLATION_LEVELS, isolation_strategy,
                                 media_schedule_strategy, run_workload, settings_strategy,
                                 trx_commit_mode_strategy, workload_probes, workload_strategy)
-from engine.config import EngineConfig
+from tornpage.engine.config import EngineConfig
 
 CHUNK_EXAMPLES = 4
 

@@ -15,14 +15,14 @@ import dataclasses
 import json
 import os
 
-from engine import log as redo
-from engine import page as fil_page
-from engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE
-from faultfs import DROP, KEEP, Choice, CrashPlan, CrashPlanError, search
+from tornpage.engine import log as redo
+from tornpage.engine import page as fil_page
+from tornpage.engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE
+from tornpage.faultfs import DROP, KEEP, Choice, CrashPlan, CrashPlanError, search
 
-from campaigns import crashcheck
-from campaigns.artifacts import Artifact
-from campaigns.workload import run_workload
+from tornpage.campaigns import crashcheck
+from tornpage.campaigns.artifacts import Artifact
+from tornpage.campaigns.workload import run_workload
 
 
 class _BytesFile:
@@ -253,11 +253,11 @@ It fails while the bug is present and passes once it is fixed.
 """
 import json
 
-from campaigns.artifacts import from_dict
-from campaigns.crashcheck import check_crash_state
-from campaigns.mutants import planted
-from campaigns.tools import workload_plans
-from campaigns.workload import run_workload
+from tornpage.campaigns.artifacts import from_dict
+from tornpage.campaigns.crashcheck import check_crash_state
+from tornpage.campaigns.mutants import planted
+from tornpage.campaigns.tools import workload_plans
+from tornpage.campaigns.workload import run_workload
 
 ARTIFACT = json.loads(r"""
 {artifact}

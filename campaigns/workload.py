@@ -56,11 +56,11 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from checkers.probes import WORKLOAD_PROBES
-from engine import DuplicateKey, Engine, EngineConfig, EngineError, LockConflict
-from engine import row
-from faultfs import Image, SimDisk, get_device
-from faultfs.media import KINDS, parse_schedule
+from tornpage.checkers.probes import WORKLOAD_PROBES
+from tornpage.engine import DuplicateKey, Engine, EngineConfig, EngineError, LockConflict
+from tornpage.engine import row
+from tornpage.faultfs import Image, SimDisk, get_device
+from tornpage.faultfs.media import KINDS, parse_schedule
 
 TABLE = "sbtest1"
 SLOTS = 3

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checkers.verdict import LOST, UNCOMMITTED, Verdict
+from tornpage.checkers.verdict import LOST, UNCOMMITTED, Verdict
 
 Row = tuple[str, int]
 

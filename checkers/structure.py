@@ -15,10 +15,10 @@ Two passes, each returning a list of problems in words (empty: clean):
 """
 from __future__ import annotations
 
-from engine import btr_page, fsp, row, trx_sys
-from engine import page as fil_page
-from engine.errors import EngineError, EngineIOError
-from engine.page import FIL_NULL, PAGE_OK
+from tornpage.engine import btr_page, fsp, row, trx_sys
+from tornpage.engine import page as fil_page
+from tornpage.engine.errors import EngineError, EngineIOError
+from tornpage.engine.page import FIL_NULL, PAGE_OK
 
 # the checker's own reference to page verification, bound at import: a mutant that plants a bug
 # in the engine's verification (campaigns.mutants) must not blind the checker too

@@ -4,9 +4,9 @@ Public surface: :class:`Engine`, :class:`EngineConfig` and the typed errors.  Ev
 one module per on-disk structure (page, fsp, btr_page, undo, trx_sys, log, dblwr) plus the
 machinery that uses them (mtr, buf, btr, trx, recovery).
 """
-from engine.config import ConfigError, EngineConfig
-from engine.engine import Engine, EnginePanic
-from engine.errors import (Corruption, DuplicateKey, EngineError, EngineIOError, LockConflict, LogFull,
+from tornpage.engine.config import ConfigError, EngineConfig
+from tornpage.engine.engine import Engine, EnginePanic
+from tornpage.engine.errors import (Corruption, DuplicateKey, EngineError, EngineIOError, LockConflict, LogFull,
                            PageFromFuture, RecoveryError, TornPageUnrepairable, TrxStateError)
 
 __all__ = ["Engine", "EngineConfig", "ConfigError", "EnginePanic", "EngineError",

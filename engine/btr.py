@@ -41,10 +41,10 @@ from __future__ import annotations
 
 import bisect
 
-from engine import btr_page as bp
-from engine import fsp, mtr_log
-from engine.errors import Corruption
-from engine.page import (FIL_NULL, FIL_PAGE_INDEX, FIL_PAGE_NEXT, FIL_PAGE_PREV, page_type, u32)
+from tornpage.engine import btr_page as bp
+from tornpage.engine import fsp, mtr_log
+from tornpage.engine.errors import Corruption
+from tornpage.engine.page import (FIL_NULL, FIL_PAGE_INDEX, FIL_PAGE_NEXT, FIL_PAGE_PREV, page_type, u32)
 
 
 def max_record_size(page_size: int) -> int:

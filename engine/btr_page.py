@@ -34,7 +34,7 @@ from __future__ import annotations
 import bisect
 import struct
 
-from engine.page import (FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, FIL_PAGE_INDEX, u16,
+from tornpage.engine.page import (FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, FIL_PAGE_INDEX, u16,
                          put_u16, put_u64, page_type)
 
 PAGE_N_RECS = FIL_PAGE_DATA + 0

@@ -23,9 +23,9 @@ from collections import OrderedDict
 
 from sortedcontainers import SortedKeyList
 
-from engine import page as fil_page
-from engine.errors import Corruption, PageFromFuture, TornPageUnrepairable
-from engine.page import PAGE_OK, PAGE_TORN, PAGE_FROM_FUTURE
+from tornpage.engine import page as fil_page
+from tornpage.engine.errors import Corruption, PageFromFuture, TornPageUnrepairable
+from tornpage.engine.page import PAGE_OK, PAGE_TORN, PAGE_FROM_FUTURE
 
 
 class Frame:

@@ -16,8 +16,8 @@ is all zero, the copy is written in place.  A torn copy is never used.
 """
 from __future__ import annotations
 
-from engine import page as fil_page
-from engine.page import PAGE_OK, PAGE_ZERO, page_lsn, page_no, page_space
+from tornpage.engine import page as fil_page
+from tornpage.engine.page import PAGE_OK, PAGE_ZERO, page_lsn, page_no, page_space
 
 
 class Doublewrite:

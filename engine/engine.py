@@ -18,21 +18,21 @@ from __future__ import annotations
 
 from collections import Counter
 
-from engine import btr, btr_page as bp, fsp, read_view, row, trx_sys, undo
-from engine.buf import BufferPool
-from engine.config import EngineConfig
-from engine.dblwr import Doublewrite
-from engine.errors import (DuplicateKey, EngineError, RecoveryError, TrxStateError)
-from engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE, Fil
-from engine.log import LogSys
-from engine.mtr import Mtr
-from engine import page as fil_page
-from engine.page import (PAGE_OK, FIL_PAGE_INDEX, FIL_PAGE_TYPE_DICT_HDR, FIL_PAGE_TYPE_FSP_HDR,
+from tornpage.engine import btr, btr_page as bp, fsp, read_view, row, trx_sys, undo
+from tornpage.engine.buf import BufferPool
+from tornpage.engine.config import EngineConfig
+from tornpage.engine.dblwr import Doublewrite
+from tornpage.engine.errors import (DuplicateKey, EngineError, RecoveryError, TrxStateError)
+from tornpage.engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE, Fil
+from tornpage.engine.log import LogSys
+from tornpage.engine.mtr import Mtr
+from tornpage.engine import page as fil_page
+from tornpage.engine.page import (PAGE_OK, FIL_PAGE_INDEX, FIL_PAGE_TYPE_DICT_HDR, FIL_PAGE_TYPE_FSP_HDR,
                          FIL_PAGE_TYPE_RSEG, FIL_PAGE_TYPE_TRX_SYS)
-from engine.os_file import GuardedVFS
-from engine.page import FIL_NULL
-from engine.purge import PurgeSys
-from engine.trx import ACTIVE, PREPARED, Trx, TrxSys
+from tornpage.engine.os_file import GuardedVFS
+from tornpage.engine.page import FIL_NULL
+from tornpage.engine.purge import PurgeSys
+from tornpage.engine.trx import ACTIVE, PREPARED, Trx, TrxSys
 
 INDEX_ROOT_PAGE_NO = 1      # the clustered index root of a file-per-table tablespace
 SEC_INDEX_ROOT_PAGE_NO = 2  # the secondary index (on k) root, when the table has one
@@ -205,7 +205,7 @@ class Engine:
                 checkpoint, unparseable redo, or a page size that does not match.
             TornPageUnrepairable, PageFromFuture, Corruption: pages that cannot be trusted.
         """
-        from engine import recovery
+        from tornpage.engine import recovery
         config = config or EngineConfig()
         for f in (SYS_FILE, LOG_FILE):
             if not vfs.exists(f):

@@ -12,7 +12,7 @@ All changes are made in an mtr as MLOG_WRITE_STRING records, so allocation is cr
 """
 from __future__ import annotations
 
-from engine.page import FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u32
+from tornpage.engine.page import FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u32
 
 FSP_SPACE_ID = FIL_PAGE_DATA
 FSP_PAGE_SIZE = FIL_PAGE_DATA + 4

@@ -61,9 +61,9 @@ from dataclasses import dataclass
 
 import crc32c as _crc
 
-from engine.errors import LogFull, RecoveryError
-from engine.mtr_log import RedoParseError, RedoRecord, parse_mtr
-from engine.page import put_u16, put_u32, put_u64, u16, u32, u64
+from tornpage.engine.errors import LogFull, RecoveryError
+from tornpage.engine.mtr_log import RedoParseError, RedoRecord, parse_mtr
+from tornpage.engine.page import put_u16, put_u32, put_u64, u16, u32, u64
 
 OS_FILE_LOG_BLOCK_SIZE = 512
 LOG_BLOCK_HDR_NO = 0

@@ -10,8 +10,8 @@ work (it "panics", as InnoDB asserts) rather than flush a page the log cannot ex
 """
 from __future__ import annotations
 
-from engine import mtr_log
-from engine.mtr_log import RedoRecord
+from tornpage.engine import mtr_log
+from tornpage.engine.mtr_log import RedoRecord
 
 
 class Mtr:

@@ -30,8 +30,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from engine import btr_page, trx_sys, undo
-from engine.page import (FIL_PAGE_INDEX, FIL_PAGE_TYPE_RSEG, FIL_PAGE_UNDO_LOG, init_frame)
+from tornpage.engine import btr_page, trx_sys, undo
+from tornpage.engine.page import (FIL_PAGE_INDEX, FIL_PAGE_TYPE_RSEG, FIL_PAGE_UNDO_LOG, init_frame)
 
 # InnoDB's numbers (mtr0types.h)
 MLOG_REC_INSERT = 9

@@ -22,7 +22,7 @@ victim (the range it landed on) is caught when read: pages carry their own page 
 """
 from __future__ import annotations
 
-from engine.errors import EngineIOError, LostWrite
+from tornpage.engine.errors import EngineIOError, LostWrite
 
 
 class GuardedFile:

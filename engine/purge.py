@@ -25,9 +25,9 @@ cut it anywhere.
 """
 from __future__ import annotations
 
-from engine import btr, btr_page as bp, read_view, row, trx_sys, undo
-from engine.errors import Corruption
-from engine.page import FIL_NULL
+from tornpage.engine import btr, btr_page as bp, read_view, row, trx_sys, undo
+from tornpage.engine.errors import Corruption
+from tornpage.engine.page import FIL_NULL
 
 
 class PurgeSys:

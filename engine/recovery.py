@@ -19,11 +19,11 @@ the applied pages into the flush list.
 """
 from __future__ import annotations
 
-from engine import page as fil_page
-from engine.errors import (Corruption, PageFromFuture, RecoveryError, TornPageUnrepairable)
-from engine.log import ScanResult, read_checkpoints, scan
-from engine.mtr_log import MLOG_PAGE_INIT, apply
-from engine.page import PAGE_OK, PAGE_FROM_FUTURE, PAGE_MISPLACED, PAGE_ZERO, PAGE_SHORT
+from tornpage.engine import page as fil_page
+from tornpage.engine.errors import (Corruption, PageFromFuture, RecoveryError, TornPageUnrepairable)
+from tornpage.engine.log import ScanResult, read_checkpoints, scan
+from tornpage.engine.mtr_log import MLOG_PAGE_INIT, apply
+from tornpage.engine.page import PAGE_OK, PAGE_FROM_FUTURE, PAGE_MISPLACED, PAGE_ZERO, PAGE_SHORT
 
 
 def should_apply(start_lsn: int, page_lsn: int) -> bool:

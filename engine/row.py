@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import struct
 
-from engine import btr_page as bp, fsp, undo
-from engine.errors import Corruption
-from engine.page import FIL_PAGE_UNDO_LOG, page_type
+from tornpage.engine import btr_page as bp, fsp, undo
+from tornpage.engine.errors import Corruption
+from tornpage.engine.page import FIL_PAGE_UNDO_LOG, page_type
 
 
 def row_k(value: bytes) -> int:

@@ -25,9 +25,9 @@ a conflict raises :class:`~engine.errors.LockConflict`.
 """
 from __future__ import annotations
 
-from engine import btr, btr_page as bp, read_view, row, undo, trx_sys
-from engine.errors import Corruption, LockConflict, TrxStateError
-from engine.page import FIL_NULL, FIL_PAGE_NEXT, FIL_PAGE_PREV, FIL_PAGE_UNDO_LOG, u32
+from tornpage.engine import btr, btr_page as bp, read_view, row, undo, trx_sys
+from tornpage.engine.errors import Corruption, LockConflict, TrxStateError
+from tornpage.engine.page import FIL_NULL, FIL_PAGE_NEXT, FIL_PAGE_PREV, FIL_PAGE_UNDO_LOG, u32
 
 ACTIVE, PREPARED, COMMITTED, ROLLED_BACK = "ACTIVE", "PREPARED", "COMMITTED", "ROLLED_BACK"
 UPDATE_UNDO_TYPES = (undo.TRX_UNDO_UPD_EXIST_REC, undo.TRX_UNDO_UPD_DEL_REC,
@@ -225,7 +225,7 @@ class TrxSys:
             lf = nf
             self.engine.stats["undo_pages_added"] += 1
         off = undo.page_free(lf.data)
-        from engine import mtr_log
+        from tornpage.engine import mtr_log
         m.log(lf, mtr_log.RedoRecord(mtr_log.MLOG_UNDO_INSERT, 0, lf.page_no, payload))
         m.write(hf, undo.TRX_UNDO_N_RECS, (n + 1).to_bytes(4, "big"))
         return undo.make_roll_ptr(rtype == undo.TRX_UNDO_INSERT_REC, u.rseg_id, lf.page_no, off)

@@ -34,7 +34,7 @@ DICT_HDR body: 38 u16 number of tables; then entries [u8 name length][name][u32 
 """
 from __future__ import annotations
 
-from engine.page import FIL_NULL, FIL_PAGE_DATA, u16, u32, u64
+from tornpage.engine.page import FIL_NULL, FIL_PAGE_DATA, u16, u32, u64
 
 TRX_SYS_SPACE = 0
 FSP_HDR_PAGE_NO = 0

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import struct
 
-from engine.page import FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u16, u32, u64
+from tornpage.engine.page import FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u16, u32, u64
 
 TRX_UNDO_PAGE_START = FIL_PAGE_DATA + 0
 TRX_UNDO_PAGE_FREE = FIL_PAGE_DATA + 2

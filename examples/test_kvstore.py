@@ -5,7 +5,7 @@
 test_broken_store fails on purpose: it is the demonstration (examples/ is not in the suite's
 testpaths; tests/test_plugin.py runs this file with pytester and checks both outcomes).
 """
-from campaigns.crashtest import ack, begin
+from tornpage import ack, begin
 
 from kvstore import BrokenKVStore, KVStore
 

@@ -4,13 +4,13 @@ Public surface: the VFS protocol (:class:`VFS`, :class:`VFSFile`), :class:`OsVFS
 :class:`SimDisk` with its :class:`Trace`, device profiles, and crash states
 (:class:`CrashPlan`, :class:`CrashStateBuilder`).
 """
-from faultfs.crash import (Choice, CrashPlan, CrashPlanError, CrashStateBuilder, DROP, KEEP, SIZE_ONLY,
+from tornpage.faultfs.crash import (Choice, CrashPlan, CrashPlanError, CrashStateBuilder, DROP, KEEP, SIZE_ONLY,
                            TEAR, pending_ops, tear_units)
-from faultfs.devices import DEFAULT_DEVICE, DEVICES, DeviceProfile, UnknownDevice, get_device
-from faultfs.media import FaultSpec, InjectedIOError, MediaFaultError
-from faultfs.simdisk import Image, SimDisk, SimFile
-from faultfs.trace import Marker, MediaFault, Trace, Write
-from faultfs.vfs import VFS, OsVFS, VFSFile
+from tornpage.faultfs.devices import DEFAULT_DEVICE, DEVICES, DeviceProfile, UnknownDevice, get_device
+from tornpage.faultfs.media import FaultSpec, InjectedIOError, MediaFaultError
+from tornpage.faultfs.simdisk import Image, SimDisk, SimFile
+from tornpage.faultfs.trace import Marker, MediaFault, Trace, Write
+from tornpage.faultfs.vfs import VFS, OsVFS, VFSFile
 
 __all__ = [
     "VFS", "VFSFile", "OsVFS", "SimDisk", "SimFile", "Image", "Trace", "Marker", "Write",

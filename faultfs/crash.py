@@ -32,10 +32,10 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from faultfs.devices import DeviceProfile
-from faultfs.simdisk import Image
-from faultfs import media
-from faultfs.trace import (DATA_OPS, META_OPS, Create, Fsync, FsyncDir, Marker, MediaFault, Mkdir,
+from tornpage.faultfs.devices import DeviceProfile
+from tornpage.faultfs.simdisk import Image
+from tornpage.faultfs import media
+from tornpage.faultfs.trace import (DATA_OPS, META_OPS, Create, Fsync, FsyncDir, Marker, MediaFault, Mkdir,
                            Rename, Trace, Truncate, Unlink, Write, parent_dir)
 
 KEEP, DROP, TEAR, SIZE_ONLY = "keep", "drop", "tear", "size-only"

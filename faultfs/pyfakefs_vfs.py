@@ -54,9 +54,9 @@ from typing import Iterator
 from pyfakefs import fake_filesystem_unittest, fake_os, helpers
 from pyfakefs.fake_file import FakeDirectory, FakeDirWrapper, FakeFile, FakeFileWrapper
 
-from faultfs.devices import DEFAULT_DEVICE, DeviceProfile
-from faultfs.simdisk import Image, SimDisk, SimFile
-from faultfs.trace import Trace
+from tornpage.faultfs.devices import DEFAULT_DEVICE, DeviceProfile
+from tornpage.faultfs.simdisk import Image, SimDisk, SimFile
+from tornpage.faultfs.trace import Trace
 
 __all__ = ["UnsupportedIO", "FakeFSAdapter", "TracedOsModule", "active_adapter"]
 

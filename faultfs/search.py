@@ -22,9 +22,9 @@ from __future__ import annotations
 import itertools
 from typing import Iterator
 
-from faultfs.crash import (DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder,
+from tornpage.faultfs.crash import (DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder,
                            tear_units)
-from faultfs.trace import Write
+from tornpage.faultfs.trace import Write
 
 
 def fates(builder: CrashStateBuilder, i: int) -> int:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from faultfs import media
-from faultfs.devices import DEFAULT_DEVICE, DeviceProfile, get_device
-from faultfs.trace import (Create, Fsync, FsyncDir, Marker, MediaFault, Mkdir, Rename, Trace,
+from tornpage.faultfs import media
+from tornpage.faultfs.devices import DEFAULT_DEVICE, DeviceProfile, get_device
+from tornpage.faultfs.trace import (Create, Fsync, FsyncDir, Marker, MediaFault, Mkdir, Rename, Trace,
                            Truncate, Unlink, Write, parent_dir)
 
 

@@ -16,12 +16,12 @@ import re
 
 import pytest
 
-from campaigns.mutants import planted
-from checkers.structure import check_quiesced
-from engine import Corruption, Engine, EngineConfig, EnginePanic, btr, fsp, mtr_log
-from engine import btr_page as bp
-from engine.page import FIL_PAGE_NEXT, FIL_PAGE_PREV, u32
-from faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, SimDisk
+from tornpage.campaigns.mutants import planted
+from tornpage.checkers.structure import check_quiesced
+from tornpage.engine import Corruption, Engine, EngineConfig, EnginePanic, btr, fsp, mtr_log
+from tornpage.engine import btr_page as bp
+from tornpage.engine.page import FIL_PAGE_NEXT, FIL_PAGE_PREV, u32
+from tornpage.faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, SimDisk
 
 T = "t"
 PS = 4096

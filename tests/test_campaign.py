@@ -15,15 +15,15 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings as hyp_settings
 
-from campaigns.artifacts import ARTIFACT_FORMAT, Artifact, load
-from campaigns.crashcheck import check_crash_state
-from campaigns.cli import main
-from campaigns.mutants import MUTANTS, planted
-from campaigns.workload import (TABLE, WorkloadSettings, run_workload, step_strategy,
+from tornpage.campaigns.artifacts import ARTIFACT_FORMAT, Artifact, load
+from tornpage.campaigns.crashcheck import check_crash_state
+from tornpage.campaigns.cli import main
+from tornpage.campaigns.mutants import MUTANTS, planted
+from tornpage.campaigns.workload import (TABLE, WorkloadSettings, run_workload, step_strategy,
                                 validate_steps)
-from checkers.probes import FAULT_PROBES, PROBES, WORKLOAD_PROBES
-from checkers.verdict import KIND_NAMES
-from faultfs import DEVICES, CrashPlan
+from tornpage.checkers.probes import FAULT_PROBES, PROBES, WORKLOAD_PROBES
+from tornpage.checkers.verdict import KIND_NAMES
+from tornpage.faultfs import DEVICES, CrashPlan
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from click.testing import CliRunner
 
-from campaigns.cli import main
-from campaigns.runner import CampaignConfig, chunk_seed, hypothesis_settings, plan_chunks, \
+from tornpage.campaigns.cli import main
+from tornpage.campaigns.runner import CampaignConfig, chunk_seed, hypothesis_settings, plan_chunks, \
     run_campaign
 
 

@@ -12,9 +12,9 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from faultfs import (DEVICES, DROP, KEEP, TEAR, Choice, CrashPlan, CrashPlanError,
+from tornpage.faultfs import (DEVICES, DROP, KEEP, TEAR, Choice, CrashPlan, CrashPlanError,
                      CrashStateBuilder, Image, SimDisk, pending_ops, tear_units)
-from faultfs.trace import Create, Fsync, FsyncDir, Mkdir, Rename, Truncate, Unlink, Write
+from tornpage.faultfs.trace import Create, Fsync, FsyncDir, Mkdir, Rename, Truncate, Unlink, Write
 
 A, B, C = b"A" * 1024, b"B" * 512, b"C" * 512
 
@@ -665,7 +665,7 @@ def test_ordered_device_keeps_a_prefix(case):
 def test_unsafe_append_persists_size_without_data():
     """Without safe append, an appending write may leave the new size with zeros or garbage;
     with safe append the same plan is refused."""
-    from faultfs.crash import SIZE_ONLY
+    from tornpage.faultfs.crash import SIZE_ONLY
     for name, allowed in (("unsafe-append", True), ("sector512", False)):
         d = SimDisk(name)
         f = d.open("log", create=True)

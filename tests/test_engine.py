@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from checkers import probes as probes_mod
-from engine import (Corruption, DuplicateKey, Engine, EngineConfig, EngineError, EnginePanic,
+from tornpage.checkers import probes as probes_mod
+from tornpage.engine import (Corruption, DuplicateKey, Engine, EngineConfig, EngineError, EnginePanic,
                     LockConflict, PageFromFuture, RecoveryError, TornPageUnrepairable,
                     TrxStateError)
-from engine import btr, btr_page as bp, log as L, trx_sys
-from engine import page as P
-from faultfs import (DROP, KEEP, TEAR, Choice, CrashPlan, CrashStateBuilder, SimDisk, Write,
+from tornpage.engine import btr, btr_page as bp, log as L, trx_sys
+from tornpage.engine import page as P
+from tornpage.faultfs import (DROP, KEEP, TEAR, Choice, CrashPlan, CrashStateBuilder, SimDisk, Write,
                      tear_units)
-from faultfs.trace import Fsync
+from tornpage.faultfs.trace import Fsync
 
 T = "t"
 PS = 4096
@@ -267,7 +267,7 @@ def test_rollback_restores_the_rows():
         t.insert(T, 1000, b"x")
     eng._check()
     # the undo log is gone: every rollback segment slot free, every undo page freed
-    from engine import fsp
+    from tornpage.engine import fsp
     cfg = eng.config
     for r in range(cfg.n_rollback_segments):
         rseg = eng.buf.get(0, trx_sys.FIRST_RSEG_PAGE_NO + r).data
@@ -1017,8 +1017,8 @@ def test_doublewrite_recover_picks_the_newest_valid_copy_in_the_window():
     scanned LSN] are never used; a valid data page is kept."""
     from collections import Counter
 
-    from engine.dblwr import Doublewrite
-    from engine.fil import Fil
+    from tornpage.engine.dblwr import Doublewrite
+    from tornpage.engine.fil import Fil
 
     disk = SimDisk()
     fil = Fil(disk, PS)

@@ -12,14 +12,14 @@ import struct
 
 import pytest
 
-from engine import btr_page as bp
-from engine import fsp, log as L, mtr_log as ml, trx_sys, undo
-from engine import page as P
-from engine.config import PAGE_SIZES, ConfigError, EngineConfig
-from engine.engine import Engine
-from engine.errors import PageFromFuture, RecoveryError
-from engine.log import LogSys
-from faultfs import TEAR, Choice, CrashPlan, CrashStateBuilder, SimDisk
+from tornpage.engine import btr_page as bp
+from tornpage.engine import fsp, log as L, mtr_log as ml, trx_sys, undo
+from tornpage.engine import page as P
+from tornpage.engine.config import PAGE_SIZES, ConfigError, EngineConfig
+from tornpage.engine.engine import Engine
+from tornpage.engine.errors import PageFromFuture, RecoveryError
+from tornpage.engine.log import LogSys
+from tornpage.faultfs import TEAR, Choice, CrashPlan, CrashStateBuilder, SimDisk
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -812,7 +812,7 @@ def test_log_never_rewrites_a_durable_block():
     log.write_up_to(log.end_lsn, flush=True)
     durable: set[int] = set()
     written: set[int] = set()
-    from faultfs.trace import Fsync, Write
+    from tornpage.faultfs.trace import Fsync, Write
     for op in disk.trace.ops:
         if isinstance(op, Write) and op.path == "ib_logfile0" and op.offset >= 2048:
             blocks = set(range(op.offset // BLK, (op.offset + len(op.data) - 1) // BLK + 1))

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns import crashcheck
-from campaigns.mutants import MUTANTS, planted
-from campaigns.runner import CampaignConfig, run_campaign
-from campaigns.workload import WorkloadSettings, run_workload
-from engine import page as P
-from engine.errors import LostWrite
-from engine.os_file import GuardedFile
-from faultfs import DROP, KEEP, Choice, CrashPlan, CrashStateBuilder, FaultSpec, SimDisk
-from faultfs.media import misdirected_target
-from faultfs.trace import MediaFault, Write
+from tornpage.campaigns import crashcheck
+from tornpage.campaigns.mutants import MUTANTS, planted
+from tornpage.campaigns.runner import CampaignConfig, run_campaign
+from tornpage.campaigns.workload import WorkloadSettings, run_workload
+from tornpage.engine import page as P
+from tornpage.engine.errors import LostWrite
+from tornpage.engine.os_file import GuardedFile
+from tornpage.faultfs import DROP, KEEP, Choice, CrashPlan, CrashStateBuilder, FaultSpec, SimDisk
+from tornpage.faultfs.media import misdirected_target
+from tornpage.faultfs.trace import MediaFault, Write
 
 
 def _disk_with_file(n_blocks: int = 4):

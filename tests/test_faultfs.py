@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from faultfs import (DEFAULT_DEVICE, DEVICES, DROP, KEEP, TEAR, VFS, Choice, CrashPlan,
+from tornpage.faultfs import (DEFAULT_DEVICE, DEVICES, DROP, KEEP, TEAR, VFS, Choice, CrashPlan,
                      CrashPlanError, CrashStateBuilder, Image, OsVFS, SimDisk, UnknownDevice,
                      VFSFile, get_device, pending_ops)
-from faultfs.trace import (Create, Fsync, FsyncDir, Marker, Mkdir, Rename, Trace, Truncate,
+from tornpage.faultfs.trace import (Create, Fsync, FsyncDir, Marker, Mkdir, Rename, Trace, Truncate,
                            Unlink, Write)
 
 

@@ -14,16 +14,16 @@ from unittest import mock
 import pytest
 from click.testing import CliRunner
 
-from campaigns.artifacts import Artifact
-from campaigns.cli import main
-from campaigns.crashcheck import builder_for, check_crash_state
-from campaigns.mutants import planted
-from campaigns.workload import WorkloadSettings, run_workload, workload_probes
-from engine import Engine, EngineConfig, RecoveryError
-from engine import log as L
-from engine import mtr_log as ml
-from engine.fil import LOG_FILE
-from faultfs import DROP, Choice, CrashPlan, SimDisk, Write
+from tornpage.campaigns.artifacts import Artifact
+from tornpage.campaigns.cli import main
+from tornpage.campaigns.crashcheck import builder_for, check_crash_state
+from tornpage.campaigns.mutants import planted
+from tornpage.campaigns.workload import WorkloadSettings, run_workload, workload_probes
+from tornpage.engine import Engine, EngineConfig, RecoveryError
+from tornpage.engine import log as L
+from tornpage.engine import mtr_log as ml
+from tornpage.engine.fil import LOG_FILE
+from tornpage.faultfs import DROP, Choice, CrashPlan, SimDisk, Write
 
 PS = 4096
 SETTINGS = WorkloadSettings(table_size=60, page_size=PS,

@@ -8,18 +8,18 @@ import errno
 
 import pytest
 
-from campaigns import crashcheck
-from campaigns.mutants import planted
-from campaigns.runner import CampaignConfig, run_campaign
-from campaigns.workload import TABLE, WorkloadSettings, row_value, run_workload
-from checkers.verdict import LOST
-from engine import Engine, EnginePanic
-from engine.errors import EngineIOError
-from faultfs import (DROP, TEAR, Choice, CrashPlan, CrashPlanError, CrashStateBuilder, FaultSpec,
+from tornpage.campaigns import crashcheck
+from tornpage.campaigns.mutants import planted
+from tornpage.campaigns.runner import CampaignConfig, run_campaign
+from tornpage.campaigns.workload import TABLE, WorkloadSettings, row_value, run_workload
+from tornpage.checkers.verdict import LOST
+from tornpage.engine import Engine, EnginePanic
+from tornpage.engine.errors import EngineIOError
+from tornpage.faultfs import (DROP, TEAR, Choice, CrashPlan, CrashPlanError, CrashStateBuilder, FaultSpec,
                      InjectedIOError, MediaFault, MediaFaultError, SimDisk, pending_ops,
                      search)
-from faultfs.media import KINDS, SECTOR, flip_bit, parse_schedule, sectors, whole_sectors
-from faultfs.trace import Write
+from tornpage.faultfs.media import KINDS, SECTOR, flip_bit, parse_schedule, sectors, whole_sectors
+from tornpage.faultfs.trace import Write
 
 PATTERN = bytes(range(256)) * 8          # 2048 bytes, four sectors, every byte distinct per 256
 

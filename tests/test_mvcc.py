@@ -22,14 +22,14 @@ import struct
 
 import pytest
 
-from campaigns.mutants import planted
-from campaigns.workload import WorkloadSettings, run_workload
-from checkers.structure import check_quiesced
-from engine import (Corruption, DuplicateKey, Engine, EngineConfig, LockConflict,
+from tornpage.campaigns.mutants import planted
+from tornpage.campaigns.workload import WorkloadSettings, run_workload
+from tornpage.checkers.structure import check_quiesced
+from tornpage.engine import (Corruption, DuplicateKey, Engine, EngineConfig, LockConflict,
                     TrxStateError)
-from engine import btr_page as bp, fsp, trx_sys, undo
-from engine.read_view import READ_COMMITTED as RC, REPEATABLE_READ as RR
-from faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, SimDisk
+from tornpage.engine import btr_page as bp, fsp, trx_sys, undo
+from tornpage.engine.read_view import READ_COMMITTED as RC, REPEATABLE_READ as RR
+from tornpage.faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, SimDisk
 
 T = "t"
 PS = 4096

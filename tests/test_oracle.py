@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.workload import TABLE, WorkloadSettings, run_workload
-from checkers.oracle import check_committed_state, promised
-from checkers.verdict import KIND_NAMES, LOST, UNCOMMITTED, Verdict
-from engine import Engine
-from faultfs import SimDisk
+from tornpage.campaigns.workload import TABLE, WorkloadSettings, run_workload
+from tornpage.checkers.oracle import check_committed_state, promised
+from tornpage.checkers.verdict import KIND_NAMES, LOST, UNCOMMITTED, Verdict
+from tornpage.engine import Engine
+from tornpage.faultfs import SimDisk
 
 T = TABLE
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import hypothesis  # noqa: F401  (loaded once here, not again by every in-process pytester run)
 import pytest
 
-from campaigns.crashtest import (CrashConsistencyError, Promised, _shrink, ack, begin,
+from tornpage.campaigns.crashtest import (CrashConsistencyError, Promised, _shrink, ack, begin,
                                  crash_test, promised_at)
-from faultfs import SimDisk
-from faultfs.crash import DROP, Choice, CrashPlan
-from faultfs.pyfakefs_vfs import FakeFSAdapter, UnsupportedIO
-from faultfs.trace import Create, Fsync, FsyncDir, Marker, Mkdir, Rename, Truncate, Unlink, Write
+from tornpage.faultfs import SimDisk
+from tornpage.faultfs.crash import DROP, Choice, CrashPlan
+from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter, UnsupportedIO
+from tornpage.faultfs.trace import Create, Fsync, FsyncDir, Marker, Mkdir, Rename, Truncate, Unlink, Write
 
 pytest_plugins = ["pytester"]
 
@@ -120,7 +120,7 @@ def test_junit_xml_has_the_reproduction_property(example):
 
 def test_budget_in_states_limits_the_search(pytester):
     pytester.makepyfile("""
-        from campaigns.crashtest import ack
+        from tornpage.campaigns.crashtest import ack
 
         def op(disk):
             f = disk.open("a", create=True)

@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from campaigns import crashcheck
-from campaigns.runner import CampaignConfig, run_campaign
-from campaigns.workload import WorkloadSettings, run_workload
-from engine import Engine
-from faultfs import (DEVICES, DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashPlanError,
+from tornpage.campaigns import crashcheck
+from tornpage.campaigns.runner import CampaignConfig, run_campaign
+from tornpage.campaigns.workload import WorkloadSettings, run_workload
+from tornpage.engine import Engine
+from tornpage.faultfs import (DEVICES, DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashPlanError,
                      CrashStateBuilder, Image, SimDisk, tear_units)
-from faultfs.search import enumerate_plans, fates, plan_losses, space_size
-from faultfs.trace import Write
+from tornpage.faultfs.search import enumerate_plans, fates, plan_losses, space_size
+from tornpage.faultfs.trace import Write
 
 
 def builder(disk: SimDisk) -> CrashStateBuilder:

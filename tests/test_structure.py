@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.workload import TABLE, WorkloadSettings, row_value, run_workload
-from checkers.structure import check_after_recovery, check_quiesced
-from engine import Engine, btr_page as bp, fsp
-from engine import page as fil_page
-from engine.page import FIL_NULL, FIL_PAGE_NEXT, FIL_PAGE_PREV
-from faultfs import SimDisk
+from tornpage.campaigns.workload import TABLE, WorkloadSettings, row_value, run_workload
+from tornpage.checkers.structure import check_after_recovery, check_quiesced
+from tornpage.engine import Engine, btr_page as bp, fsp
+from tornpage.engine import page as fil_page
+from tornpage.engine.page import FIL_NULL, FIL_PAGE_NEXT, FIL_PAGE_PREV
+from tornpage.faultfs import SimDisk
 
 SETTINGS = WorkloadSettings(table_size=150)       # 4 KiB pages: a two-level tree, 15 leaves
 PS = SETTINGS.page_size

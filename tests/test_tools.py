@@ -8,9 +8,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from campaigns.artifacts import load
-from campaigns.cli import main
-from campaigns.runner import CampaignConfig, run_campaign
+from tornpage.campaigns.artifacts import load
+from tornpage.campaigns.cli import main
+from tornpage.campaigns.runner import CampaignConfig, run_campaign
 
 
 def invoke(*args):
@@ -47,9 +47,9 @@ def test_inspect_an_artifact_decodes_log_and_pages(artifact):
 
 
 def test_inspect_a_directory_reports_a_corrupt_page(tmp_path, artifact):
-    from campaigns.tools import crash_image
+    from tornpage.campaigns.tools import crash_image
     art = load(artifact)
-    from campaigns.mutants import planted
+    from tornpage.campaigns.mutants import planted
     with planted(art.mutant):
         _, image = crash_image(art)
     for path, data in image.files.items():
@@ -85,7 +85,7 @@ def test_regress_writes_a_failing_test_and_a_passing_one_without_the_mutant(arti
 
 
 def test_replay_in_a_subprocess_keeps_the_exit_code(artifact):
-    r = subprocess.run([sys.executable, "-m", "campaigns.cli", "replay", "--subprocess",
+    r = subprocess.run([sys.executable, "-m", "tornpage.campaigns.cli", "replay", "--subprocess",
                         artifact], capture_output=True, text=True)
     assert r.returncode == 1 and "same finding as recorded" in r.stdout
 

@@ -12,19 +12,19 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings as hyp_settings
 
-from campaigns.artifacts import load
-from campaigns.cli import main
-from campaigns.crashcheck import check_crash_state
-from campaigns.workload import (TABLE, TRX_COMMIT_MODES, WorkloadSettings, run_workload,
+from tornpage.campaigns.artifacts import load
+from tornpage.campaigns.cli import main
+from tornpage.campaigns.crashcheck import check_crash_state
+from tornpage.campaigns.workload import (TABLE, TRX_COMMIT_MODES, WorkloadSettings, run_workload,
                                 settings_strategy, trx_commit_mode_strategy, workload_probes)
-from checkers.oracle import check_committed_state, promised
-from checkers.probes import WORKLOAD_PROBES
-from checkers.verdict import LOST
-from engine import Engine, EngineConfig
-from engine.config import ConfigError
-from engine.fil import LOG_FILE
-from faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, SimDisk, Write, get_device
-from faultfs.trace import Fsync
+from tornpage.checkers.oracle import check_committed_state, promised
+from tornpage.checkers.probes import WORKLOAD_PROBES
+from tornpage.checkers.verdict import LOST
+from tornpage.engine import Engine, EngineConfig
+from tornpage.engine.config import ConfigError
+from tornpage.engine.fil import LOG_FILE
+from tornpage.faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, SimDisk, Write, get_device
+from tornpage.faultfs.trace import Fsync
 
 T = "t"
 
