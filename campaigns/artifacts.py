@@ -35,13 +35,15 @@ class Artifact:
     finding: dict
     nested: list = field(default_factory=list)      # crash plans during recovery
     engine_version: str = ENGINE_VERSION
+    shrunk: bool = True             # False: saved before shrinking (a larger case)
 
     def to_json(self) -> dict:
         return {"tornpage_artifact": ARTIFACT_FORMAT, "engine_version": self.engine_version,
                 "seed": self.seed, "settings": self.settings.to_json(), "mutant": self.mutant,
                 "steps": self.steps, "crash_plan": self.plan.to_json(),
                 "recovery_crash_plans": [p.to_json() for p in self.nested],
-                "trace_hash": self.trace_hash, "finding": self.finding}
+                "trace_hash": self.trace_hash, "finding": self.finding,
+                "shrunk": self.shrunk}
 
     def save_as(self, path: str) -> str:
         """Write the artifact to ``path``; return it."""
@@ -53,12 +55,18 @@ class Artifact:
     def save(self, directory: str) -> str:
         os.makedirs(directory, exist_ok=True)
         name = f"finding-{self.finding.get('kind', 'X')}-seed{self.seed}-{self.trace_hash[:10]}" \
-               f"-p{self.plan.position}.json"
+               f"-p{self.plan.position}{'' if self.shrunk else '-unshrunk'}.json"
         path = os.path.join(directory, name)
         with open(path, "w") as f:
             json.dump(self.to_json(), f, indent=1, sort_keys=True)
             f.write("\n")
         return path
+
+
+def _bool(v, what: str) -> bool:
+    if not isinstance(v, bool):
+        raise ArtifactError(f"{what} must be true or false, got {v!r}")
+    return v
 
 
 def load(path: str) -> Artifact:
@@ -102,7 +110,8 @@ def from_dict(d, path: str = "<artifact>") -> Artifact:
                                 d.get("recovery_crash_plans", [])],
                         mutant=mutant, trace_hash=str(d["trace_hash"]),
                         finding=dict(d.get("finding") or {}),
-                        engine_version=str(d.get("engine_version", "")))
+                        engine_version=str(d.get("engine_version", "")),
+                        shrunk=_bool(d.get("shrunk", True), "shrunk"))
     except ArtifactError:
         raise
     except (KeyError, TypeError, ValueError, CrashPlanError, UnknownDevice) as e:

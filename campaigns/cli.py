@@ -140,7 +140,11 @@ def _parse_shard(ctx, param, value):
               help="Inject media faults while workloads run: bit flips and latent sector "
                    "errors on read, EIO on write and fsync, ENOSPC (see faultfs.media).")
 @click.option("--shrink/--no-shrink", default=True, show_default=True,
-              help="Let Hypothesis shrink each failing workload (off: faster, larger cases).")
+              help="Shrink each finding: the workload (Hypothesis), then the crash plan "
+                   "(off: faster, larger cases).")
+@click.option("--shrink-steps", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Runs spent shrinking one finding, at most: a deterministic bound, so the "
+                   "same command saves the same artifact.  --budget does not cover shrinking.")
 @click.option("--determinism-check/--no-determinism-check", default=True, show_default=True,
               help="Replay every finding twice and compare trace hash and verdict.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
@@ -154,8 +158,8 @@ def _parse_shard(ctx, param, value):
 @click.pass_context
 def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant, device,
         no_doublewrite, page_size, trx_commit, isolation, crash_states, max_findings, recovery_crashes,
-        search, exhaustive_bound, media_faults, shrink, determinism_check, json_path,
-        junit_path, artifacts, quiet):
+        search, exhaustive_bound, media_faults, shrink, shrink_steps, determinism_check,
+        json_path, junit_path, artifacts, quiet):
     """Run a fault campaign: workloads, crashes, recovery, oracles."""
     given = {name for name in ctx.params
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
@@ -194,6 +198,7 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
                          search=search, exhaustive_bound=exhaustive_bound,
                          check_determinism=determinism_check, media_faults=media_faults,
                          database=prof.get("database"), shrink=shrink,
+                         shrink_steps=shrink_steps, show_shrink=not quiet,
                          trx_commit_modes=modes, isolation_levels=levels,
                          required_probes=_required_probes(settings, mutant,
                                                           pick["recovery_crashes"],
@@ -266,7 +271,8 @@ def _dask_workers(client) -> int:
 def _print_summary(cfg: CampaignConfig, res: CampaignResult) -> None:
     rate = res.crash_states / res.elapsed if res.elapsed else 0.0
     click.echo(f"workloads      {res.workloads}")
-    click.echo(f"crash states   {res.crash_states}  ({rate:.0f}/s over {res.elapsed:.1f}s)")
+    click.echo(f"crash states   {res.crash_states} distinct  ({rate:.0f}/s over "
+               f"{res.elapsed:.1f}s); {res.crash_states_reused} repeats reused their verdict")
     if res.shrink_runs:
         click.echo(f"shrink runs    {res.shrink_runs}")
     click.echo("probes")

@@ -11,8 +11,6 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hypothesis import strategies as st
-
 from tornpage.checkers import probes as probes_mod
 from tornpage.checkers.oracle import check_committed_state
 from tornpage.checkers.structure import check_after_recovery, check_quiesced
@@ -20,10 +18,10 @@ from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, ISOLATION, LOST, R
                               Verdict)
 from tornpage.engine import Engine
 from tornpage.engine.errors import Corruption, EngineError, RecoveryError
-from tornpage.faultfs import (DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashPlanError,
+from tornpage.faultfs import (DROP, KEEP, SIZE_ONLY, TEAR, CrashPlan, CrashPlanError,
                      CrashStateBuilder, InjectedIOError,
-                     MediaFault, SimDisk, Write, get_device, tear_units)
-from tornpage.faultfs.trace import Fsync
+                     MediaFault, SimDisk, Write, get_device)
+from tornpage.faultfs import search
 
 from tornpage.campaigns.workload import TABLE, WorkloadRun
 
@@ -44,79 +42,24 @@ def builder_for(run: WorkloadRun) -> CrashStateBuilder:
     return run._builder
 
 
-def draw_plan(data, b: CrashStateBuilder, lo: int, hi: int) -> CrashPlan:
-    """Draw a crash position in [lo, hi] (just before an fsync, anywhere, or at the end) and a
-    keep / drop / tear choice for each pending operation (the newest MAX_CHOICES of them)."""
-    trace = b.trace
-    where = data.draw(st.sampled_from(["end", "before-fsync", "anywhere"]), label="where")
-    fsyncs = [i for i in range(lo, hi) if isinstance(trace.ops[i], Fsync)] \
-        if where == "before-fsync" else []
-    if fsyncs:
-        pos = data.draw(st.sampled_from(fsyncs), label="position")
-    elif where == "anywhere":
-        pos = data.draw(st.integers(lo, hi), label="position")
-    else:
-        pos = hi
-    unit = b.profile.tear_unit
-    choices = []
-    for i in b.pending(pos)[-MAX_CHOICES:]:
-        op = trace.ops[i]
-        is_write = isinstance(op, Write)
-        kinds = [KEEP, DROP, TEAR] if is_write else [KEEP, DROP]
-        if is_write and not b.profile.safe_append and i in b.appends():
-            kinds.append(SIZE_ONLY)
-        kind = data.draw(st.sampled_from(kinds))
-        if kind == SIZE_ONLY:
-            choices.append((i, Choice(SIZE_ONLY, (), data.draw(st.sampled_from(
-                ["zeros", "garbage"])))))
-            continue
-        if kind == TEAR:
-            n = len(tear_units(op.offset, len(op.data), unit))
-            if n < 2:
-                kind = DROP
-            else:
-                choices.append((i, Choice(TEAR, _draw_tear_units(data, n),
-                                          data.draw(st.sampled_from(b.profile.torn_fills)))))
-                continue
-        if kind != KEEP:
-            choices.append((i, Choice(kind)))
-    return CrashPlan(pos, tuple(choices))
+PROMISE_LABELS = ("commit-ack",)   # markers after which a crash point is placed
 
 
-def _draw_tear_units(data, n: int) -> tuple[int, ...]:
-    """The units of an ``n``-unit write that reach the disk, in the shapes real tears take: a
-    prefix (the device wrote in order and stopped), a suffix (it wrote out of order), or any
-    proper subset (sectors scheduled independently)."""
-    shape = data.draw(st.sampled_from(["prefix", "suffix", "subset"]), label="tear shape")
-    if shape == "prefix":
-        return tuple(range(data.draw(st.integers(1, n - 1))))
-    if shape == "suffix":
-        return tuple(range(data.draw(st.integers(1, n - 1)), n))
-    mask = data.draw(st.integers(1, (1 << n) - 2))
-    return tuple(u for u in range(n) if mask >> u & 1)
-
-
-def draw_workload_plan(data, run: WorkloadRun) -> CrashPlan:
-    """A crash plan for the workload's trace, after the setup."""
-    return draw_plan(data, builder_for(run), run.setup_end + 1, len(run.trace))
-
-
-def nested_drawer(data, max_depth: int):
+def nested_drawer(rng, max_depth: int):
     """A ``draw_nested`` for :func:`check_crash_state`: up to ``max_depth`` crashes during
-    recovery, Hypothesis deciding at each level whether to crash again."""
+    recovery, the seeded ``rng`` (a :class:`random.Random`) deciding at each level whether to
+    crash again and, with :func:`faultfs.search.sample_plan`, where and what is lost."""
     def decide(depth: int):
-        if depth >= max_depth or not data.draw(st.booleans(), label="crash-during-recovery"):
+        if depth >= max_depth or (depth > 0 and rng.random() < 0.5):
             return None
-        return lambda b: draw_plan(data, b, 0, len(b.trace))
+        return lambda b: search.sample_crash(b, 0, len(b.trace), rng, max_choices=MAX_CHOICES)
     return decide
 
 
 def crash_points(run: WorkloadRun) -> list[int]:
-    """The positions where a crash loses the most: just before each fsync of the workload (the
-    fsync not issued, everything since the previous barrier pending) and at the end."""
-    ops = run.trace.ops
-    pts = [i for i in range(run.setup_end + 1, len(ops)) if isinstance(ops[i], Fsync)]
-    return pts + [len(ops)]
+    """The workload's crash points (:func:`faultfs.search.crash_points` after the setup): before
+    each barrier, after each commit acknowledgement, and at the end."""
+    return search.crash_points(run.trace, run.setup_end + 1, len(run.trace), PROMISE_LABELS)
 
 
 def media_fault_probes(run: WorkloadRun) -> Counter:

@@ -39,20 +39,19 @@ as JSON and the reproduction command.  Same seed, same operation: same states, s
 """
 from __future__ import annotations
 
-import hashlib
-import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from tornpage.faultfs import search
-from tornpage.faultfs.crash import DROP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder, tear_units
+from tornpage.faultfs.crash import CrashPlan, CrashStateBuilder
 from tornpage.faultfs.devices import DEFAULT_DEVICE, DeviceProfile, get_device
 from tornpage.faultfs.simdisk import Image, SimDisk
-from tornpage.faultfs.trace import Fsync, FsyncDir, Marker, Trace, Write
+from tornpage.faultfs.trace import Trace
 
 __all__ = ["crash_test", "ack", "begin", "mark", "Promised", "CrashConsistencyError", "CrashTestResult",
+           "CrashTestIncomplete",
            "ACK"]
 
 ACK, BEGIN = "ack", "begin"
@@ -63,14 +62,16 @@ class CrashConsistencyError(AssertionError):
 
     Attributes:
         plan: the (shrunk) :class:`CrashPlan`; ``lines``: the explanation lines;
-        seed: the seed; ``reproduce``: the reproduction command (or None); ``trace``: the trace.
+        seed: the seed; ``reproduce``: the reproduction command (or None); ``trace``: the trace;
+        failures: ``(plan, lines)`` of every distinct failure found (the first is ``plan``).
     """
 
     def __init__(self, message: str, *, plan: CrashPlan, lines: list[str], seed: int,
-                 reproduce: str | None, trace: Trace) -> None:
+                 reproduce: str | None, trace: Trace, failures: list | None = None) -> None:
         super().__init__(message)
         self.plan, self.lines, self.seed = plan, lines, seed
         self.reproduce, self.trace = reproduce, trace
+        self.failures = failures if failures is not None else [(plan, lines)]
 
 
 class Promised(dict):
@@ -108,9 +109,10 @@ class CrashTestResult:
     positions: int             # crash positions visited
     crash_points: int
     exhaustive_points: int     # crash points whose whole space was enumerated
-    states: int                # crash states recovered and checked (duplicates skipped)
-    skipped_duplicates: int
+    states: int                # distinct crash states recovered and checked
+    skipped_duplicates: int    # crash states equal to one already checked (verdict reused)
     complete: bool             # False when the budget ran out first
+    planned: int = 0           # crash plans the search had planned in all
 
 
 # -- acks: the operation's promises -------------------------------------------------------------
@@ -167,62 +169,6 @@ def promised_at(trace: Trace, position: int) -> Promised:
         elif m.label == BEGIN:
             open_.append(m.attrs)
     return Promised(acks, [dict(a) for a in open_])
-
-
-# -- the plans, in order ------------------------------------------------------------------------
-
-def crash_points(trace: Trace) -> set[int]:
-    """Positions where a crash is most telling: just before each barrier (everything since the
-    previous one pending), just after each ack (the promise is due), and the end."""
-    pts = {len(trace)}
-    for i, op in enumerate(trace.ops):
-        if isinstance(op, (Fsync, FsyncDir)):
-            pts.add(i)
-        elif isinstance(op, Marker) and op.label == ACK:
-            pts.add(i + 1)
-    return pts
-
-
-def _random_loss(b: CrashStateBuilder, i: int, rng: random.Random) -> Choice:
-    op = b.trace.ops[i]
-    if not isinstance(op, Write):
-        return Choice(DROP)
-    n = len(tear_units(op.offset, len(op.data), b.profile.tear_unit))
-    kinds = [DROP] + ([TEAR] if n >= 2 else [])
-    if not b.profile.safe_append and i in b.appends():
-        kinds.append(SIZE_ONLY)
-    kind = rng.choice(kinds)
-    if kind == DROP:
-        return Choice(DROP)
-    if kind == SIZE_ONLY:
-        return Choice(SIZE_ONLY, (), rng.choice(["zeros", "garbage"]))
-    mask = rng.randint(1, (1 << n) - 2)
-    return Choice(TEAR, tuple(u for u in range(n) if mask >> u & 1),
-                  rng.choice(b.profile.torn_fills))
-
-
-def _sampled(b: CrashStateBuilder, p: int, pend: list[int], seed: int, k: int) -> list[CrashPlan]:
-    """``k`` random plans at ``p`` (1 to 4 losses each, mostly few), fewest losses first."""
-    rng = random.Random(f"{seed}:{p}")
-    out: dict = {}
-    for _ in range(4 * k):
-        if len(out) >= k:
-            break
-        n = 1 if b.profile.ordered else min(len(pend), rng.choice((1, 1, 1, 2, 2, 3, 4)))
-        ops = sorted(rng.sample(pend, n))
-        plan = CrashPlan(p, tuple((i, _random_loss(b, i, rng)) for i in ops))
-        out.setdefault(plan.dumps(), plan)
-    return sorted(out.values(), key=search.plan_losses)
-
-
-def plans_at(b: CrashStateBuilder, p: int, *, exhaustive_bound: int, samples: int,
-             seed: int) -> tuple[bool, Iterator[CrashPlan]]:
-    """(exhaustive?, the plans to try at crash point ``p`` in order)."""
-    pend = b.pending(p)
-    if search.space_size(b, p) <= exhaustive_bound:
-        return True, search.enumerate_plans(b, p)
-    firsts = [CrashPlan(p)] + [CrashPlan(p, ((i, Choice(DROP)),)) for i in pend]
-    return False, iter(firsts + _sampled(b, p, pend, seed, samples))
 
 
 # -- running the user's code --------------------------------------------------------------------
@@ -303,16 +249,31 @@ class _Failure:
     error: BaseException
 
 
-# -- the search ---------------------------------------------------------------------------------
+# -- the search: faultfs.search's one crash-state search, driven by a seeded generator ------------
 
-def _state_key(image: Image, promised: Promised) -> str:
-    h = hashlib.sha256()
-    for p in sorted(image.files):
-        h.update(p.encode() + b"\0" + hashlib.sha256(image.files[p]).digest())
-    h.update(repr(sorted(image.dirs)).encode())
-    h.update(repr(sorted(image.bad_sectors.items())).encode())
-    h.update(promised._key().encode())
-    return h.hexdigest()
+MAX_FAILURES = 3          # distinct failures reported per crash test
+
+
+class CrashTestIncomplete(AssertionError):
+    """The budget ended before every planned crash state was checked: the test did not pass.
+
+    Attributes: ``checked``, ``planned``: crash states checked and planned."""
+
+    def __init__(self, message: str, *, checked: int, planned: int) -> None:
+        super().__init__(message)
+        self.checked, self.planned = checked, planned
+
+
+def _failure_signature(err: "_Failure") -> str:
+    """The user's rule that failed: the phase, the exception type and where it was raised (the
+    innermost frame), so two different assertions are two findings, one assertion hit by many
+    crash states is one."""
+    tb = err.error.__traceback__
+    where = ""
+    while tb is not None:
+        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return search.signature(err.phase, f"{type(err.error).__name__}@{where}")
 
 
 def crash_test(operation: Callable, recover: Callable | None = None,
@@ -321,7 +282,8 @@ def crash_test(operation: Callable, recover: Callable | None = None,
                budget: float | None = None, max_states: int = 2000,
                exhaustive_bound: int = 256, samples_per_point: int = 16,
                setup: Callable | None = None, root: str = "/tornpage",
-               reproduce: str | None = None) -> CrashTestResult:
+               reproduce: str | None = None, incomplete: str = "fail",
+               max_failures: int = MAX_FAILURES, shrink_steps: int = 200) -> CrashTestResult:
     """Run ``operation`` once on a traced disk, then ``recover`` and ``check`` every crash state.
 
     Args:
@@ -335,95 +297,132 @@ def crash_test(operation: Callable, recover: Callable | None = None,
         seed: seeds the sampling where a crash point's space exceeds ``exhaustive_bound``.
         budget: wall-clock seconds for the crash states (None: no time limit; a time limit makes
             the coverage depend on the machine).
-        max_states: crash states to recover and check at most (deterministic budget).
+        max_states: distinct crash states to recover and check at most (deterministic budget).
         exhaustive_bound: crash points with at most this many states are enumerated whole.
         samples_per_point: random plans per crash point beyond the bound.
         setup: ``setup(disk_or_root)`` run first; what it leaves is durable before the operation.
         root: the traced directory for ``"pyfakefs"``.
         reproduce: the command that reruns this test, quoted in the failure.
+        incomplete: what a budget that ends before every planned state was checked does:
+            ``"fail"`` (default: raise :class:`CrashTestIncomplete`) or ``"return"`` (return the
+            result with ``complete=False``; the pytest plugin turns that into a skip).  Never a
+            silent pass.
+        max_failures: distinct failures (by :func:`_failure_signature`) collected before the
+            report; 1 stops at the first.
+        shrink_steps: recover-and-check runs spent shrinking each failure, at most.
 
     Returns:
-        :class:`CrashTestResult` (what was explored) when every state passed.
+        :class:`CrashTestResult` (what was explored) when every checked state passed.
 
     Raises:
-        CrashConsistencyError: the first failing crash state, shrunk and explained.
+        CrashConsistencyError: failing crash states (up to ``max_failures`` distinct ones, each
+            shrunk and explained; the first is the earliest found).
+        CrashTestIncomplete: the budget ended first and ``incomplete="fail"``.
+        ValueError: ``vfs_kind`` or ``incomplete`` is not one of the values above.
         faultfs.pyfakefs_vfs.UnsupportedIO: the code did IO the pyfakefs adapter cannot fake.
         Anything ``operation`` or ``setup`` raises, unchanged.
     """
     __tracebackhide__ = True     # pytest: show the user's frames and the explanation
+    if incomplete not in ("fail", "return"):
+        raise ValueError(f"incomplete must be 'fail' or 'return', not {incomplete!r}")
     profile = get_device(device) if isinstance(device, str) else device
     runner = _Runner(vfs_kind, profile, root)
     try:
         base, trace = runner.record(setup, operation)
-        return _search(runner, base, trace, profile, recover, check, seed=seed, budget=budget,
-                       max_states=max_states, exhaustive_bound=exhaustive_bound,
-                       samples=samples_per_point, reproduce=reproduce)
+        result = _search(runner, base, trace, profile, recover, check, seed=seed, budget=budget,
+                         max_states=max_states, exhaustive_bound=exhaustive_bound,
+                         samples=samples_per_point, reproduce=reproduce,
+                         max_failures=max_failures, shrink_steps=shrink_steps)
     finally:
         runner.close()
+    if not result.complete and incomplete == "fail":
+        raise CrashTestIncomplete(
+            f"crash test incomplete: the budget ended after {result.states} of "
+            f"{result.planned} planned crash states ({result.planned - result.states} not "
+            f"checked); raise --tornpage-budget / max_states=, or pass incomplete='return' to "
+            f"accept a partial run (the plugin then skips the test)",
+            checked=result.states, planned=result.planned)
+    return result
 
 
 def _search(runner: _Runner, base: Image, trace: Trace, profile: DeviceProfile, recover, check,
             *, seed: int, budget: float | None, max_states: int, exhaustive_bound: int,
-            samples: int, reproduce: str | None) -> CrashTestResult:
+            samples: int, reproduce: str | None, max_failures: int,
+            shrink_steps: int) -> CrashTestResult:
     __tracebackhide__ = True
     b = CrashStateBuilder(base, trace, profile)
-    points = crash_points(trace)
+
+    def new_search() -> search.CrashSearch:
+        return search.CrashSearch(b, seed=seed, schedule="positions",
+                                  exhaustive_bound=exhaustive_bound, samples_per_point=samples,
+                                  promise_labels=(ACK,))
+    planned = sum(1 for _ in new_search())          # plans only: no state is built
     deadline = None if budget is None else time.monotonic() + budget
-    seen: set[str] = set()
-    states = dups = exhaustive = positions = 0
+    seen = search.Seen()
+    failures: dict[str, tuple] = {}
     complete = True
 
-    def fails(plan: CrashPlan) -> _Failure | None:
+    def judge(plan: CrashPlan) -> _Failure | None:
         promised = promised_at(trace, plan.position)
-        return runner.judge(b.build(plan), promised, recover, check)
+        image = b.build(plan)
+        return seen.judge(search.image_key(image, promised._key()),
+                          lambda: runner.judge(image, promised, recover, check))[0]
 
-    for p in range(len(trace) + 1):
-        if states >= max_states or (deadline is not None and time.monotonic() > deadline):
+    crashes = new_search()
+    for plan in crashes:
+        if seen.checked >= max_states or (deadline is not None and time.monotonic() > deadline):
             complete = False
             break
-        positions += 1
-        if p in points:
-            whole, plans = plans_at(b, p, exhaustive_bound=exhaustive_bound, samples=samples,
-                                    seed=seed)
-            exhaustive += whole
-        else:
-            plans = iter([CrashPlan(p)])
-        promised = promised_at(trace, p)
-        for plan in plans:
-            if states >= max_states or (deadline is not None and time.monotonic() > deadline):
-                complete = False
-                break
-            image = b.build(plan)
-            key = _state_key(image, promised)
-            if key in seen:
-                dups += 1
-                continue
-            seen.add(key)
-            states += 1
-            err = runner.judge(image, promised, recover, check)
-            if err is not None:
-                plan, err, shrunk = _shrink(plan, err, fails)
-                raise _explain(b, plan, err, promised_at(trace, plan.position), seed=seed,
-                               states=states, shrunk=shrunk, reproduce=reproduce) from err.error
-    return CrashTestResult(len(trace), trace.hash(), positions, len(points), exhaustive, states,
-                           dups, complete)
+        err = judge(plan)
+        if err is None:
+            continue
+        sig = _failure_signature(err)
+        if sig in failures:
+            continue
+        budget_ = search.ShrinkBudget(shrink_steps)
+
+        def same(cand: CrashPlan, sig=sig) -> _Failure | None:
+            e = judge(cand)
+            return e if e is not None and _failure_signature(e) == sig else None
+        small, e, accepted = search.shrink_plan(b, plan, same, budget_)
+        failures[sig] = (small, e or err, seen.checked, accepted)
+        if len(failures) >= max_failures:
+            complete = False
+            break
+    if failures:
+        raise _explain_all(b, list(failures.values()), seed=seed, reproduce=reproduce,
+                           planned=planned, checked=seen.checked)
+    return CrashTestResult(len(trace), trace.hash(), crashes.positions, len(crashes.points),
+                           crashes.whole_points, seen.checked, seen.reused, complete, planned)
 
 
-def _shrink(plan: CrashPlan, err: _Failure, fails) -> tuple[CrashPlan, _Failure, int]:
-    """Give back lost operations one at a time while the state still fails; (plan, its failure,
-    operations given back)."""
-    given_back = 0
-    changed = True
-    while changed and plan.choices:
-        changed = False
-        for j in range(len(plan.choices)):
-            smaller = CrashPlan(plan.position, plan.choices[:j] + plan.choices[j + 1:])
-            e = fails(smaller)
-            if e is not None:
-                plan, err, changed = smaller, e, True
-                given_back += 1
-                break
-    return plan, err, given_back
+def _explain_all(b: CrashStateBuilder, found: list[tuple], *, seed: int, reproduce: str | None,
+                 planned: int, checked: int) -> "CrashConsistencyError":
+    errors = [_explain(b, plan, err, promised_at(b.trace, plan.position), seed=seed,
+                       states=states, shrunk=shrunk, reproduce=None)
+              for plan, err, states, shrunk in found]
+    first = errors[0]
+    if len(errors) == 1:
+        msg = str(first)
+    else:
+        msg = (f"{len(errors)} distinct crash-consistency failures (the search stops at "
+               f"{MAX_FAILURES}; {checked} of {planned} planned crash states checked)\n" +
+               "\n".join(f"--- failure {n} ---\n{e}" for n, e in enumerate(errors, 1)))
+    if any(plan.position <= _first_ack(b.trace) for plan, _, _, _ in found):
+        msg += ("\n  hint: a failure lies in a crash before the operation's first ack (while "
+                "the store is being created?); pass setup= to run that part first and make it "
+                "durable, so the search reaches what the store promises")
+    if reproduce:
+        msg += f"\n  reproduce: {reproduce}"
+    return CrashConsistencyError(msg, plan=first.plan, lines=first.lines, seed=seed,
+                                 reproduce=reproduce, trace=b.trace,
+                                 failures=[(e.plan, e.lines) for e in errors])
+
+
+def _first_ack(trace: Trace) -> int:
+    for i, m in trace.markers(ACK):
+        return i
+    return len(trace)
 
 
 def _one_line(e: BaseException) -> str:
@@ -464,7 +463,7 @@ def _explain(b: CrashStateBuilder, plan: CrashPlan, err: _Failure, promised: Pro
            f"{p} of {len(trace)} (seed {seed}, device {b.profile.name})"]
     msg += [f"  {ln}" for ln in lines]
     msg.append(f"  found after {states} crash states" +
-               (f"; shrunk by giving back {shrunk} lost operations" if shrunk else ""))
+               (f"; shrunk in {shrunk} step{'s' if shrunk != 1 else ''}" if shrunk else ""))
     msg.append(f"  crash plan: {plan.dumps()}")
     if reproduce:
         msg.append(f"  reproduce: {reproduce}")

@@ -75,6 +75,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="ci: small deterministic budget (default); nightly: larger")
     g.addoption("--tornpage-budget", type=_budget, default=None, metavar="N|Ns",
                 help="per crash test: N crash states, or N seconds with an 's' suffix")
+    g.addoption("--tornpage-incomplete", choices=("fail", "skip"), default="fail",
+                help="a crash test whose budget ends before every planned crash state was "
+                     "checked: fail (default) or skip, with how many were checked; never a pass")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -96,6 +99,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _SETTINGS = pytest.StashKey[Settings]()
+_RAN = pytest.StashKey[bool]()           # a crash test ran in this session
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -168,16 +172,25 @@ def crash_test(request: pytest.FixtureRequest):
     settings = item.config.stash[_SETTINGS]
     command = reproduce_command(item)
 
+    skip_incomplete = item.config.getoption("tornpage_incomplete") == "skip"
+
     def bound(operation, recover=None, check=None, **kwargs):
         __tracebackhide__ = True
         kw = settings.kwargs()
         kw.update(kwargs)
         kw.setdefault("reproduce", command)
+        if skip_incomplete:
+            kw.setdefault("incomplete", "return")
+        item.config.stash[_RAN] = True
         try:
-            return crashtest.crash_test(operation, recover, check, **kw)
-        except crashtest.CrashConsistencyError:
+            result = crashtest.crash_test(operation, recover, check, **kw)
+        except (crashtest.CrashConsistencyError, crashtest.CrashTestIncomplete):
             item.stash[_REPRODUCE] = command
             raise
+        if not result.complete:
+            pytest.skip(f"tornpage: budget ended after {result.states} of {result.planned} "
+                        f"planned crash states (--tornpage-incomplete skip)")
+        return result
     return bound
 
 
@@ -210,6 +223,10 @@ class _Summary:
                               if k == "tornpage_reproduce"]
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        config = terminalreporter.config
+        if config.stash.get(_RAN, False) and config.getoption("verbose") < 0:
+            # the header (with the seed) is not printed under -q: say it here
+            terminalreporter.write_line(f"tornpage: seed {config.stash[_SETTINGS].seed}")
         if self.commands:
             terminalreporter.section("tornpage: reproduce")
             for command in self.commands:

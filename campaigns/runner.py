@@ -1,19 +1,31 @@
-"""The campaign runner: Hypothesis draws workloads and crash plans, every crash state is
+"""The campaign runner: Hypothesis draws workloads, the one crash-state search
+(:mod:`faultfs.search`) cuts each workload's trace into crash states, every distinct state is
 recovered and judged, failures are shrunk and saved as replayable artifacts.
 
 Determinism: examples are generated in chunks, chunk ``i`` seeded from ``(seed, i)``; Hypothesis'
 example database is off.  With ``--examples`` (and no time budget cut) the same seed explores the
 same workloads and crash states, byte for byte.  The time budget is checked only between chunks.
 
-One Hypothesis example = one workload run once (its trace recorded) + up to
-``crash_states_per_workload`` crash states derived from that one trace.  The first failing crash
-state fails the example; Hypothesis then shrinks steps, positions and fault choices, and the
-last failing run it makes is the minimal one, which is what gets saved.
+One Hypothesis example = one workload (settings, steps and a crash search seed, all drawn by
+Hypothesis) run once, its trace recorded, then up to ``crash_states_per_workload`` *distinct*
+crash states from :class:`faultfs.search.CrashSearch` seeded by that seed (the all-kept end
+state once, small crash points whole, then samples that favour losses).  A state equal to one
+already checked reuses its verdict and is counted as reused.
+
+A failing state fails the example.  Shrinking is bounded by ``shrink_steps`` runs, never by
+wall-clock time, so the same command saves the same artifact: Hypothesis proposes smaller
+workloads (each run is a step; a candidate counts only if it fails with the same finding
+signature, kind and checker rule), then :func:`faultfs.search.shrink_plan` shrinks the crash
+plan with the steps left.  The unshrunk artifact is saved first, so an interrupted shrink loses
+nothing.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import random
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,7 +36,8 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis import strategies as st
 
 from tornpage.checkers import probes as probes_mod
-from tornpage.faultfs import CrashPlan, search
+from tornpage.faultfs import KEEP, CrashPlan, CrashPlanError, search
+from tornpage.faultfs.trace import Marker, MediaFault
 
 from tornpage.campaigns import crashcheck
 from tornpage.campaigns.artifacts import Artifact, from_dict
@@ -64,7 +77,9 @@ class CampaignConfig:
     check_determinism: bool = True       # replay every finding twice: same trace hash, verdict
     media_faults: bool = False           # draw a media fault schedule for each workload
     database: str | None = None          # Hypothesis example database directory (nightly)
-    shrink: bool = True                  # let Hypothesis shrink a failing example
+    shrink: bool = True                  # shrink a failing example (workload, then crash plan)
+    shrink_steps: int = 100              # candidate runs spent shrinking one finding, at most
+    show_shrink: bool = False            # shrinking progress on stderr
 
 
 SEARCH_MODES = {
@@ -84,22 +99,27 @@ class Finding:
     plan_lines: list
     determinism: str | None = None    # None unchecked, "ok", or what differed between replays
     artifact_json: dict | None = None
+    sig: str = ""                     # finding_signature: kind and checker rule
+    shrink_steps: int = 0             # shrink steps spent on it
+    unshrunk_artifact: str = ""       # saved before shrinking (removed once the shrunk is saved)
 
     def signature(self) -> str:
-        return f"{self.verdict['kind']}:{self.verdict['summary'].split(':')[0]}"
+        return self.sig
 
     def to_json(self) -> dict:
         return {"kind": self.verdict["kind"], "summary": self.verdict["summary"],
+                "rule": self.verdict.get("rule"),
                 "signature": self.signature(), "artifact": self.artifact, "seed": self.seed,
                 "reproduce": f"tornpage replay {self.artifact}",
                 "explanation": self.explanation, "crash_plan": self.plan_lines,
-                "determinism": self.determinism}
+                "shrink_steps": self.shrink_steps, "determinism": self.determinism}
 
 
 @dataclass
 class CampaignResult:
     workloads: int = 0
-    crash_states: int = 0
+    crash_states: int = 0               # distinct crash states checked
+    crash_states_reused: int = 0        # repeats of a checked state (verdict reused, not checked)
     shrink_runs: int = 0
     probes: Counter = field(default_factory=Counter)
     findings: list = field(default_factory=list)
@@ -118,7 +138,9 @@ class CampaignResult:
     def to_json(self, cfg: CampaignConfig) -> dict:
         return {"tool": "tornpage", "seed": cfg.seed, "mutant": cfg.mutant,
                 "settings": cfg.settings.to_json(), "workloads": self.workloads,
-                "crash_states": self.crash_states, "shrink_runs": self.shrink_runs,
+                "crash_states": self.crash_states,
+                "crash_states_reused": self.crash_states_reused,
+                "shrink_runs": self.shrink_runs,
                 "crash_states_per_second": round(self.crash_states / self.elapsed, 1)
                 if self.elapsed else None,
                 "elapsed_seconds": round(self.elapsed, 2),
@@ -270,6 +292,7 @@ def run_campaign(cfg: CampaignConfig,
 def _merge(cfg: CampaignConfig, into: CampaignResult, part: CampaignResult) -> None:
     into.workloads += part.workloads
     into.crash_states += part.crash_states
+    into.crash_states_reused += part.crash_states_reused
     into.shrink_runs += part.shrink_runs
     into.probes.update(part.probes)
     into.chunks += part.chunks
@@ -279,9 +302,14 @@ def _merge(cfg: CampaignConfig, into: CampaignResult, part: CampaignResult) -> N
         sig = f.signature()
         if sig in into.signatures:
             into.duplicates[sig] = into.duplicates.get(sig, 0) + 1
+            if f.unshrunk_artifact and os.path.exists(f.unshrunk_artifact):
+                os.unlink(f.unshrunk_artifact)
             continue
         into.signatures.add(sig)
         f.artifact = from_dict(f.artifact_json).save(cfg.artifacts_dir)
+        if f.unshrunk_artifact and os.path.abspath(f.unshrunk_artifact) != \
+                os.path.abspath(f.artifact) and os.path.exists(f.unshrunk_artifact):
+            os.unlink(f.unshrunk_artifact)         # the shrunk one replaces it
         into.findings.append(f)
 
 
@@ -314,84 +342,224 @@ def log_pressure_strategy(table_size: int):
         st.tuples(st.just("commit"), slot)).map(list), max_size=10)
 
 
+def _state_key(run, plan: CrashPlan, image) -> str:
+    """What makes two crash states of one workload the same state for the oracles: the durable
+    image, the markers (promises) and media faults issued before the crash, and whether the
+    crash lost anything (a lossless crash on a power-loss device is judged like a process kill)."""
+    before = sum(1 for op in run.trace.ops[:plan.position] if isinstance(op, (Marker, MediaFault)))
+    lossy = any(c.kind != KEEP for _, c in plan.choices)
+    return search.image_key(image, f"promises:{before}", f"lossy:{lossy}")
+
+
+def _crash_search(cfg: CampaignConfig, run, seed: int, schedule: str) -> search.CrashSearch:
+    return search.CrashSearch(crashcheck.builder_for(run), run.setup_end + 1, len(run.trace),
+                              seed=seed, schedule=schedule, exhaustive_bound=cfg.exhaustive_bound,
+                              samples_per_point=cfg.exhaustive_bound // 4,
+                              promise_labels=crashcheck.PROMISE_LABELS,
+                              max_choices=crashcheck.MAX_CHOICES)
+
+
+def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | None" = None,
+                   want: str | None = None):
+    """Check up to ``cfg.crash_states_per_workload`` distinct crash states of one recorded
+    workload, taken from :class:`faultfs.search.CrashSearch` seeded by ``seed`` (the
+    ``systematic`` search first visits every position and enumerates small crash points whole).
+
+    Each distinct state gets a full recovery, background rollback, purge, the oracles and fsck;
+    a repeat (same :func:`_state_key`) reuses its twin's verdict and is counted as reused.  A
+    state whose recovery is itself crashed (``cfg.recovery_crashes``; decided per state by the
+    seeded generator) is always checked.
+
+    Returns the first failing :class:`crashcheck.CrashResult` (with ``want``: the first whose
+    finding has that signature), or None.  Counts and probes go into ``res`` when given."""
+    rng = random.Random(f"tornpage-nested:{seed}")
+    seen = search.Seen()
+    cov = Coverage()
+    budget = cfg.crash_states_per_workload
+    searches = [_crash_search(cfg, run, seed, "sample")]
+    if cfg.search == "systematic":
+        searches.insert(0, _crash_search(cfg, run, seed, "positions"))
+        budget = None
+    b = crashcheck.builder_for(run)
+    found = None
+    for n, crashes in enumerate(searches):
+        limit = None if n < len(searches) - 1 else cfg.crash_states_per_workload
+        start = seen.checked
+        for plan in crashes:
+            if limit is not None and seen.checked - start >= limit:
+                break
+            nested = cfg.recovery_crashes and rng.random() < 0.5
+            if nested:
+                out = crashcheck.check_crash_state(
+                    run, plan, draw_nested=crashcheck.nested_drawer(rng, cfg.recovery_crashes))
+                seen.checked += 1
+                reused = False
+            else:
+                image = b.build(plan)
+                out, reused = seen.judge(_state_key(run, plan, image),
+                                         lambda: crashcheck.check_crash_state(run, plan))
+            if res is not None and not reused:
+                res.probes.update(out.probes)
+                res.probes.update(crashcheck.fault_probes(plan))
+            if not out.verdict.ok and (want is None or finding_signature(out.verdict) == want):
+                found = dataclasses.replace(out, plan=plan)
+                break
+        if found is not None:
+            break
+        if crashes.schedule == "positions":
+            cov.prefixes += crashes.positions
+        for pc in crashes.coverage():
+            cov.add_point(pc.tried, pc.space)
+    if res is not None:
+        res.crash_states += seen.checked
+        res.crash_states_reused += seen.reused
+        if found is None:
+            _merge_coverage(res.coverage, cov)
+    del budget
+    return found
+
+
+def finding_signature(verdict) -> str:
+    """A finding's identity: its kind and the checker rule that failed (faultfs.search.signature)."""
+    rule = getattr(verdict, "rule", None) or verdict.summary.split(":")[0]
+    return search.signature(verdict.kind, rule)
+
+
+def _draw_workload(cfg: CampaignConfig, data):
+    """(settings, steps, crash search seed) of one workload, drawn by Hypothesis."""
+    s = data.draw(settings_strategy(cfg.settings), label="settings") \
+        if cfg.vary_settings else cfg.settings
+    if cfg.media_faults:
+        # a table larger than the buffer pool, so pages are read back (and can be hit)
+        big = data.draw(st.booleans(), label="table larger than the buffer pool")
+        s = dataclasses.replace(s, media_faults=data.draw(media_schedule_strategy(),
+                                                          label="media faults"),
+                                **({"table_size": 400, "buffer_pool_pages": 16}
+                                   if big else {}))
+    steps = data.draw(workload_strategy(s.table_size, cfg.max_steps), label="steps")
+    if cfg.vary_settings:
+        s = dataclasses.replace(s, flush_log_at_trx_commit=data.draw(
+            trx_commit_mode_strategy(cfg.trx_commit_modes),
+            label="flush_log_at_trx_commit"))
+        if s.log_file_size == EngineConfig.min_log_file_size(s.page_size):
+            steps = steps + data.draw(log_pressure_strategy(s.table_size),
+                                      label="log pressure")
+        s = dataclasses.replace(
+            s, isolation=data.draw(isolation_strategy(cfg.isolation_levels),
+                                   label="transaction_isolation"),
+            n_rollback_segments=data.draw(st.sampled_from([2, 1, 8]),
+                                          label="rollback segments"))
+    seed = data.draw(st.integers(0, 2 ** 32 - 1), label="crash search seed")
+    return s, steps, seed
+
+
+@dataclass
+class _Failing:
+    """The smallest failing workload found so far in a chunk, and how shrinking goes."""
+    settings: WorkloadSettings
+    steps: list
+    seed: int
+    run: object
+    out: object
+    signature: str
+    budget: search.ShrinkBudget
+
+    def key(self) -> str:
+        return repr((self.settings, self.steps, self.seed))
+
+
+def _failed(signature: str) -> None:
+    """Fail the Hypothesis example.  One raise site: Hypothesis tells failures apart by where
+    they were raised, and every failure here is the same finding being shrunk."""
+    raise _CrashStateFailed(signature)
+
+
+def _say(cfg: CampaignConfig, line: str) -> None:
+    if cfg.show_shrink:
+        print(line, file=sys.stderr, flush=True)
+
+
 def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignResult) -> None:
-    state = {"failing": None, "failed_once": False}
+    failing: list[_Failing] = []
+    final: list[_Failing] = []          # the failure Hypothesis replayed last: its minimal one
+    unshrunk: list[str] = []
 
     @hypothesis_settings(cfg, n_examples)
     @hyp_seed(cseed)
     @given(st.data())
     def campaign_example(data):
-        s = data.draw(settings_strategy(cfg.settings), label="settings") \
-            if cfg.vary_settings else cfg.settings
-        if cfg.media_faults:
-            # a table larger than the buffer pool, so pages are read back (and can be hit)
-            big = data.draw(st.booleans(), label="table larger than the buffer pool")
-            s = dataclasses.replace(s, media_faults=data.draw(media_schedule_strategy(),
-                                                              label="media faults"),
-                                    **({"table_size": 400, "buffer_pool_pages": 16}
-                                       if big else {}))
-        steps = data.draw(workload_strategy(s.table_size, cfg.max_steps), label="steps")
-        if cfg.vary_settings:
-            s = dataclasses.replace(s, flush_log_at_trx_commit=data.draw(
-                trx_commit_mode_strategy(cfg.trx_commit_modes),
-                label="flush_log_at_trx_commit"))
-            if s.log_file_size == EngineConfig.min_log_file_size(s.page_size):
-                steps = steps + data.draw(log_pressure_strategy(s.table_size),
-                                          label="log pressure")
-            s = dataclasses.replace(
-                s, isolation=data.draw(isolation_strategy(cfg.isolation_levels),
-                                       label="transaction_isolation"),
-                n_rollback_segments=data.draw(st.sampled_from([2, 1, 8]),
-                                              label="rollback segments"))
+        s, steps, seed = _draw_workload(cfg, data)
+        if failing:
+            # shrinking: Hypothesis proposes smaller workloads; each run is one shrink step
+            f = failing[-1]
+            known = next((g for g in failing if g.key() == repr((s, steps, seed))), None)
+            if known is not None:       # a failure already seen (Hypothesis's final replay)
+                final[:] = [known]
+                _failed(f.signature)
+            if not f.budget.take():
+                return                                      # budget spent: not run, passes
+            res.shrink_runs += 1
+            run = run_workload(s, steps)
+            out = check_workload(cfg, run, seed, want=f.signature)
+            if out is None:
+                return
+            failing.append(_Failing(s, steps, seed, run, out, f.signature, f.budget))
+            _say(cfg, f"  shrink step {f.budget.used}/{f.budget.steps}: {len(steps)} workload "
+                      f"steps, {search.plan_losses(out.plan)} faults")
+            _failed(f.signature)
         run = run_workload(s, steps)
-        if not state["failed_once"]:
-            res.workloads += 1
-            res.probes.update(crashcheck.media_fault_probes(run))
-            res.probes.update(workload_probes(run))
-        checked: dict[int, set] = {}
-        cov = Coverage()
-
-        def check(plan, nested_draw, point=True):
-            out = crashcheck.check_crash_state(run, plan, draw_nested=nested_draw)
-            if point:
-                checked.setdefault(plan.position, set()).add(
-                    search.canonical(crashcheck.builder_for(run), plan).dumps())
-            if state["failed_once"]:
-                res.shrink_runs += 1
-            else:
-                res.crash_states += 1
-                res.probes.update(out.probes)
-                res.probes.update(crashcheck.fault_probes(plan))
-            if not out.verdict.ok:
-                state["failed_once"] = True
-                state["failing"] = (s, steps, run, plan, out)
-                raise _CrashStateFailed(out.verdict.summary)
-
-        if cfg.search == "systematic":
-            b = crashcheck.builder_for(run)
-            lo, hi = run.setup_end + 1, len(run.trace)
-            for pos in range(lo, hi + 1):           # every prefix, nothing lost
-                check(CrashPlan(pos), None, point=False)
-                cov.prefixes += 1
-            for pos in crashcheck.crash_points(run):
-                if search.space_size(b, pos) <= cfg.exhaustive_bound:
-                    for plan in search.enumerate_plans(b, pos):
-                        check(plan, None)
-        for _ in range(cfg.crash_states_per_workload):
-            plan = crashcheck.draw_workload_plan(data, run)
-            check(plan, crashcheck.nested_drawer(data, cfg.recovery_crashes)
-                  if cfg.recovery_crashes else None)
-        if not state["failed_once"]:
-            b = crashcheck.builder_for(run)
-            for pos, plans in sorted(checked.items()):
-                cov.add_point(len(plans), search.space_size(b, pos))
-            _merge_coverage(res.coverage, cov)
+        res.workloads += 1
+        res.probes.update(crashcheck.media_fault_probes(run))
+        res.probes.update(workload_probes(run))
+        out = check_workload(cfg, run, seed, res)
+        if out is None:
+            return
+        f = _Failing(s, steps, seed, run, out, finding_signature(out.verdict),
+                     search.ShrinkBudget(cfg.shrink_steps if cfg.shrink else 0))
+        failing.append(f)
+        if cfg.shrink:              # saved before shrinking starts: an interrupt loses nothing
+            unshrunk.append(_artifact(cfg, cseed, f, shrunk=False).save(cfg.artifacts_dir))
+            _say(cfg, f"finding {f.signature} in workload {res.workloads} ({len(steps)} steps); "
+                      f"unshrunk artifact {unshrunk[0]}; shrinking (--shrink-steps "
+                      f"{cfg.shrink_steps})")
+        _failed(f.signature)
 
     try:
         campaign_example()
     except _CrashStateFailed:
-        s, steps, run, plan, out = state["failing"]
-        _save_finding(cfg, cseed, s, steps, run, plan, out, res)
+        pass
+    if not failing:
+        return
+    f = final[0] if final else failing[-1]
+    if cfg.shrink:
+        _shrink_plan(f, res)
+        _say(cfg, f"  shrunk in {f.budget.used} steps: {len(f.steps)} workload steps, "
+                  f"{search.plan_losses(f.out.plan)} faults")
+    _save_finding(cfg, cseed, f, res, unshrunk[0] if unshrunk else "")
+
+
+def _shrink_plan(f: _Failing, res: CampaignResult) -> None:
+    """Shrink the failing crash plan with what is left of the shrink budget: first without the
+    crashes during recovery, then :func:`faultfs.search.shrink_plan` (fewer losses, whole
+    losses instead of tears, an earlier crash), keeping the same finding signature."""
+    run, out = f.run, f.out
+
+    def still(plan: CrashPlan, nested: list) -> object:
+        res.shrink_runs += 1
+        try:
+            o = crashcheck.check_crash_state(run, plan, nested=nested)
+        except CrashPlanError:
+            return None          # the nested plans no longer fit the recovery's trace
+        return o if not o.verdict.ok and finding_signature(o.verdict) == f.signature else None
+
+    if out.nested and f.budget.take():
+        o = still(out.plan, [])
+        if o is not None:
+            out = o
+    small, o, _ = search.shrink_plan(crashcheck.builder_for(run), out.plan,
+                                     lambda p: still(p, list(out.nested)), f.budget,
+                                     lo=run.setup_end + 1)
+    f.out = o if o is not None else out
 
 
 def _merge_coverage(into: Coverage, c: Coverage) -> None:
@@ -403,15 +571,21 @@ def _merge_coverage(into: Coverage, c: Coverage) -> None:
     into.fractions.extend(c.fractions)
 
 
-def _save_finding(cfg, cseed, s, steps, run, plan, out, res: CampaignResult) -> None:
-    plan_lines = crashcheck.explain_plans(run, plan, out.nested)
-    art = Artifact(seed=cseed, settings=s, steps=[list(x) for x in steps], plan=plan,
-                   nested=list(out.nested),
-                   mutant=cfg.mutant, trace_hash=run.trace.hash(),
-                   finding=out.verdict.to_json())
+def _artifact(cfg: CampaignConfig, cseed: int, f: _Failing, shrunk: bool) -> Artifact:
+    return Artifact(seed=cseed, settings=f.settings, steps=[list(x) for x in f.steps],
+                    plan=f.out.plan, nested=list(f.out.nested), mutant=cfg.mutant,
+                    trace_hash=f.run.trace.hash(), finding=f.out.verdict.to_json(),
+                    shrunk=shrunk)
+
+
+def _save_finding(cfg: CampaignConfig, cseed: int, f: _Failing, res: CampaignResult,
+                  unshrunk: str) -> None:
+    art = _artifact(cfg, cseed, f, shrunk=cfg.shrink)
+    plan_lines = crashcheck.explain_plans(f.run, f.out.plan, f.out.nested)
     det = determinism_check(art) if cfg.check_determinism else None
-    res.findings.append(Finding(out.verdict.to_json(), "", cseed, out.verdict.explain(),
-                                plan_lines, det, art.to_json()))
+    res.findings.append(Finding(f.out.verdict.to_json(), "", cseed, f.out.verdict.explain(),
+                                plan_lines, det, art.to_json(), f.signature, f.budget.used,
+                                unshrunk))
 
 
 def determinism_check(art: Artifact, runs: int = 2) -> str:

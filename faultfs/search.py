@@ -1,31 +1,69 @@
-"""Crash-state search: how big a crash point's space is, and every state in it.
+"""The one crash-state search: which crash states to try, in what order, each once, and how to
+shrink a failing one.  Knows no database; the campaign and the pytest plugin both drive it.
 
-At a crash position the device may do something different with every pending operation, so the
-*space* of crash states there is the product of each pending operation's *fates*:
+What a search covers (DESIGN.md, faultfs):
 
-* a metadata operation or a truncate: kept or dropped (2 fates);
-* a write of ``n`` tear units: kept, dropped, or torn into any proper non-empty subset of its
-  units, each torn shape once per fill the device can show in the lost units
-  (``2 + (2**n - 2) * len(torn_fills)`` fates; a one-unit write cannot tear);
-* on an ``ordered`` device a crash keeps a prefix of the pending operations and the first one
-  not kept is dropped or torn, so the fates do not multiply: the space is
-  ``1 + sum(fates(op) - 1)`` over the pending operations;
-* on a process-kill device nothing is pending: one state.
+* **Crash points** (:func:`crash_points`): the positions where a crash is most telling: just
+  before each barrier (``fsync`` or ``fsync_dir``: everything since the previous barrier is
+  pending), just after each *promise* marker (an ``ack``: the promise is now due), and the end.
+* **The space of a point** (:func:`space_size`, :func:`enumerate_plans`): the product of each
+  pending operation's fates, enumerated fewest losses first (CrashMonkey's and ALICE's bounded
+  exhaustive exploration):
 
-:func:`space_size` counts exactly (Python integers; a 16 KiB doublewrite batch alone has
-``2**32`` tear shapes).  :func:`enumerate_plans` yields every plan of a space no larger than a
-bound, fewest losses first, so the first failing plan found is also a small one.  This is
-CrashMonkey's and ALICE's bounded exhaustive exploration; beyond the bound the campaign samples.
+  - a metadata operation or a truncate: kept or dropped (2 fates);
+  - a write of ``n`` tear units: kept, dropped, or torn into any proper non-empty subset of
+    its units, each torn shape once per fill the device can show in the lost units
+    (``2 + (2**n - 2) * len(torn_fills)`` fates; a one-unit write cannot tear), plus the two
+    size-only fates of an append on a device without safe append;
+  - on an ``ordered`` device a crash keeps a prefix of the pending operations and the first one
+    not kept is dropped or torn, so the fates do not multiply: ``1 + sum(fates(op) - 1)``;
+  - on a process-kill device nothing is pending: one state.
+
+* **Sampling** (:func:`sample_plan`): where a space is too big to enumerate, plans drawn from a
+  :class:`random.Random`, biased towards states that lose something (a crash that keeps every
+  issued operation is one state, however often it is drawn): a few losses (1 to 4 operations),
+  or every pending operation lost independently with a drawn probability (many losses at once,
+  as a torn doublewrite batch needs), torn writes in the shapes real tears take (a prefix, a
+  suffix or any subset of the tear units).
+* **Order** (:class:`CrashSearch`): ``"sample"`` (the campaign's default) starts with the
+  all-kept state at the end, then walks the crash points in a seeded order, enumerating a small
+  point whole before sampling the large ones; ``"positions"`` (the plugin, the campaign's
+  ``systematic`` mode) visits every position in trace order, the all-kept state at each and
+  every crash point's plans there, so the first failure found is the earliest.
+* **Canonical form and dedupe** (:func:`canonical`, :func:`image_key`, :class:`Seen`): a plan
+  is reduced to the choices that can change the state; two plans that build the same durable
+  image with the same promises are one state: the second reuses the first's verdict and is
+  counted as reused, never as checked.
+* **Shrinking** (:func:`shrink_plan`): greedy, deterministic, bounded by a number of steps
+  (never by wall-clock time): give back lost operations, then turn tears into whole losses,
+  then crash earlier, keeping only the candidates that still fail the same way.
+* **Signatures** (:func:`signature`): a finding's identity is its kind and the id of the
+  checker rule that failed, so two bugs caught by different rules are never merged.
+
+Every function is deterministic: the same builder, seed and bounds give the same plans in the
+same order.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
-from typing import Iterator
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from tornpage.faultfs.crash import (DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder,
-                           tear_units)
-from tornpage.faultfs.trace import Write
+                                    tear_units)
+from tornpage.faultfs.simdisk import Image
+from tornpage.faultfs.trace import Fsync, FsyncDir, Marker, Trace, Write
 
+R = TypeVar("R")
+
+TEAR_SHAPES = ("prefix", "suffix", "subset")
+FEW_LOSSES = (1, 1, 1, 2, 2, 3, 4)          # sampled loss counts, mostly few
+LOSS_PROBABILITIES = (0.25, 0.5, 0.75)      # "many losses": each pending op lost with p
+
+
+# -- the space of one crash point ---------------------------------------------------------------
 
 def fates(builder: CrashStateBuilder, i: int) -> int:
     """How many distinct things the device may do with pending operation ``i`` (keep included)."""
@@ -43,6 +81,8 @@ def _size_only_allowed(builder: CrashStateBuilder, i: int) -> bool:
 
 def space_size(builder: CrashStateBuilder, position: int) -> int:
     """Number of distinct crash plans at ``position`` (states, counting equal images apart).
+
+    Python integers: a 16 KiB doublewrite batch alone has ``2**32`` tear shapes.  O(pending).
 
     Raises:
         CrashPlanError: ``position`` is outside the trace.
@@ -107,3 +147,341 @@ def canonical(builder: CrashStateBuilder, plan: CrashPlan) -> CrashPlan:
         if builder.profile.ordered:
             break
     return CrashPlan(plan.position, tuple(out))
+
+
+# -- crash points -------------------------------------------------------------------------------
+
+def crash_points(trace: Trace, lo: int = 0, hi: int | None = None,
+                 promise_labels: Iterable[str] = ()) -> list[int]:
+    """Positions in ``[lo, hi]`` where a crash is most telling, ascending: just before each
+    barrier (``Fsync``/``FsyncDir``: the barrier not issued, everything since the previous one
+    pending), just after each marker whose label is in ``promise_labels`` (the promise is due),
+    and ``hi`` (default: the end of the trace).  O(hi - lo)."""
+    hi = len(trace) if hi is None else hi
+    labels = frozenset(promise_labels)
+    pts = {hi}
+    for i in range(lo, hi):
+        op = trace.ops[i]
+        if isinstance(op, (Fsync, FsyncDir)):
+            pts.add(i)
+        elif labels and isinstance(op, Marker) and op.label in labels and i + 1 <= hi:
+            pts.add(i + 1)
+    return sorted(p for p in pts if lo <= p <= hi)
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+def random_loss(builder: CrashStateBuilder, i: int, rng: random.Random) -> Choice:
+    """A random fate other than keep for pending operation ``i``: drop, size-only (appends on a
+    device without safe append) or, for a write of two or more tear units, a tear shaped as a
+    prefix, a suffix or any proper subset of its units, with a fill the device can show."""
+    op = builder.trace.ops[i]
+    if not isinstance(op, Write):
+        return Choice(DROP)
+    n = len(tear_units(op.offset, len(op.data), builder.profile.tear_unit))
+    kinds = [DROP] + ([TEAR] if n >= 2 else [])
+    if _size_only_allowed(builder, i):
+        kinds.append(SIZE_ONLY)
+    kind = rng.choice(kinds)
+    if kind == DROP:
+        return Choice(DROP)
+    if kind == SIZE_ONLY:
+        return Choice(SIZE_ONLY, (), rng.choice(("zeros", "garbage")))
+    shape = rng.choice(TEAR_SHAPES)
+    if shape == "prefix":
+        units = tuple(range(rng.randint(1, n - 1)))
+    elif shape == "suffix":
+        units = tuple(range(rng.randint(1, n - 1), n))
+    else:
+        mask = rng.randint(1, (1 << n) - 2)
+        units = tuple(u for u in range(n) if mask >> u & 1)
+    return Choice(TEAR, units, rng.choice(builder.profile.torn_fills))
+
+
+def sample_plan(builder: CrashStateBuilder, position: int, rng: random.Random,
+                max_choices: int | None = None) -> CrashPlan:
+    """One random plan at ``position`` that loses at least one pending operation when any is
+    pending: half the time a few (1 to 4), otherwise each of the newest ``max_choices`` pending
+    operations independently with a drawn probability.  Canonical (keeps left out)."""
+    pend = builder.pending(position)
+    if max_choices is not None:
+        pend = pend[-max_choices:]
+    if not pend:
+        return CrashPlan(position)
+    if builder.profile.ordered:
+        i = rng.choice(pend)
+        return CrashPlan(position, ((i, random_loss(builder, i, rng)),))
+    if rng.random() < 0.5:
+        ops = sorted(rng.sample(pend, min(len(pend), rng.choice(FEW_LOSSES))))
+    else:
+        p = rng.choice(LOSS_PROBABILITIES)
+        ops = [i for i in pend if rng.random() < p] or [rng.choice(pend)]
+    return CrashPlan(position, tuple((i, random_loss(builder, i, rng)) for i in ops))
+
+
+def sample_crash(builder: CrashStateBuilder, lo: int, hi: int, rng: random.Random,
+                 points: list[int] | None = None, max_choices: int | None = None) -> CrashPlan:
+    """A random crash in ``[lo, hi]``: at one of ``points`` (default :func:`crash_points`) 70% of
+    the time, anywhere otherwise, with :func:`sample_plan`'s losses."""
+    if points is None:
+        points = crash_points(builder.trace, lo, hi)
+    p = rng.choice(points) if rng.random() < 0.7 or hi <= lo else rng.randint(lo, hi)
+    return sample_plan(builder, p, rng, max_choices)
+
+
+def point_plans(builder: CrashStateBuilder, position: int, rng: random.Random, *,
+                exhaustive_bound: int, samples: int,
+                max_choices: int | None = None) -> tuple[bool, Iterator[CrashPlan]]:
+    """(whole?, the plans to try at crash point ``position`` in order).
+
+    A space of at most ``exhaustive_bound`` plans is enumerated whole, fewest losses first.  A
+    larger one gives the all-kept plan, each pending operation dropped alone, then ``samples``
+    sampled plans (fewest losses first).  Plans may repeat; :class:`Seen` drops repeats."""
+    if space_size(builder, position) <= exhaustive_bound:
+        return True, enumerate_plans(builder, position)
+    pend = builder.pending(position)
+    firsts = [CrashPlan(position)] + [CrashPlan(position, ((i, Choice(DROP)),)) for i in pend]
+    drawn = sorted((sample_plan(builder, position, rng, max_choices) for _ in range(samples)),
+                   key=plan_losses)
+    return False, itertools.chain(firsts, drawn)
+
+
+# -- the search: order, budget, dedupe ----------------------------------------------------------
+
+def image_key(image: Image, *extra: str) -> str:
+    """A digest of a durable image (file contents, directories, unreadable sectors) plus
+    ``extra`` strings (what was promised, nested crash plans): equal keys, equal states."""
+    h = hashlib.blake2b(digest_size=20)
+    for p in sorted(image.files):
+        h.update(p.encode() + b"\0" + hashlib.blake2b(image.files[p], digest_size=20).digest())
+    h.update(repr(sorted(image.dirs)).encode())
+    h.update(repr(sorted(image.bad_sectors.items())).encode())
+    for e in extra:
+        h.update(b"\1" + e.encode())
+    return h.hexdigest()
+
+
+class Seen:
+    """The states a search has checked, by key, with the verdict of each: a repeat reuses its
+    twin's verdict and is counted in :attr:`reused`, never in :attr:`checked`."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[str, object] = {}
+        self.checked = 0
+        self.reused = 0
+
+    def judge(self, key: str, check: Callable[[], R]) -> tuple[R, bool]:
+        """``(verdict, reused?)``: the verdict of the state ``key``, from ``check()`` the first
+        time it is seen, from the cache after."""
+        if key in self._verdicts:
+            self.reused += 1
+            return self._verdicts[key], True
+        v = check()
+        self._verdicts[key] = v
+        self.checked += 1
+        return v, False
+
+
+SCHEDULES = ("sample", "positions")
+
+
+@dataclass
+class PointCoverage:
+    """Plans tried at one crash point, against the size of its space."""
+    position: int
+    tried: int
+    space: int
+
+    @property
+    def whole(self) -> bool:
+        return self.tried >= self.space
+
+
+class CrashSearch:
+    """The plans to try against one recorded trace, in order, each canonical plan once.
+
+    Args:
+        builder: the :class:`CrashStateBuilder` of the trace.
+        lo, hi: crash positions considered (``hi`` default: the end of the trace); the campaign
+            starts after its setup.
+        seed: seeds every random choice (an int or a string).
+        schedule: ``"sample"`` or ``"positions"`` (see the module docstring).
+        exhaustive_bound: crash points whose space has at most this many plans are enumerated
+            whole.
+        samples_per_point: sampled plans at a point beyond the bound.
+        promise_labels: marker labels after which a crash point is placed.
+        max_choices: sampled plans lose only among the newest this many pending operations.
+
+    Iterating yields :class:`CrashPlan` s; :attr:`coverage` then tells, per crash point, how
+    many plans were yielded and how big its space is.  ``"sample"`` never ends by itself (it
+    keeps sampling): the caller's budget stops it.
+    """
+
+    def __init__(self, builder: CrashStateBuilder, lo: int = 0, hi: int | None = None, *,
+                 seed: int | str = 0, schedule: str = "sample", exhaustive_bound: int = 64,
+                 samples_per_point: int = 16, promise_labels: Iterable[str] = (),
+                 max_choices: int | None = None) -> None:
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {schedule!r}")
+        self.builder = builder
+        self.lo, self.hi = lo, len(builder.trace) if hi is None else hi
+        self.rng = random.Random(f"tornpage-search:{seed}")
+        self.schedule = schedule
+        self.exhaustive_bound = exhaustive_bound
+        self.samples = samples_per_point
+        self.max_choices = max_choices
+        self.points = crash_points(builder.trace, lo, self.hi, promise_labels)
+        self._point_set = frozenset(self.points)
+        self._yielded: set[str] = set()
+        self._tried: dict[int, int] = {}
+        self.positions = 0          # positions visited ("positions" schedule)
+        self.whole_points = 0       # crash points enumerated whole
+
+    def _fresh(self, plan: CrashPlan) -> bool:
+        key = canonical(self.builder, plan).dumps()
+        if key in self._yielded:
+            return False
+        self._yielded.add(key)
+        if plan.position in self._point_set:
+            self._tried[plan.position] = self._tried.get(plan.position, 0) + 1
+        return True
+
+    def __iter__(self) -> Iterator[CrashPlan]:
+        return self._positions() if self.schedule == "positions" else self._sample()
+
+    def _positions(self) -> Iterator[CrashPlan]:
+        points = self._point_set
+        for p in range(self.lo, self.hi + 1):
+            self.positions += 1
+            if p not in points:
+                if self._fresh(CrashPlan(p)):
+                    yield CrashPlan(p)
+                continue
+            whole, plans = point_plans(self.builder, p, self.rng,
+                                       exhaustive_bound=self.exhaustive_bound,
+                                       samples=self.samples, max_choices=self.max_choices)
+            self.whole_points += whole
+            for plan in plans:
+                if self._fresh(plan):
+                    yield plan
+
+    def _sample(self) -> Iterator[CrashPlan]:
+        end = CrashPlan(self.hi)
+        if self._fresh(end):
+            yield end
+        order = list(self.points)
+        self.rng.shuffle(order)
+        small = [p for p in order if space_size(self.builder, p) <= self.exhaustive_bound]
+        # small spaces first, whole, interleaved point by point so a budget reaches them all
+        iters = [enumerate_plans(self.builder, p) for p in small]
+        while iters:
+            nxt = []
+            for it in iters:
+                plan = next(it, None)
+                if plan is None:
+                    self.whole_points += 1
+                    continue
+                nxt.append(it)
+                if self._fresh(plan):
+                    yield plan
+            iters = nxt
+        # then samples, forever: at a crash point (mostly) or anywhere in [lo, hi]
+        misses = 0
+        while misses < 1000:
+            plan = sample_crash(self.builder, self.lo, self.hi, self.rng, order, self.max_choices)
+            if self._fresh(plan):
+                misses = 0
+                yield plan
+            else:
+                misses += 1          # a small trace: its whole space may be used up
+
+    def coverage(self) -> list[PointCoverage]:
+        """Per crash point with at least one plan yielded: plans yielded and space size."""
+        return [PointCoverage(p, n, space_size(self.builder, p))
+                for p, n in sorted(self._tried.items()) if p in self._point_set]
+
+
+# -- shrinking ----------------------------------------------------------------------------------
+
+@dataclass
+class ShrinkBudget:
+    """A deterministic bound on shrinking: at most ``steps`` candidate runs in all, shared by
+    every stage that shrinks one finding (workload steps, then the crash plan)."""
+    steps: int
+    used: int = 0
+
+    @property
+    def left(self) -> int:
+        return max(0, self.steps - self.used)
+
+    def take(self) -> bool:
+        """Spend one step; False when none is left."""
+        if self.used >= self.steps:
+            return False
+        self.used += 1
+        return True
+
+
+def _plan_candidates(builder: CrashStateBuilder, plan: CrashPlan, lo: int) -> Iterator[CrashPlan]:
+    """Smaller plans than ``plan``, the biggest cuts first: every loss given back, each loss
+    given back alone, each tear or size-only made a plain drop, then an earlier crash (just
+    after the last operation the plan loses, or at ``lo``)."""
+    ch = plan.choices
+    if ch:
+        yield CrashPlan(plan.position)
+    if len(ch) > 1:
+        half = len(ch) // 2
+        yield CrashPlan(plan.position, ch[half:])
+        yield CrashPlan(plan.position, ch[:half])
+    for j in range(len(ch)):
+        yield CrashPlan(plan.position, ch[:j] + ch[j + 1:])
+    for j, (i, c) in enumerate(ch):
+        if c.kind in (TEAR, SIZE_ONLY):
+            yield CrashPlan(plan.position, ch[:j] + ((i, Choice(DROP)),) + ch[j + 1:])
+    earliest = max([i + 1 for i, _ in ch] + [lo])
+    if earliest < plan.position:
+        yield CrashPlan(earliest, ch)
+
+
+def _fits(builder: CrashStateBuilder, plan: CrashPlan) -> bool:
+    pend = set(builder.pending(plan.position))
+    return all(i in pend for i, _ in plan.choices)
+
+
+def shrink_plan(builder: CrashStateBuilder, plan: CrashPlan, still_fails: Callable[[CrashPlan], R | None],
+                budget: ShrinkBudget, lo: int = 0) -> tuple[CrashPlan, R | None, int]:
+    """Greedy shrinking of a failing plan (as the delta-debugging passes of Hypothesis's
+    shrinker, on crash plans): try :func:`_plan_candidates` in order, take the first that
+    ``still_fails`` (it returns the failure, or None when the candidate passes or fails
+    differently), start again from it; stop when no candidate fails or the budget is spent.
+
+    Returns:
+        ``(smallest failing plan, its failure or None if ``plan``'s own was never re-run,
+        candidates accepted)``.  Deterministic: the same inputs give the same plan.
+    """
+    failure: R | None = None
+    accepted = 0
+    tried: set[str] = {canonical(builder, plan).dumps()}
+    progress = True
+    while progress and budget.left:
+        progress = False
+        for cand in _plan_candidates(builder, plan, lo):
+            key = canonical(builder, cand).dumps()
+            if key in tried:
+                continue
+            tried.add(key)
+            if not budget.take():
+                return plan, failure, accepted
+            if not _fits(builder, cand):
+                continue             # an operation the plan names is not pending there
+            f = still_fails(cand)
+            if f is not None:
+                plan, failure, progress = cand, f, True
+                accepted += 1
+                break
+    return plan, failure, accepted
+
+
+def signature(kind: str, rule: str) -> str:
+    """A finding's identity: its kind (L, U, C, R, E, I, …) and the checker rule that failed."""
+    return f"{kind}:{rule}"

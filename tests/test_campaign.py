@@ -54,8 +54,8 @@ def one_line_error(result) -> str:
 
 
 # -- clean runs ----------------------------------------------------------------------------------------
-CLEAN_ARGS = ("--examples", "6", "--seed", "9")   # a seed whose 6 workloads fire every required
-                                                 # probe (measured: seeds 0-8 each miss one)
+CLEAN_ARGS = ("--examples", "6", "--seed", "2")   # a seed whose 6 workloads fire every required
+                                                 # probe (measured: of seeds 0-15, 2 and 12 do)
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +71,13 @@ def test_run_clean_exits_0_with_a_complete_json_summary(clean_run):
     assert result.stdout.rstrip().endswith("result: PASS")
     assert result.stderr == "", "--quiet must not print progress"
     assert summary["workloads"] == 6
-    assert summary["crash_states"] == 6 * 24          # --crash-states defaults to 24 per workload
+    # distinct states, at most --crash-states (default 24) per workload; repeats counted apart
+    assert 0 < summary["crash_states"] <= 6 * 24
+    assert summary["crash_states_reused"] >= 0
     assert summary["findings"] == []
     assert summary["missing_probes"] == []
     assert summary["passed"] is True
-    assert summary["seed"] == 9 and summary["mutant"] is None
+    assert summary["seed"] == 2 and summary["mutant"] is None
     probes = summary["probes"]
     assert isinstance(probes, dict) and probes
     assert all(isinstance(k, str) and isinstance(n, int) and n > 0 for k, n in probes.items())
@@ -340,7 +342,7 @@ def test_no_doublewrite_on_atomic_16k_device_is_clean(tmp_path):
     assert result.exit_code == 0, result.output
     assert summary["settings"]["device"] == "atomic16k"
     assert summary["findings"] == [] and summary["passed"] is True
-    assert summary["crash_states"] == 16 * 24
+    assert 0 < summary["crash_states"] <= 16 * 24
 
 
 # -- bad artifacts ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def test_the_distribution_installs_only_the_tornpage_package():
                if d.metadata["Name"] == "tornpage"]
     tops = {Path(str(f)).parts[0] for f in dist.files or ()}
     tops = {t for t in tops if not t.endswith(".dist-info") and t != ".." and
-            not t.startswith("__editable__") and not t.endswith(".pth")}
+            not t.startswith("__editable__") and not t.endswith(".pth") and t != "__pycache__"}
     # an editable install lists only a finder and a .pth; a wheel install lists the package
     assert tops <= {"tornpage"}, tops
     eps = {ep.name: ep.value for ep in dist.entry_points}

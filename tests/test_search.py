@@ -174,24 +174,29 @@ def test_systematic_campaign_covers_prefixes_and_points(tmp_path):
     assert j["search"] == "systematic"
     assert j["coverage"]["prefixes"] == cov.prefixes
     assert j["coverage"]["crash_points_exhaustive"] == cov.exhaustive
-    assert res.crash_states >= cov.prefixes + res.workloads * cfg.crash_states_per_workload
+    # every position once (a repeat of an earlier state reuses its verdict), then the samples
+    assert res.crash_states + res.crash_states_reused >= cov.prefixes
     sampled = run_campaign(CampaignConfig(examples=3, seed=1, budget=None,
                                           artifacts_dir=str(tmp_path)))
     assert sampled.coverage.prefixes == 0
-    assert sampled.crash_states == 3 * cfg.crash_states_per_workload
+    # distinct states only, at most the per-workload budget each
+    assert 0 < sampled.crash_states <= 3 * cfg.crash_states_per_workload
+    assert sampled.crash_states < res.crash_states
 
 
 def test_systematic_campaign_checks_every_prefix_and_every_small_space(tmp_path, monkeypatch):
-    """Spying on the checker: every position after the setup is checked with nothing lost, and
-    every plan of every crash point whose space is within the bound is checked."""
+    """Spying on the states judged: every position after the setup is judged with nothing lost,
+    and every plan of every crash point whose space is within the bound (checked, or its
+    verdict reused from an equal state already checked)."""
+    from tornpage.campaigns import runner
     seen: dict[int, tuple] = {}
-    real = crashcheck.check_crash_state
+    real = runner._state_key
 
-    def spy(run, plan, nested=None, draw_nested=None):
+    def spy(run, plan, image):
         seen.setdefault(id(run), (run, set()))[1].add(plan.dumps())
-        return real(run, plan, nested=nested, draw_nested=draw_nested)
+        return real(run, plan, image)
 
-    monkeypatch.setattr(crashcheck, "check_crash_state", spy)
+    monkeypatch.setattr(runner, "_state_key", spy)
     cfg = CampaignConfig(search="systematic", exhaustive_bound=64, examples=6, seed=0,
                          budget=None, artifacts_dir=str(tmp_path), recovery_crashes=0)
     res = run_campaign(cfg)
@@ -278,3 +283,145 @@ def test_invalid_nested_plan_raises(run):
     with pytest.raises(CrashPlanError):
         crashcheck.check_crash_state(
             run, plan, nested=[CrashPlan(len(nb.trace), ((durable[0], Choice(DROP)),))])
+
+
+# -- the one search: crash points, order, dedupe, shrinking -----------------------------------------
+
+from tornpage.faultfs import search as S   # noqa: E402
+
+
+def acked_disk() -> SimDisk:
+    """Six puts, each: write (2 sectors), fsync, ack; then two unsynced writes."""
+    disk = SimDisk("sector512")
+    f = disk.open("a", create=True)
+    disk.fsync_dir()
+    for k in range(6):
+        f.pwrite(bytes([65 + k]) * 1024, k * 1024)
+        f.fsync()
+        disk.mark("ack", key=k)
+    f.pwrite(b"x" * 1024, 0)
+    f.pwrite(b"y" * 1536, 2048)
+    return disk
+
+
+def test_crash_points_are_barriers_promises_and_the_end():
+    disk = acked_disk()
+    ops = disk.trace.ops
+    pts = S.crash_points(disk.trace, promise_labels=("ack",))
+    barriers = [i for i, op in enumerate(ops) if type(op).__name__ in ("Fsync", "FsyncDir")]
+    acks = [i + 1 for i, _ in disk.trace.markers("ack")]
+    assert pts == sorted(set(barriers) | set(acks) | {len(ops)})
+    assert S.crash_points(disk.trace) == sorted(set(barriers) | {len(ops)})
+    assert S.crash_points(disk.trace, 5, 9) == \
+        sorted({p for p in barriers if 5 <= p < 9} | {9})
+
+
+@pytest.mark.parametrize("schedule", S.SCHEDULES)
+def test_a_search_yields_each_canonical_plan_once_and_is_deterministic(schedule):
+    b = builder(acked_disk())
+    first = list(itertools.islice(S.CrashSearch(b, seed=3, schedule=schedule), 300))
+    again = list(itertools.islice(S.CrashSearch(b, seed=3, schedule=schedule), 300))
+    other = list(itertools.islice(S.CrashSearch(b, seed=4, schedule=schedule), 300))
+    assert first == again
+    keys = [S.canonical(b, p).dumps() for p in first]
+    assert len(keys) == len(set(keys))
+    for plan in first:
+        b.build(plan)                    # every plan fits the trace
+    if schedule == "sample":
+        assert first != other
+        assert first[0] == CrashPlan(len(b.trace))          # the all-kept end state, once
+
+
+def test_sampling_favours_states_that_lose_something():
+    disk = SimDisk("sector512")
+    f = disk.open("a", create=True)
+    for k in range(40):                       # 40 unsynced 4-sector writes: a huge space
+        f.pwrite(bytes([k]) * 2048, k * 2048)
+        if k % 10 == 9:
+            f.fsync()
+    b = builder(disk)
+    plans = list(itertools.islice(S.CrashSearch(b, seed=1), 200))
+    assert len(plans) == 200
+    losing = [p for p in plans if p.choices]
+    assert len(losing) >= 180
+    assert any(c.kind == TEAR for p in losing for _, c in p.choices)
+    assert any(len(p.choices) >= 5 for p in losing)          # many losses at once, too
+
+
+def test_the_sample_schedule_enumerates_small_points_whole_first():
+    b = builder(acked_disk())
+    s = S.CrashSearch(b, seed=0, exhaustive_bound=64)
+    small = [p for p in s.points if S.space_size(b, p) <= 64]
+    n_small = sum(S.space_size(b, p) for p in small)
+    plans = list(itertools.islice(s, n_small + 40))
+    cov = {c.position: c for c in s.coverage()}
+    for p in small:
+        assert cov[p].whole, (p, cov[p])
+    assert s.whole_points == len(small)
+    assert len(plans) == n_small + 40 - (1 if len(b.trace) in small else 0) or len(plans) > n_small
+
+
+def test_the_positions_schedule_visits_every_position_in_order():
+    b = builder(acked_disk())
+    s = S.CrashSearch(b, seed=0, schedule="positions", exhaustive_bound=8, samples_per_point=3,
+                      promise_labels=("ack",))
+    plans = list(s)
+    assert [p.position for p in plans] == sorted(p.position for p in plans)
+    assert {p.position for p in plans} == set(range(len(b.trace) + 1))
+    assert s.positions == len(b.trace) + 1
+
+
+def test_seen_reuses_a_verdict_and_counts_it_apart():
+    seen = S.Seen()
+    calls = []
+    assert seen.judge("k", lambda: calls.append(1) or "v") == ("v", False)
+    assert seen.judge("k", lambda: calls.append(1) or "w") == ("v", True)
+    assert seen.judge("j", lambda: None) == (None, False)
+    assert (seen.checked, seen.reused, len(calls)) == (2, 1, 1)
+
+
+def test_image_key_tells_images_and_promises_apart():
+    a = Image({"f": b"x" * 10}, {""})
+    assert S.image_key(a) == S.image_key(a.copy())
+    assert S.image_key(a) != S.image_key(Image({"f": b"x" * 9 + b"y"}, {""}))
+    assert S.image_key(a) != S.image_key(Image({"f": b"x" * 10}, {"", "d"}))
+    assert S.image_key(a, "p1") != S.image_key(a, "p2")
+
+
+def test_shrink_gives_back_losses_and_untears_keeping_the_same_failure():
+    disk = acked_disk()
+    b = builder(disk)
+    end = len(disk.trace)
+    last, before = end - 1, end - 2
+    big = CrashPlan(end, ((before, Choice(DROP)), (last, Choice(TEAR, (0, 1), "old"))))
+    # the failure: the last write lost its third sector, whatever else happened
+    calls = []
+
+    def fails(plan):
+        calls.append(plan)
+        c = dict(plan.choices).get(last)
+        return "lost" if c is not None and (c.kind == DROP or 2 not in c.units) else None
+    budget = S.ShrinkBudget(100)
+    plan, err, accepted = S.shrink_plan(b, big, fails, budget)
+    assert plan == CrashPlan(end, ((last, Choice(DROP)),)) and err == "lost"
+    assert accepted == 2 and budget.used == len(calls)
+    # deterministic, and bounded: a budget of 1 tries one candidate
+    assert S.shrink_plan(b, big, fails, S.ShrinkBudget(100))[0] == plan
+    one = S.ShrinkBudget(1)
+    small, _, _ = S.shrink_plan(b, big, fails, one)
+    assert one.used == 1 and small in (big, CrashPlan(end, big.choices[1:]))
+
+
+def test_shrink_moves_the_crash_earlier_when_it_still_fails():
+    disk = acked_disk()
+    b = builder(disk)
+    end = len(disk.trace)
+    plan = CrashPlan(end, ((end - 2, Choice(DROP)),))
+    small, _, _ = S.shrink_plan(b, plan, lambda p: "x" if p.choices else None,
+                                S.ShrinkBudget(50))
+    assert small == CrashPlan(end - 1, ((end - 2, Choice(DROP)),))
+
+
+def test_signatures_are_kind_and_rule():
+    assert S.signature("C", "fsck.sec_index_extra_entry") != \
+        S.signature("C", "fsck.delete_marked_after_purge")
