@@ -419,7 +419,7 @@ def modules_binding_real_fs(extra_skip: Iterable[str] = ()) -> dict[ModuleType, 
     found: dict[ModuleType, str] = {}
     for name, mod in list(sys.modules.items()):
         if (not isinstance(mod, ModuleType) or name in skipped or name == "__main__"
-                or name.split(".")[0] in skip or name in skip):
+                or name.split(".")[0] in skip or name in skip or _is_test_module(mod)):
             continue
         for cname, cls in list(vars(mod).items()):
             if isinstance(cls, type) and getattr(cls, "__module__", None) == name:
@@ -428,6 +428,13 @@ def modules_binding_real_fs(extra_skip: Iterable[str] = ()) -> dict[ModuleType, 
                     found[mod] = f"{cname}.{attr}"
                     break
     return found
+
+
+def _is_test_module(mod: ModuleType) -> bool:
+    """pytest's test modules and conftest files are never reloaded (their functions are the
+    collected tests); the profile hook and the audit hook still stop what they would let escape."""
+    base = os.path.basename(getattr(mod, "__file__", None) or "")
+    return base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py"
 
 
 def _real_fd_functions() -> dict[object, str]:
@@ -491,6 +498,22 @@ class FakeFSAdapter:
             disk; paths in the trace are relative to it, as on a :class:`SimDisk`.
         device: the device profile of the shadow :class:`SimDisk` (name or profile).
         image: durable contents ``root`` starts from (e.g. a crash state to recover).
+        modules_to_reload: modules pyfakefs reloads under its patcher (and again afterwards), so
+            that ``os``/``io``/``open`` they bound at import (class attributes, aliases, closures)
+            are the fake ones.  Loaded modules whose classes hold a real one are added
+            automatically (dbm.dumb: ``_Database._os``; see :func:`modules_binding_real_fs`);
+            :attr:`reloaded` says which and why.
+        additional_skip_names: modules pyfakefs leaves unpatched (their IO is then refused, not
+            faked: the audit and profile hooks still run).
+        fd_guard: while :meth:`guard` runs, a ``sys.setprofile`` hook refuses calls of real
+            descriptor functions (``os.write``, ``os.fsync`` … bound before patching) from the
+            program; it roughly doubles the time of Python-heavy code.  Off only when you know no
+            such binding exists.
+
+    Default arguments bound to file-system functions (semidbm's ``write=os.write``) are patched
+    by pyfakefs (``patch_default_args=True``).  The root is a mount point of its own in the fake
+    file system (its ``st_dev`` differs from ``/tmp``'s), as the simulated disk is a device of
+    its own.
 
     Use as a context manager (or :meth:`start`/:meth:`stop`).  While it runs, ``open``, ``os``,
     ``io``, ``pathlib`` and ``shutil`` everywhere act on the fake file system.  :meth:`load`
@@ -503,7 +526,8 @@ class FakeFSAdapter:
 
     def __init__(self, root: str = "/tornpage", device: DeviceProfile | str = DEFAULT_DEVICE,
                  image: Image | None = None, *, modules_to_reload: Iterable[ModuleType] = (),
-                 additional_skip_names: Iterable[str | ModuleType] = ()) -> None:
+                 additional_skip_names: Iterable[str | ModuleType] = (),
+                 fd_guard: bool = True) -> None:
         root = posixpath.normpath(root)
         if not root.startswith("/") or root == "/":
             raise ValueError(f"root must be an absolute directory other than '/', got {root!r}")
@@ -519,6 +543,7 @@ class FakeFSAdapter:
         self.modules_to_reload = list(modules_to_reload)
         self.additional_skip_names = list(additional_skip_names)
         self.reloaded: dict[str, str] = {}
+        self.fd_guard = fd_guard
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "FakeFSAdapter":
@@ -589,14 +614,15 @@ class FakeFSAdapter:
         docstring) raises :class:`UnsupportedIO`; no bytecode is written on import."""
         global _GUARD_THREAD
         prev, prev_bc = _GUARD_THREAD, sys.dont_write_bytecode
-        prev_profile = sys.getprofile()
+        # a profiler already running keeps its hook (then real descriptor calls are not caught)
+        net = self.fd_guard and sys.getprofile() is None
         _GUARD_THREAD, sys.dont_write_bytecode = threading.get_ident(), True
-        if prev_profile is None:          # a profiler already running keeps its hook
+        if net:
             sys.setprofile(_fd_profile)
         try:
             yield
         finally:
-            if prev_profile is None:
+            if net:
                 sys.setprofile(None)
             _GUARD_THREAD, sys.dont_write_bytecode = prev, prev_bc
 
