@@ -101,6 +101,7 @@ class TracedOsModule(fake_os.FakeOsModule):
     def _handle(self, fd: int, call: str):
         """The open fake file behind ``fd``; UnsupportedIO for a descriptor the fake file system
         does not know (it may be a real file: it must not be passed on)."""
+        _rearm()
         if not isinstance(fd, int):
             raise TypeError(f"{call}: an integer file descriptor is required, got {fd!r}")
         files = self.filesystem.open_files
@@ -247,6 +248,7 @@ def _tracked(obj) -> "tuple[FakeFSAdapter, SimFile] | None":
 
 
 def _hook_set_initial_contents(self, contents, *args, **kwargs):
+    _rearm()
     t = _tracked(self)
     if t is None:
         return _orig_set_initial_contents(self, contents, *args, **kwargs)
@@ -268,6 +270,7 @@ def _hook_size_set(self, st_size: int) -> None:
 
 
 def _hook_add_entry(self, path_object) -> None:
+    _rearm()
     ad = _ACTIVE
     if ad is None or ad._quiet or self.filesystem is not ad.fs:
         return _orig_add_entry(self, path_object)
@@ -333,6 +336,8 @@ def _caller() -> str:
 def _audit(event: str, args: tuple) -> None:
     if _GUARD_THREAD is None or _GUARD_THREAD != threading.get_ident():
         return
+    if event != "sys.setprofile":         # (setting the hook is itself audited)
+        _rearm()
     if event == "open":
         path, mode, flags = args
         writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or \
@@ -463,6 +468,29 @@ _REAL_FD_CALLERS = ("pyfakefs", "os", "io", "_pyio", "posixpath", "genericpath",
                     "pytest_timeout", "linecache", "tokenize", "traceback", "tornpage.faultfs")
 
 
+_NET_THREAD: int | None = None          # the thread whose guarded run has the profile hook
+
+
+def _rearm() -> None:
+    """CPython drops a profile hook that raised: put it back (called at every fake IO and audit
+    event of the guarded thread), so a refusal the program caught does not open the gate."""
+    if _NET_THREAD is not None and sys.getprofile() is None and \
+            _NET_THREAD == threading.get_ident():
+        sys.setprofile(_fd_profile)
+
+
+def _rearm_after_refusal() -> None:
+    """The hook is dropped once it raised: a one-shot trace function puts it back at the next
+    Python call (then hands over to the trace function that was there, e.g. coverage's)."""
+    prev = sys.gettrace()
+
+    def once(frame, event, arg):
+        sys.settrace(prev)
+        _rearm()
+        return prev(frame, event, arg) if prev is not None else None
+    sys.settrace(once)
+
+
 def _fd_profile(frame, event: str, arg) -> None:
     """``sys.setprofile`` hook of a guarded run: a C call of a real descriptor function from the
     program under test raises :class:`UnsupportedIO` before it happens."""
@@ -478,6 +506,7 @@ def _fd_profile(frame, event: str, arg) -> None:
     if any(caller == c or caller.startswith(c + ".") for c in _REAL_FD_CALLERS):
         return
     code = frame.f_code
+    _rearm_after_refusal()
     raise _refuse(errno.EBADF,
                   f"real {what}() called from {caller} ({code.co_filename}:{frame.f_lineno}, in "
                   f"{code.co_name}) while the fake file system runs: the function was bound "
@@ -612,18 +641,22 @@ class FakeFSAdapter:
     def guard(self) -> Iterator[None]:
         """Run the program: in this thread, any IO that would reach the real disk (see the module
         docstring) raises :class:`UnsupportedIO`; no bytecode is written on import."""
-        global _GUARD_THREAD
-        prev, prev_bc = _GUARD_THREAD, sys.dont_write_bytecode
+        global _GUARD_THREAD, _NET_THREAD
+        prev, prev_bc, prev_net = _GUARD_THREAD, sys.dont_write_bytecode, _NET_THREAD
         # a profiler already running keeps its hook (then real descriptor calls are not caught)
-        net = self.fd_guard and sys.getprofile() is None
+        net = self.fd_guard and _fd_profile is not None and \
+            sys.getprofile() in (None, _fd_profile)
         _GUARD_THREAD, sys.dont_write_bytecode = threading.get_ident(), True
         if net:
+            _NET_THREAD = _GUARD_THREAD
             sys.setprofile(_fd_profile)
         try:
             yield
         finally:
             if net:
-                sys.setprofile(None)
+                _NET_THREAD = prev_net
+                if prev_net is None:
+                    sys.setprofile(None)
             _GUARD_THREAD, sys.dont_write_bytecode = prev, prev_bc
 
     def load(self, image: Image | None = None) -> None:
