@@ -77,7 +77,10 @@ def active_adapter() -> "FakeFSAdapter | None":
 
 
 def _refuse(code: int, msg: str) -> UnsupportedIO:
-    return UnsupportedIO(code, f"tornpage pyfakefs adapter: {msg}")
+    err = UnsupportedIO(code, f"tornpage pyfakefs adapter: {msg}")
+    if _ACTIVE is not None:
+        _ACTIVE.refusals.append(err)      # kept even when the program catches the OSError
+    return err
 
 
 # -- the fake os module ---------------------------------------------------------------------------
@@ -573,6 +576,9 @@ class FakeFSAdapter:
         self.additional_skip_names = list(additional_skip_names)
         self.reloaded: dict[str, str] = {}
         self.fd_guard = fd_guard
+        # every UnsupportedIO raised while this adapter ran, in order: a library that catches
+        # OSError may swallow one, and then what it does next is not the code under test
+        self.refusals: list[UnsupportedIO] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "FakeFSAdapter":

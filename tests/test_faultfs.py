@@ -551,3 +551,16 @@ def test_adapter_mmap_refusal_names_the_caller_and_the_fix():
             mmap.mmap(fd, 4096)
         os.close(fd)
     assert "test_faultfs" in str(e.value) and "read()/write()" in str(e.value)
+
+
+def test_adapter_keeps_refusals_the_program_swallowed():
+    from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter
+    real_write = os.write
+    with FakeFSAdapter("/d") as fx, fx.guard():
+        fd = os.open("/d/f", os.O_CREAT | os.O_WRONLY)
+        try:
+            real_write(fd, b"x")                   # a library catching OSError hides this …
+        except OSError:
+            pass
+        os.close(fd)
+    assert len(fx.refusals) == 1 and "os.write" in str(fx.refusals[0])   # … the adapter does not
