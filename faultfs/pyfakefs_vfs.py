@@ -43,6 +43,7 @@ does not intercept, and is raised, never ignored.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import posixpath
 import stat
@@ -461,7 +462,15 @@ def _real_fd_functions() -> dict[object, str]:
     import fcntl
     for n in ("fcntl", "flock", "lockf", "ioctl"):
         out[getattr(fcntl, n)] = f"fcntl.{n}"
+    for mod, name in (("_gdbm", "dbm.gnu.open"), ("_dbm", "dbm.ndbm.open")):
+        try:                          # C libraries: they open and write real files themselves
+            out[importlib.import_module(mod).open] = name
+        except ImportError:
+            pass
     return out
+
+
+_C_LIBRARIES = {"dbm.gnu.open", "dbm.ndbm.open"}
 
 
 _REAL_FD_FUNCS = _real_fd_functions()
@@ -510,6 +519,11 @@ def _fd_profile(frame, event: str, arg) -> None:
         return
     code = frame.f_code
     _rearm_after_refusal()
+    if what in _C_LIBRARIES:
+        raise _refuse(errno.ENOTSUP,
+                      f"{what}() called from {caller} ({code.co_filename}:{frame.f_lineno}): a C "
+                      f"library that writes real files, it cannot be faked.  Fix: use dbm.dumb "
+                      f"(shelve: shelve.Shelf(dbm.dumb.open(path, 'c')))")
     raise _refuse(errno.EBADF,
                   f"real {what}() called from {caller} ({code.co_filename}:{frame.f_lineno}, in "
                   f"{code.co_name}) while the fake file system runs: the function was bound "
