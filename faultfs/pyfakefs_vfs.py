@@ -43,13 +43,15 @@ does not intercept, and is raised, never ignored.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import posixpath
 import stat
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from types import ModuleType
+from typing import Iterable, Iterator
 
 from pyfakefs import fake_filesystem_unittest, fake_os, helpers
 from pyfakefs.fake_file import FakeDirectory, FakeDirWrapper, FakeFile, FakeFileWrapper
@@ -76,7 +78,10 @@ def active_adapter() -> "FakeFSAdapter | None":
 
 
 def _refuse(code: int, msg: str) -> UnsupportedIO:
-    return UnsupportedIO(code, f"tornpage pyfakefs adapter: {msg}")
+    err = UnsupportedIO(code, f"tornpage pyfakefs adapter: {msg}")
+    if _ACTIVE is not None:
+        _ACTIVE.refusals.append(err)      # kept even when the program catches the OSError
+    return err
 
 
 # -- the fake os module ---------------------------------------------------------------------------
@@ -100,6 +105,7 @@ class TracedOsModule(fake_os.FakeOsModule):
     def _handle(self, fd: int, call: str):
         """The open fake file behind ``fd``; UnsupportedIO for a descriptor the fake file system
         does not know (it may be a real file: it must not be passed on)."""
+        _rearm()
         if not isinstance(fd, int):
             raise TypeError(f"{call}: an integer file descriptor is required, got {fd!r}")
         files = self.filesystem.open_files
@@ -246,6 +252,7 @@ def _tracked(obj) -> "tuple[FakeFSAdapter, SimFile] | None":
 
 
 def _hook_set_initial_contents(self, contents, *args, **kwargs):
+    _rearm()
     t = _tracked(self)
     if t is None:
         return _orig_set_initial_contents(self, contents, *args, **kwargs)
@@ -267,6 +274,7 @@ def _hook_size_set(self, st_size: int) -> None:
 
 
 def _hook_add_entry(self, path_object) -> None:
+    _rearm()
     ad = _ACTIVE
     if ad is None or ad._quiet or self.filesystem is not ad.fs:
         return _orig_add_entry(self, path_object)
@@ -318,24 +326,50 @@ _REAL_MUTATIONS = frozenset({
     "os.lockf"})
 
 
+def _caller() -> str:
+    """The innermost Python frame outside this module and the standard library's io."""
+    f = sys._getframe(1)
+    while f is not None and f.f_globals.get("__name__") in (__name__, "io", "_pyio"):
+        f = f.f_back
+    if f is None:
+        return "?"
+    return f"{f.f_globals.get('__name__', '?')} {f.f_code.co_filename}:{f.f_lineno} in " \
+           f"{f.f_code.co_name}"
+
+
 def _audit(event: str, args: tuple) -> None:
     if _GUARD_THREAD is None or _GUARD_THREAD != threading.get_ident():
         return
+    if event != "sys.setprofile":         # (setting the hook is itself audited)
+        _rearm()
     if event == "open":
         path, mode, flags = args
         writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or \
             (isinstance(mode, str) and any(c in mode for c in "wax+"))
         if writing:
             raise _refuse(errno.EPERM, f"real open({path!r}, {mode or flags!r}) for writing "
-                                       f"refused: it bypassed the fake file system (a C "
-                                       f"extension, io.FileIO, or a module pyfakefs skips)")
+                                       f"refused (called from {_caller()}): it bypassed the "
+                                       f"fake file system (a C extension, io.FileIO, a module "
+                                       f"pyfakefs skips, or an open/os.open bound before the "
+                                       f"patcher started: pass that module to "
+                                       f"FakeFSAdapter(modules_to_reload=[...]))")
     elif event in _REAL_MUTATIONS:
         raise _refuse(errno.EPERM, f"real {event}{args!r} refused during a fake-file-system run")
     elif event == "mmap.__new__" and args[0] != -1:
-        raise _refuse(errno.ENOTSUP, f"mmap of descriptor {args[0]}: memory-mapped file IO cannot "
-                                     f"be faked or traced")
+        raise _refuse(errno.ENOTSUP, f"mmap.mmap of descriptor {args[0]} (called from "
+                                     f"{_caller()}): memory-mapped file IO cannot be faked or "
+                                     f"traced.  Fix: make the library use read()/write() "
+                                     f"instead (many have a fallback for platforms without "
+                                     f"mmap, e.g. semidbm takes its SimpleFileLoader when "
+                                     f"sys.modules['semidbm.loaders.mmapload'] is None)")
     elif event == "sqlite3.connect" and args and str(args[0]) not in (":memory:", ""):
         raise _refuse(errno.ENOTSUP, f"sqlite3.connect({args[0]!r}) would use the real disk")
+
+
+def tempfile_dir() -> str:
+    """The directory tempfile uses by default (in the fake file system while it runs)."""
+    import tempfile
+    return tempfile.gettempdir()
 
 
 def _install_audit_hook() -> None:
@@ -343,6 +377,161 @@ def _install_audit_hook() -> None:
     if not _AUDIT_INSTALLED:
         sys.addaudithook(_audit)      # cannot be removed; inert unless a guard is on
         _AUDIT_INSTALLED = True
+
+
+# -- references bound before patching ------------------------------------------------------------
+#
+# pyfakefs replaces ``os``/``io``/``open`` where a module refers to them by name, and with
+# ``patch_default_args=True`` in default arguments (``def f(x, write=os.write)``: semidbm).  A
+# class attribute bound at import time (``class _Database: _os = os``: dbm.dumb) is only rebound
+# by reloading its module under the patcher, pyfakefs' ``modules_to_reload``; the adapter finds
+# such modules itself.  Whatever still holds a real descriptor function is stopped at the call by a
+# profile hook (below): the fake file system's descriptors are small integers that collide with
+# real ones, so a real ``os.write(fd, …)`` would write into whatever real file has that number.
+
+_FS_MODULE_NAMES = ("os", "io", "_io", "posix", "posixpath", "os.path", "shutil")
+_NEVER_RELOAD = ("pyfakefs", "tornpage", "pathlib", "_pytest", "pytest", "pluggy", "importlib",
+                 "encodings", "typing", "abc")
+
+
+def _real_fs_objects() -> tuple[set[int], set[int]]:
+    """ids of the real file-system modules, and of their functions (plus ``open``)."""
+    mods = {id(sys.modules[n]) for n in _FS_MODULE_NAMES if n in sys.modules}
+    fns = {id(open)}
+    for n in _FS_MODULE_NAMES:
+        m = sys.modules.get(n)
+        for v in vars(m).values() if m is not None else ():
+            if callable(v) and not isinstance(v, type):
+                fns.add(id(v))
+    return mods, fns
+
+
+def _holds_real_fs(cls: type, mods: set[int], fns: set[int]) -> str | None:
+    """The name of a class attribute of ``cls`` bound to a real fs module or function."""
+    for name, v in list(vars(cls).items()):
+        if isinstance(v, (staticmethod, classmethod)):
+            v = v.__func__
+        if id(v) in mods or id(v) in fns:
+            return name
+    return None
+
+
+def modules_binding_real_fs(extra_skip: Iterable[str] = ()) -> dict[ModuleType, str]:
+    """Loaded modules whose classes hold a real ``os``/``io``/``open`` (module or function) as a
+    class attribute, bound at import before any patcher ran: ``{module: "Class.attr"}``.  pyfakefs
+    does not look into class attributes; reloading such a module under the patcher rebinds them
+    (dbm.dumb: ``_Database._os``, ``_Database._io``)."""
+    mods, fns = _real_fs_objects()
+    skipped = {getattr(m, "__name__", None)
+               for m in fake_filesystem_unittest.Patcher.SKIPMODULES if m is not None}
+    skip = tuple(_NEVER_RELOAD) + tuple(extra_skip)
+    found: dict[ModuleType, str] = {}
+    for name, mod in list(sys.modules.items()):
+        if (not isinstance(mod, ModuleType) or name in skipped or name == "__main__"
+                or name.split(".")[0] in skip or name in skip or _is_test_module(mod)):
+            continue
+        for cname, cls in list(vars(mod).items()):
+            if isinstance(cls, type) and getattr(cls, "__module__", None) == name:
+                attr = _holds_real_fs(cls, mods, fns)
+                if attr is not None:
+                    found[mod] = f"{cname}.{attr}"
+                    break
+    return found
+
+
+def _is_test_module(mod: ModuleType) -> bool:
+    """pytest's test modules and conftest files are never reloaded (their functions are the
+    collected tests); the profile hook and the audit hook still stop what they would let escape."""
+    base = os.path.basename(getattr(mod, "__file__", None) or "")
+    return base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py"
+
+
+def _real_fd_functions() -> dict[object, str]:
+    """The real functions that take a file descriptor, by object: calling one of them from the
+    program under test would act on a real descriptor with the fake one's number."""
+    names = ("write", "pwrite", "writev", "pwritev", "read", "pread", "readv", "preadv",
+             "lseek", "fsync", "fdatasync", "ftruncate", "close", "closerange", "fstat",
+             "fchmod", "fchown", "fchdir", "dup", "dup2", "posix_fallocate", "posix_fadvise",
+             "copy_file_range", "sendfile", "splice", "lockf", "fstatvfs", "get_inheritable",
+             "set_inheritable", "get_blocking", "set_blocking", "device_encoding", "isatty")
+    out: dict[object, str] = {}
+    for n in names:
+        f = getattr(os, n, None)
+        if f is not None:
+            out[f] = f"os.{n}"
+    import fcntl
+    for n in ("fcntl", "flock", "lockf", "ioctl"):
+        out[getattr(fcntl, n)] = f"fcntl.{n}"
+    for mod, name in (("_gdbm", "dbm.gnu.open"), ("_dbm", "dbm.ndbm.open")):
+        try:                          # C libraries: they open and write real files themselves
+            out[importlib.import_module(mod).open] = name
+        except ImportError:
+            pass
+    return out
+
+
+_C_LIBRARIES = {"dbm.gnu.open", "dbm.ndbm.open"}
+
+
+_REAL_FD_FUNCS = _real_fd_functions()
+# callers allowed to use real descriptors: pyfakefs' own modules and what it never patches
+# (the standard library's os/io, pytest's capture …), never the program under test
+_REAL_FD_CALLERS = ("pyfakefs", "os", "io", "_pyio", "posixpath", "genericpath", "_pytest",
+                    "pytest_timeout", "linecache", "tokenize", "traceback", "tornpage.faultfs")
+
+
+_NET_THREAD: int | None = None          # the thread whose guarded run has the profile hook
+
+
+def _rearm() -> None:
+    """CPython drops a profile hook that raised: put it back (called at every fake IO and audit
+    event of the guarded thread), so a refusal the program caught does not open the gate."""
+    if _NET_THREAD is not None and sys.getprofile() is None and \
+            _NET_THREAD == threading.get_ident():
+        sys.setprofile(_fd_profile)
+
+
+def _rearm_after_refusal() -> None:
+    """The hook is dropped once it raised: a one-shot trace function puts it back at the next
+    Python call (then hands over to the trace function that was there, e.g. coverage's)."""
+    prev = sys.gettrace()
+
+    def once(frame, event, arg):
+        sys.settrace(prev)
+        _rearm()
+        return prev(frame, event, arg) if prev is not None else None
+    sys.settrace(once)
+
+
+def _fd_profile(frame, event: str, arg) -> None:
+    """``sys.setprofile`` hook of a guarded run: a C call of a real descriptor function from the
+    program under test raises :class:`UnsupportedIO` before it happens."""
+    if event != "c_call":
+        return
+    try:
+        what = _REAL_FD_FUNCS.get(arg)
+    except TypeError:                 # an unhashable callable
+        return
+    if what is None:
+        return
+    caller = frame.f_globals.get("__name__", "") or ""
+    if any(caller == c or caller.startswith(c + ".") for c in _REAL_FD_CALLERS):
+        return
+    code = frame.f_code
+    _rearm_after_refusal()
+    if what in _C_LIBRARIES:
+        raise _refuse(errno.ENOTSUP,
+                      f"{what}() called from {caller} ({code.co_filename}:{frame.f_lineno}): a C "
+                      f"library that writes real files, it cannot be faked.  Fix: use dbm.dumb "
+                      f"(shelve: shelve.Shelf(dbm.dumb.open(path, 'c')))")
+    raise _refuse(errno.EBADF,
+                  f"real {what}() called from {caller} ({code.co_filename}:{frame.f_lineno}, in "
+                  f"{code.co_name}) while the fake file system runs: the function was bound "
+                  f"before pyfakefs patched (a default argument, class or instance attribute, "
+                  f"closure or alias made at import), so it would act on the real descriptor "
+                  f"that has the fake one's number.  Fix: import the module after the adapter "
+                  f"starts, or pass it to FakeFSAdapter(modules_to_reload=[module]) so pyfakefs "
+                  f"reloads it under the patcher")
 
 
 # -- the adapter ----------------------------------------------------------------------------------
@@ -355,6 +544,22 @@ class FakeFSAdapter:
             disk; paths in the trace are relative to it, as on a :class:`SimDisk`.
         device: the device profile of the shadow :class:`SimDisk` (name or profile).
         image: durable contents ``root`` starts from (e.g. a crash state to recover).
+        modules_to_reload: modules pyfakefs reloads under its patcher (and again afterwards), so
+            that ``os``/``io``/``open`` they bound at import (class attributes, aliases, closures)
+            are the fake ones.  Loaded modules whose classes hold a real one are added
+            automatically (dbm.dumb: ``_Database._os``; see :func:`modules_binding_real_fs`);
+            :attr:`reloaded` says which and why.
+        additional_skip_names: modules pyfakefs leaves unpatched (their IO is then refused, not
+            faked: the audit and profile hooks still run).
+        fd_guard: while :meth:`guard` runs, a ``sys.setprofile`` hook refuses calls of real
+            descriptor functions (``os.write``, ``os.fsync`` … bound before patching) from the
+            program; it roughly doubles the time of Python-heavy code.  Off only when you know no
+            such binding exists.
+
+    Default arguments bound to file-system functions (semidbm's ``write=os.write``) are patched
+    by pyfakefs (``patch_default_args=True``).  The root is a mount point of its own in the fake
+    file system (its ``st_dev`` differs from ``/tmp``'s), as the simulated disk is a device of
+    its own.
 
     Use as a context manager (or :meth:`start`/:meth:`stop`).  While it runs, ``open``, ``os``,
     ``io``, ``pathlib`` and ``shutil`` everywhere act on the fake file system.  :meth:`load`
@@ -366,7 +571,9 @@ class FakeFSAdapter:
     """
 
     def __init__(self, root: str = "/tornpage", device: DeviceProfile | str = DEFAULT_DEVICE,
-                 image: Image | None = None) -> None:
+                 image: Image | None = None, *, modules_to_reload: Iterable[ModuleType] = (),
+                 additional_skip_names: Iterable[str | ModuleType] = (),
+                 fd_guard: bool = True) -> None:
         root = posixpath.normpath(root)
         if not root.startswith("/") or root == "/":
             raise ValueError(f"root must be an absolute directory other than '/', got {root!r}")
@@ -379,6 +586,13 @@ class FakeFSAdapter:
         self._quiet = 0
         self._hint: tuple | None = None
         self._patcher = None
+        self.modules_to_reload = list(modules_to_reload)
+        self.additional_skip_names = list(additional_skip_names)
+        self.reloaded: dict[str, str] = {}
+        self.fd_guard = fd_guard
+        # every UnsupportedIO raised while this adapter ran, in order: a library that catches
+        # OSError may swallow one, and then what it does next is not the code under test
+        self.refusals: list[UnsupportedIO] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "FakeFSAdapter":
@@ -397,7 +611,15 @@ class FakeFSAdapter:
             raise _refuse(errno.EBUSY, "pyfakefs is already patching (is the `fs` fixture in "
                                        "use?); the adapter needs its own patcher")
         _install_audit_hook()
-        self._patcher = P(modules_to_patch={"os": TracedOsModule})
+        skip = [m.__name__ if isinstance(m, ModuleType) else m for m in self.additional_skip_names]
+        found = modules_binding_real_fs(skip)
+        reload = list(self.modules_to_reload) + [m for m in found if m not in self.modules_to_reload]
+        self.reloaded = {m.__name__: found.get(m, "asked for") for m in reload}
+        # pyfakefs' own means: default arguments (semidbm's ``write=os.write``) and reloading
+        # modules whose classes bound ``os``/``io`` at import (dbm.dumb's ``_Database._os``)
+        self._patcher = P(modules_to_patch={"os": TracedOsModule}, patch_default_args=True,
+                          modules_to_reload=reload,
+                          additional_skip_names=self.additional_skip_names or None)
         self._patcher.setUp()
         try:
             self.fs = self._patcher.fs
@@ -439,12 +661,22 @@ class FakeFSAdapter:
     def guard(self) -> Iterator[None]:
         """Run the program: in this thread, any IO that would reach the real disk (see the module
         docstring) raises :class:`UnsupportedIO`; no bytecode is written on import."""
-        global _GUARD_THREAD
-        prev, prev_bc = _GUARD_THREAD, sys.dont_write_bytecode
+        global _GUARD_THREAD, _NET_THREAD
+        prev, prev_bc, prev_net = _GUARD_THREAD, sys.dont_write_bytecode, _NET_THREAD
+        # a profiler already running keeps its hook (then real descriptor calls are not caught)
+        net = self.fd_guard and _fd_profile is not None and \
+            sys.getprofile() in (None, _fd_profile)
         _GUARD_THREAD, sys.dont_write_bytecode = threading.get_ident(), True
+        if net:
+            _NET_THREAD = _GUARD_THREAD
+            sys.setprofile(_fd_profile)
         try:
             yield
         finally:
+            if net:
+                _NET_THREAD = prev_net
+                if prev_net is None:
+                    sys.setprofile(None)
             _GUARD_THREAD, sys.dont_write_bytecode = prev, prev_bc
 
     def load(self, image: Image | None = None) -> None:
@@ -454,7 +686,9 @@ class FakeFSAdapter:
         image = image if image is not None else Image()
         with self.quiet():
             self.fs.reset()
-            self.fs.create_dir(self.root)
+            # the root is a device of its own, as the simulated disk is: st_dev differs from
+            # /tmp's, and a rename across it fails with EXDEV (see _rename)
+            self.fs.add_mount_point(self.root)
             for d in sorted(image.dirs):
                 self.fs.makedirs(self._abs(d), exist_ok=True)
             objs = {p: self.fs.create_file(self._abs(p), contents=image.files[p])
@@ -563,8 +797,15 @@ class FakeFSAdapter:
         if ro is None and rn is None:
             return orig(old, new, force_replace)
         if ro is None or rn is None:
-            raise _refuse(errno.EXDEV, f"rename {o!r} -> {n!r} crosses the traced root "
-                                       f"{self.root!r}")
+            raise _refuse(errno.EXDEV,
+                          f"rename {o!r} -> {n!r} crosses the traced root {self.root!r}, a "
+                          f"device of its own (a real rename fails with EXDEV too).  A file "
+                          f"made outside the root (a temporary file in "
+                          f"{tempfile_dir()!r}?) cannot be renamed into it: make the library "
+                          f"create it below the root, e.g. tempfile.mkstemp(dir=...)/"
+                          f"NamedTemporaryFile(dir=...) with a directory below the root, "
+                          f"persistqueue.Queue(path, tempdir=<a directory below the root>), or "
+                          f"tempfile.tempdir = <a directory below the root> in setup")
         if fs.exists(o, check_link=True) and isinstance(fs.lresolve(o), FakeDirectory):
             raise _refuse(errno.ENOTSUP, f"renaming directory {ro!r} below the traced root: "
                                          f"not modelled")

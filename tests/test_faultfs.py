@@ -460,3 +460,107 @@ def test_plans_that_do_not_fit_the_trace_raise(choices, match):
     plan = CrashPlan.from_json({"position": 3, "choices": choices})
     with pytest.raises(CrashPlanError, match=match):
         b.build(plan)
+
+
+# -- pyfakefs adapter: references bound before patching (issue #12 §3) ---------------------------
+
+import errno  # noqa: E402  (module level: pyfakefs patches module globals, not a function's locals)
+import os  # noqa: E402
+import sys  # noqa: E402
+
+
+def _fs_write_with_default(fd, data, write=os.write):
+    """A module-level function with os.write as a default argument, as semidbm has."""
+    return write(fd, data)
+
+
+class _HoldsOs:
+    import os as _os                 # a class attribute bound at import, as dbm.dumb's _Database
+
+
+def test_adapter_patches_default_arguments_and_restores_them():
+    from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter
+    assert _fs_write_with_default.__defaults__ == (os.write,)
+    with FakeFSAdapter("/d") as fx, fx.guard():
+        fd = os.open("/d/f", os.O_CREAT | os.O_WRONLY)
+        assert _fs_write_with_default(fd, b"abc") == 3      # the fake os.write: traced
+        os.close(fd)
+        assert open("/d/f", "rb").read() == b"abc"
+        assert [type(op) for op in fx.trace.ops] == [Create, Write]
+    assert _fs_write_with_default.__defaults__ == (os.write,)
+
+
+def test_adapter_reloads_dbm_dumb_so_its_class_attributes_are_fake():
+    import dbm.dumb
+    from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter, modules_binding_real_fs
+    real_os = os
+    assert dbm.dumb._Database._os is os
+    assert modules_binding_real_fs()[dbm.dumb] in ("_Database._os", "_Database._io")
+    assert _HoldsOs._os is os                      # found, but a test module is never reloaded
+    assert __name__ not in {m.__name__ for m in modules_binding_real_fs()}
+    with FakeFSAdapter("/d") as fx, fx.guard():
+        assert fx.reloaded["dbm.dumb"].startswith("_Database.")
+        assert dbm.dumb._Database._os is not real_os and dbm.dumb._Database._os is os
+        db = dbm.dumb.open("/d/db", "c")
+        db[b"k"] = b"v"
+        db.close()
+        fx._check()
+        assert {"db.dat", "db.dir"} <= set(fx.disk.live_image().files)
+    assert dbm.dumb._Database._os is os                          # reloaded back
+
+
+def test_adapter_root_is_its_own_device_and_tempfile_stays_fake(tmp_path):
+    import tempfile
+    from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter, UnsupportedIO
+    with FakeFSAdapter("/d") as fx, fx.guard():
+        tmpdir = tempfile.gettempdir()
+        assert os.stat("/d").st_dev != os.stat(tmpdir).st_dev
+        with tempfile.NamedTemporaryFile(delete=False) as f:     # the fake /tmp
+            f.write(b"t")
+        assert os.path.exists(f.name)
+        with pytest.raises(UnsupportedIO, match="tempfile.tempdir") as e:
+            os.rename(f.name, "/d/x")
+        assert e.value.errno == errno.EXDEV
+        fx.load(fx.disk.live_image())                          # a reload keeps the mount point
+        assert os.stat("/d").st_dev != os.stat(tmpdir).st_dev
+    assert not os.path.exists(f.name) or not f.name.startswith(str(tmp_path))
+
+
+def test_adapter_refuses_real_descriptor_functions_bound_before_patching():
+    from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter, UnsupportedIO
+    real_fsync, real_lseek = os.fsync, os.lseek            # bound now: a closure would hold them
+    with FakeFSAdapter("/d") as fx, fx.guard():
+        fd = os.open("/d/f", os.O_CREAT | os.O_WRONLY)
+        for call, name in ((lambda: real_fsync(fd), "os.fsync"),
+                           (lambda: real_lseek(fd, 0, 0), "os.lseek")):
+            with pytest.raises(UnsupportedIO, match=name) as e:
+                call()
+            assert "modules_to_reload" in str(e.value)
+        os.fsync(fd)                                       # the patched one works
+        os.close(fd)
+    assert sys.getprofile() is None           # the hook is off again
+
+
+def test_adapter_mmap_refusal_names_the_caller_and_the_fix():
+    import mmap
+    from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter, UnsupportedIO
+    with FakeFSAdapter("/d") as fx, fx.guard():
+        fd = os.open("/d/f", os.O_CREAT | os.O_RDWR)
+        os.write(fd, b"x" * 4096)
+        with pytest.raises(UnsupportedIO, match="mmap") as e:
+            mmap.mmap(fd, 4096)
+        os.close(fd)
+    assert "test_faultfs" in str(e.value) and "read()/write()" in str(e.value)
+
+
+def test_adapter_keeps_refusals_the_program_swallowed():
+    from tornpage.faultfs.pyfakefs_vfs import FakeFSAdapter
+    real_write = os.write
+    with FakeFSAdapter("/d") as fx, fx.guard():
+        fd = os.open("/d/f", os.O_CREAT | os.O_WRONLY)
+        try:
+            real_write(fd, b"x")                   # a library catching OSError hides this …
+        except OSError:
+            pass
+        os.close(fd)
+    assert len(fx.refusals) == 1 and "os.write" in str(fx.refusals[0])   # … the adapter does not
