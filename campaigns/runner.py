@@ -24,6 +24,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis import strategies as st
 
 from tornpage.checkers import probes as probes_mod
+from tornpage.checkers.verdict import finding_signature
 from tornpage.faultfs import CrashPlan, search
 
 from tornpage.campaigns import crashcheck
@@ -86,7 +87,7 @@ class Finding:
     artifact_json: dict | None = None
 
     def signature(self) -> str:
-        return f"{self.verdict['kind']}:{self.verdict['summary'].split(':')[0]}"
+        return finding_signature(self.verdict)
 
     def to_json(self) -> dict:
         return {"kind": self.verdict["kind"], "summary": self.verdict["summary"],

@@ -178,8 +178,9 @@ def test_keys_out_of_order_in_a_page(base_image):
     image, pno = edit_leaf(base_image, 4, swap)
     after, quiesced = problems_after_open(image)
     assert after == [], "checksums are valid: only the tree check can see this"
-    assert any(p.startswith(f"table {TABLE}: PageLayoutError: keys not strictly ascending")
-               for p in quiesced), quiesced
+    assert [(p.rule, p) for p in quiesced] == [
+        ("fsck.btr_order", f"table {TABLE}: page {pno}: keys not strictly ascending: "
+                           f"[42, 41, 43, 44, 45, 46, 47, 48, 49, 50]")], quiesced
 
 
 def test_key_outside_its_node_pointer_bounds(base_image):
