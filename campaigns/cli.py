@@ -352,8 +352,7 @@ def replay(artifact, without_mutant, in_subprocess):
         click.echo("verdict: PASS (the finding no longer reproduces)")
         sys.exit(0)
     click.echo(out.verdict.explain())
-    same = out.verdict.signature() == \
-        f"{art.finding.get('kind')}:{str(art.finding.get('summary', '')).split(':')[0]}"
+    same = out.verdict.same_finding(art.finding)
     click.echo("verdict: FAIL (" + ("same finding as recorded" if same else
                                     "a different finding than recorded") + ")")
     sys.exit(1)

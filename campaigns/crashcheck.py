@@ -129,10 +129,11 @@ def _open(disk: SimDisk, cfg) -> Engine:
         if caused_by_media(e):
             raise _RefusedOnMedia(str(e)) from None
         if isinstance(e, (RecoveryError, Corruption)):
-            raise _Failed(Verdict.failed(REFUSED, f"{type(e).__name__}: {e}")) from None
+            raise _Failed(Verdict.failed(REFUSED, f"{type(e).__name__}: {e}",
+                                         rule="engine.refused")) from None
         # any other exception is a finding, not a crash of the campaign
         raise _Failed(Verdict.failed(ENGINE_ERROR, f"recovery raised {type(e).__name__}: {e}",
-                                     _tb(e))) from None
+                                     _tb(e), rule="engine.unexpected_error")) from None
 
 
 def _tb(e: BaseException) -> list[str]:
@@ -152,10 +153,12 @@ def _finish(eng: Engine, quiesce: bool) -> dict:
         if caused_by_media(e):
             raise _RefusedOnMedia(str(e)) from None
         if isinstance(e, EngineError):
-            raise _Failed(Verdict.failed(CORRUPT, f"after recovery: {type(e).__name__}: {e}"),
+            raise _Failed(Verdict.failed(CORRUPT, f"after recovery: {type(e).__name__}: {e}",
+                                         rule="engine.background_corruption"),
                           probes) from None
         raise _Failed(Verdict.failed(ENGINE_ERROR, f"background work after recovery raised "
-                                     f"{type(e).__name__}: {e}", _tb(e)), probes) from None
+                                     f"{type(e).__name__}: {e}", _tb(e),
+                                     rule="engine.background_error"), probes) from None
 
 
 def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = None,
@@ -172,15 +175,16 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
     b = builder_for(run)
     if run.crashed:
         return CrashResult(plan, Verdict.failed(
-            ENGINE_ERROR, f"the engine crashed during the workload: {run.stopped}"))
+            ENGINE_ERROR, f"the engine crashed during the workload: {run.stopped}",
+            rule="workload.engine_crashed"))
     if run.read_anomalies:
         return CrashResult(plan, Verdict.failed(
             ISOLATION, f"a consistent read during the workload: {run.read_anomalies[0]}",
-            run.read_anomalies[1:8]))
+            run.read_anomalies[1:8], rule="workload.read_anomaly"))
     if run.stopped and not run.disk.faults_injected:
         return CrashResult(plan, Verdict.failed(
             ENGINE_ERROR, f"the engine stopped during the workload with no fault injected: "
-                          f"{run.stopped}"))
+                          f"{run.stopped}", rule="workload.engine_stopped"))
     cfg = run.settings.engine_config()
     used: list[CrashPlan] = []
     probes: Counter = Counter()
@@ -211,7 +215,7 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         eng = _open(disk, cfg)
         problems = check_after_recovery(eng)
         if problems:
-            raise _Failed(Verdict.failed(CORRUPT, problems[0], problems[1:]),
+            raise _Failed(Verdict.from_problems(CORRUPT, problems),
                           probes_mod.collect(eng.stats))
         rows = _finish(eng, quiesce=False)
         probes.update(probes_mod.collect(eng.stats))
@@ -233,11 +237,11 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
                 f"state differs from the uninterrupted recovery in {len(diff)} rows",
                 [f"{t}:{k}: uninterrupted recovery {'present' if reference.get((t, k)) else 'absent'}"
                  f", after the nested crash {'present' if rows.get((t, k)) else 'absent'}"
-                 for t, k in diff[:8]]))
+                 for t, k in diff[:8]], rule="recovery.not_idempotent"))
         problems = check_quiesced(eng)      # runs purge to the end first
         probes["purge_after_recovery"] += eng.stats["purge_logs_freed"]
         if problems:
-            raise _Failed(Verdict.failed(CORRUPT, problems[0], problems[1:]))
+            raise _Failed(Verdict.from_problems(CORRUPT, problems))
         return CrashResult(plan, Verdict.passed(), probes, used)
     except _RefusedOnMedia:
         probes["refused_on_media_error"] += 1
@@ -260,7 +264,8 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         # any other exception of the engine under test, in any phase, is a finding: the
         # campaign never dies on the code it checks
         v = Verdict.failed(ENGINE_ERROR, f"checking the recovered database raised "
-                                         f"{type(e).__name__}: {e}", _tb(e))
+                                         f"{type(e).__name__}: {e}", _tb(e),
+                           rule="engine.check_error")
         if used:
             v.details.append(f"after {len(used)} crash(es) during recovery")
         return CrashResult(plan, v, probes, used)

@@ -36,6 +36,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis import strategies as st
 
 from tornpage.checkers import probes as probes_mod
+from tornpage.checkers.verdict import finding_signature as stored_signature
 from tornpage.faultfs import KEEP, CrashPlan, CrashPlanError, search
 from tornpage.faultfs.trace import Marker, MediaFault
 
@@ -104,7 +105,7 @@ class Finding:
     unshrunk_artifact: str = ""       # saved before shrinking (removed once the shrunk is saved)
 
     def signature(self) -> str:
-        return self.sig
+        return self.sig or stored_signature(self.verdict)
 
     def to_json(self) -> dict:
         return {"kind": self.verdict["kind"], "summary": self.verdict["summary"],
@@ -420,9 +421,9 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
 
 
 def finding_signature(verdict) -> str:
-    """A finding's identity: its kind and the checker rule that failed (faultfs.search.signature)."""
-    rule = getattr(verdict, "rule", None) or verdict.summary.split(":")[0]
-    return search.signature(verdict.kind, rule)
+    """A finding's identity: its kind and the id of the checker rule that failed
+    (:func:`faultfs.search.signature`, :data:`checkers.rules.RULES`)."""
+    return search.signature(verdict.kind, verdict.rule)
 
 
 def _draw_workload(cfg: CampaignConfig, data):

@@ -19,6 +19,7 @@ from tornpage.engine import log as redo
 from tornpage.engine import page as fil_page
 from tornpage.engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE
 from tornpage.faultfs import DROP, KEEP, Choice, CrashPlan, CrashPlanError, search
+from tornpage.checkers.verdict import finding_signature
 
 from tornpage.campaigns import crashcheck
 from tornpage.campaigns.artifacts import Artifact
@@ -201,11 +202,11 @@ def _fails_same(art: Artifact, steps: list, plan: CrashPlan) -> bool:
         out = crashcheck.check_crash_state(run, plan, nested=art.nested)
     except CrashPlanError:
         return False
-    return not out.verdict.ok and out.verdict.signature() == _signature(art)
+    return not out.verdict.ok and out.verdict.same_finding(art.finding)
 
 
 def _signature(art: Artifact) -> str:
-    return f"{art.finding.get('kind')}:{str(art.finding.get('summary', '')).split(':')[0]}"
+    return finding_signature(art.finding)
 
 
 def shrink(art: Artifact, log=lambda s: None) -> Artifact:

@@ -27,6 +27,15 @@ recovered state must equal the state after some prefix of that order (no holes, 
 transactions, nothing uncommitted) and the prefix must include every commit that must survive.
 A commit that began but was not acknowledged, or was acknowledged without that promise, is in
 doubt: present or absent, never half.
+
+The rules a failed verdict names (checkers.rules.RULES), first match wins:
+  * ``oracle.durable_commit_lost`` (L): the state is an older prefix, without commits that had
+    to survive;
+  * ``oracle.uncommitted_visible`` (U): a row holds a value no commit before the crash wrote;
+  * ``oracle.partial_transaction`` (L): a commit is half there: of the rows it wrote last (no
+    later commit wrote them), some hold its value and some do not;
+  * ``oracle.no_committed_prefix`` (L): any other state that is no allowed prefix, such as a
+    later commit present whole and an earlier one absent.
 """
 from __future__ import annotations
 
@@ -187,11 +196,41 @@ def check_committed_state(markers, position: int, recovered: dict[Row, bytes],
         lost = [c.trx for c in commits[best_k:must] if c.must_survive]
         return Verdict.failed(LOST, f"acknowledged commit lost: recovered state is the state "
                                     f"after commit {best_k}, but trx {lost} had been "
-                                    f"acknowledged", details)
+                                    f"acknowledged", details, rule="oracle.durable_commit_lost")
     committed_values = {(t, k, v) for (t, k), v in initial.items()} | {
         (t, k, None if v is None else bytes(v)) for c in commits for t, k, v in c.writes}
     uncommitted = any(recovered.get(r) is not None and
                       (r[0], r[1], recovered[r]) not in committed_values for r in d)
+    half = [] if uncommitted else _half_applied(commits, recovered)
+    if half:
+        j, c, got, missing = half[0]
+        details.insert(1 + bool(relaxed),
+                       f"trx {c.trx} (commit #{j + 1}) is half applied: "
+                       f"{_rows(got)} hold its values, {_rows(missing)} do not")
+    rule = "oracle.uncommitted_visible" if uncommitted else \
+        "oracle.partial_transaction" if half else "oracle.no_committed_prefix"
     kind = UNCOMMITTED if uncommitted else LOST
     return Verdict.failed(kind, f"recovered state matches no committed prefix: {len(d)} rows "
-                                f"differ from the state after commit {target}", details)
+                                f"differ from the state after commit {target}", details,
+                          rule=rule)
+
+
+def _rows(rows: list) -> str:
+    return ", ".join(f"{t}:{k}" for t, k in rows[:4]) + (" ..." if len(rows) > 4 else "")
+
+
+def _half_applied(commits: list[Commit], recovered: dict[Row, bytes]) -> list:
+    """``(index, commit, rows holding its value, rows not)`` for each commit whose final writes
+    (rows no later commit wrote) are partly in ``recovered``."""
+    out = []
+    later: set[Row] = set()
+    for j in range(len(commits) - 1, -1, -1):
+        c = commits[j]
+        final = {(t, k): v for t, k, v in c.writes if (t, k) not in later}
+        got = sorted(r for r, v in final.items()
+                     if recovered.get(r) == (None if v is None else bytes(v)))
+        missing = sorted(r for r in final if r not in got)
+        if got and missing:
+            out.append((j, c, got, missing))
+        later |= {(t, k) for t, k, _ in c.writes}
+    return out[::-1]

@@ -144,7 +144,8 @@ def test_lost_acknowledged_commit_is_LOST_and_names_trx_and_row():
     assert "no committed trx" not in row4, row4     # absent before trx 11: the initial state
     assert "trx 11 (acknowledged, commit #2)" in row4, row4
     assert "allowed states: after commit 2..2" in text
-    assert verdict.signature() == f"{LOST}:acknowledged commit lost"
+    assert verdict.rule == "oracle.durable_commit_lost"
+    assert verdict.signature() == f"{LOST}:oracle.durable_commit_lost"
 
 
 def test_all_acknowledged_commits_lost_names_every_trx():
@@ -158,6 +159,9 @@ def test_lost_row_of_an_acknowledged_commit_is_LOST():
     verdict = two_acked().judge({**AFTER_11, 2: v("2-init")})
     assert not verdict.ok
     assert verdict.kind == LOST
+    assert verdict.rule == "oracle.partial_transaction"
+    assert f"trx 11 (commit #2) is half applied: {T}:4 hold its values, {T}:2 do not" \
+        in verdict.details
     assert "matches no committed prefix" in verdict.summary
     assert f"{T}:2 expected" in verdict.explain()
 
@@ -181,7 +185,7 @@ def test_uncommitted_write_visible_is_UNCOMMITTED():
     verdict = s.judge(rows, writers={(T, 3, v("3-t12-never-committed")):
                                      "trx 12 (never committed)"})
     assert not verdict.ok
-    assert verdict.kind == UNCOMMITTED
+    assert verdict.kind == UNCOMMITTED and verdict.rule == "oracle.uncommitted_visible"
     assert "1 rows differ" in verdict.summary
     text = verdict.explain()
     assert f"{T}:3 expected" in text
@@ -234,6 +238,7 @@ def test_in_doubt_commit_half_applied_is_rejected(rows):
     verdict = in_doubt().judge(rows)
     assert not verdict.ok, "a half-applied in-doubt transaction was accepted"
     assert verdict.kind in (LOST, UNCOMMITTED)
+    assert verdict.rule == "oracle.partial_transaction"
     assert "matches no committed prefix" in verdict.summary
     text = verdict.explain()
     assert "trx 12 (in doubt, commit #3)" in text, text      # the half-applied transaction
@@ -256,6 +261,7 @@ def test_later_commit_present_earlier_absent_is_rejected():
     assert s.judge({**AFTER_11, 3: v("3-t12"), 5: v("5-t13")}).ok
     verdict = s.judge({**AFTER_11, 5: v("5-t13")})     # hole: 13 without 12
     assert not verdict.ok, "a state with a hole in the commit order was accepted"
+    assert verdict.rule == "oracle.no_committed_prefix"
     text = verdict.explain()
     assert f"{T}:3 expected" in text or f"{T}:5 expected" in text
     assert "trx 12 (in doubt, commit #3)" in text or "trx 13 (in doubt, commit #4)" in text

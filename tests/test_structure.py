@@ -99,6 +99,7 @@ def test_flipped_byte_in_a_data_page_is_a_bad_checksum(base_image):
     after, quiesced = problems_after_open(put_page(base_image, pno, page))
     want = f"page {SPACE}:{pno} on disk is {fil_page.PAGE_BAD_CHECKSUM}"
     assert want in after, after
+    assert [p.rule for p in after] == ["fsck.page_checksum"]
     assert any(want in p for p in quiesced), quiesced
 
 
@@ -110,6 +111,7 @@ def test_trailer_lsn_disagreeing_with_page_lsn_is_torn(base_image):
     after, quiesced = problems_after_open(put_page(base_image, pno, page))
     want = f"page {SPACE}:{pno} on disk is {fil_page.PAGE_TORN}"
     assert want in after, after
+    assert [p.rule for p in after] == ["fsck.page_torn"]
     assert any(want in p for p in quiesced), quiesced
 
 
@@ -124,6 +126,7 @@ def test_page_lsn_beyond_the_recovered_log_end_is_from_the_future(base_image):
     after = check_after_recovery(eng)
     assert after == [f"page {SPACE}:{pno} on disk is {fil_page.PAGE_FROM_FUTURE} "
                      f"(page LSN {future} > {eng.recovered_lsn})"], after
+    assert after[0].rule == "fsck.page_lsn_future"
     assert any(f"page {SPACE}:{pno}" in p for p in check_quiesced(eng))
 
 
@@ -150,6 +153,7 @@ def test_dirty_page_in_the_pool_beyond_the_log_end_is_reported():
     assert after == [f"page {f.space}:{f.page_no} in the buffer pool has LSN "
                      f"{eng.recovered_lsn + 1} beyond the recovered log end "
                      f"{eng.recovered_lsn}"], after
+    assert after[0].rule == "fsck.pool_page_lsn_future"
 
 
 def test_page_written_to_the_wrong_place_is_reported(base_image):
@@ -157,6 +161,7 @@ def test_page_written_to_the_wrong_place_is_reported(base_image):
     src, dst = leaves[1], leaves[2]
     after, _ = problems_after_open(put_page(base_image, dst, get_page(base_image, src)))
     assert f"page {SPACE}:{dst} on disk claims to be page {SPACE}:{src}" in after, after
+    assert {p.rule for p in after} == {"fsck.page_misplaced"}
 
 
 # -- B+tree structure (pages with valid checksums) -------------------------------------------------
@@ -178,8 +183,9 @@ def test_keys_out_of_order_in_a_page(base_image):
     image, pno = edit_leaf(base_image, 4, swap)
     after, quiesced = problems_after_open(image)
     assert after == [], "checksums are valid: only the tree check can see this"
-    assert any(p.startswith(f"table {TABLE}: PageLayoutError: keys not strictly ascending")
-               for p in quiesced), quiesced
+    assert [(p.rule, p) for p in quiesced] == [
+        ("fsck.btr_order", f"table {TABLE}: page {pno}: keys not strictly ascending: "
+                           f"[42, 41, 43, 44, 45, 46, 47, 48, 49, 50]")], quiesced
 
 
 def test_key_outside_its_node_pointer_bounds(base_image):
@@ -191,6 +197,7 @@ def test_key_outside_its_node_pointer_bounds(base_image):
     after, quiesced = problems_after_open(image)
     assert after == []
     assert any(f"key 10000 on page {pno} outside [" in p for p in quiesced), quiesced
+    assert [p.rule for p in quiesced] == ["fsck.btr_key_bounds"]
 
 
 def test_broken_sibling_link(base_image):
@@ -202,6 +209,7 @@ def test_broken_sibling_link(base_image):
     assert after == []
     assert any(f"level 0 sibling links {pno} <-> {leaves[4]} broken" in p for p in quiesced), \
         quiesced
+    assert [p.rule for p in quiesced] == ["fsck.btr_sibling_link"]
 
 
 def test_broken_back_link(base_image):
@@ -211,6 +219,7 @@ def test_broken_back_link(base_image):
     _, leaves = tree_layout(base_image)
     _, quiesced = problems_after_open(image)
     assert any(f"sibling links {leaves[5]} <-> {pno} broken" in p for p in quiesced), quiesced
+    assert [p.rule for p in quiesced] == ["fsck.btr_sibling_link"]
 
 
 def test_level_list_not_terminated(base_image):
@@ -219,6 +228,7 @@ def test_level_list_not_terminated(base_image):
     image, _ = edit_leaf(base_image, -1, link_last_to_first)
     _, quiesced = problems_after_open(image)
     assert any("level 0 list not terminated by FIL_NULL" in p for p in quiesced), quiesced
+    assert [p.rule for p in quiesced] == ["fsck.btr_level_list_end"]
 
 
 def test_tree_page_marked_free_in_the_bitmap(base_image):
@@ -230,6 +240,7 @@ def test_tree_page_marked_free_in_the_bitmap(base_image):
     _, quiesced = problems_after_open(put_page(base_image, 0, restamp(page)))
     assert any(f"tree pages [{victim}] are marked free in the FSP bitmap" in p
                for p in quiesced), quiesced
+    assert [p.rule for p in quiesced] == ["fsck.tree_page_free"]
 
 
 # -- transactions and undo -----------------------------------------------------------------------
@@ -241,6 +252,7 @@ def test_active_transaction_on_a_live_engine():
     trx.insert(TABLE, 1, b"row one")
     quiesced = check_quiesced(eng)
     assert f"transactions still ACTIVE: [{trx.id}]" in quiesced, quiesced
+    assert [p.rule for p in quiesced] == ["fsck.trx_active_left"]
     trx.commit()
     assert check_quiesced(eng) == []
 
@@ -270,3 +282,4 @@ def test_undo_slot_left_in_use_without_an_active_transaction():
     assert any(p.startswith(f"rollback segment {trx.undo.rseg_id}: undo slots still in use")
                for p in quiesced), quiesced
     assert any("marked used but no undo log owns them" in p for p in quiesced), quiesced
+    assert [p.rule for p in quiesced] == ["fsck.rseg_slot_in_use", "fsck.undo_page_leak"]
