@@ -132,6 +132,15 @@ def inspect_log(data: bytes, max_blocks: int = 64) -> list[str]:
     return out
 
 
+def is_engine_file(path: str) -> bool:
+    """Whether ``path`` (relative, ``/``-separated) names a file the engine writes."""
+    name = path.rsplit("/", 1)[-1]
+    return name in (LOG_FILE, SYS_FILE) or name.endswith(IBD_SUFFIX)
+
+
+ENGINE_FILES = f"{LOG_FILE}, {SYS_FILE} or *{IBD_SUFFIX}"
+
+
 def read_dir(path: str) -> dict[str, bytes]:
     """Every regular file under ``path`` (relative paths, ``/``-separated) → bytes."""
     files = {}
