@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from tornpage.faultfs import CrashPlan, CrashPlanError, UnknownDevice, get_device
 
@@ -63,12 +63,6 @@ class Artifact:
         return path
 
 
-def _bool(v, what: str) -> bool:
-    if not isinstance(v, bool):
-        raise ArtifactError(f"{what} must be true or false, got {v!r}")
-    return v
-
-
 def load(path: str) -> Artifact:
     """Read an artifact.
 
@@ -85,34 +79,109 @@ def load(path: str) -> Artifact:
     return from_dict(d, path)
 
 
+def _got(v) -> str:
+    """``got 'x' (str)``: the bad value as written and its JSON-ish type, so a page_size given
+    as the string "4096" is not reported as ``got 4096``."""
+    return f"got {v!r} ({type(v).__name__})"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# the type each WorkloadSettings field must have in an artifact (checked before the engine's
+# own range checks, whose messages print the value with str())
+_SETTING_TYPES = {"int": (_is_int, "an integer"), "bool": (lambda v: isinstance(v, bool),
+                                                            "true or false"),
+                  "str": (lambda v: isinstance(v, str), "a string"),
+                  "tuple": (lambda v: isinstance(v, (list, tuple)), "a list")}
+
+
+def _settings(d) -> WorkloadSettings:
+    """WorkloadSettings from an artifact's ``settings`` object; ArtifactError-ready ValueError
+    messages name the field."""
+    if not isinstance(d, dict):
+        raise ValueError(f"settings must be an object, {_got(d)}")
+    known = {f.name: f for f in fields(WorkloadSettings)}
+    for key, v in d.items():
+        if key not in known:
+            raise ValueError(f"settings has an unknown field {key!r} (known: "
+                             f"{', '.join(known)})")
+        t = known[key].type
+        check = _SETTING_TYPES.get(t if isinstance(t, str) else t.__name__)
+        if check and not check[0](v):
+            raise ValueError(f"settings.{key} must be {check[1]}, {_got(v)}")
+    try:
+        settings = WorkloadSettings.from_json(d)
+        settings.engine_config()        # raises ConfigError (a ValueError) when out of range
+        get_device(settings.device)
+    except (TypeError, ValueError, UnknownDevice) as e:
+        why = e.args[0] if isinstance(e, KeyError) and e.args else e     # no KeyError quotes
+        raise ValueError(f"settings: {why}") from None
+    return settings
+
+
+def _field(d: dict, key: str, ok, what: str, default=...):
+    """``d[key]`` when ``ok`` accepts it; ValueError naming the field otherwise."""
+    if key not in d:
+        if default is not ...:
+            return default
+        raise ValueError(f"missing field {key!r}")
+    v = d[key]
+    if not ok(v):
+        raise ValueError(f"{key} must be {what}, {_got(v)}")
+    return v
+
+
 def from_dict(d, path: str = "<artifact>") -> Artifact:
     """An artifact from its JSON object (``path`` names it in errors).
 
     Raises:
-        ArtifactError: not a well-formed artifact.
+        ArtifactError: not a well-formed artifact; the message names the field and shows the
+            bad value with its type.
     """
     if not isinstance(d, dict) or d.get("tornpage_artifact") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{path}: not a tornpage artifact (format "
                             f"{d.get('tornpage_artifact') if isinstance(d, dict) else None!r}, "
                             f"expected {ARTIFACT_FORMAT})")
     try:
-        mutant = d.get("mutant")
+        mutant = _field(d, "mutant", lambda v: v is None or isinstance(v, str),
+                        "a mutant name or null", None)
         if mutant is not None and mutant not in MUTANTS:
             raise ArtifactError(f"{path}: unknown mutant {mutant!r}")
-        settings = WorkloadSettings.from_json(d["settings"])
-        settings.engine_config()        # raises ConfigError (a ValueError) when out of range
-        get_device(settings.device)
-        return Artifact(seed=int(d["seed"]),
-                        settings=settings,
-                        steps=validate_steps(d["steps"]),
-                        plan=CrashPlan.from_json(d["crash_plan"]),
-                        nested=[CrashPlan.from_json(p) for p in
-                                d.get("recovery_crash_plans", [])],
-                        mutant=mutant, trace_hash=str(d["trace_hash"]),
-                        finding=dict(d.get("finding") or {}),
-                        engine_version=str(d.get("engine_version", "")),
-                        shrunk=_bool(d.get("shrunk", True), "shrunk"))
+        seed = _field(d, "seed", _is_int, "an integer")
+        settings = _settings(_field(d, "settings", lambda v: True, ""))
+        steps_json = _field(d, "steps", lambda v: isinstance(v, list), "a list")
+        try:
+            steps = validate_steps(steps_json)
+        except ValueError as e:
+            raise ValueError(f"steps: {e}") from None
+        try:
+            plan = CrashPlan.from_json(_field(d, "crash_plan", lambda v: isinstance(v, dict),
+                                              "an object"))
+        except CrashPlanError as e:
+            raise ValueError(f"crash_plan: {e}") from None
+        nested_json = _field(d, "recovery_crash_plans", lambda v: isinstance(v, list),
+                             "a list", [])
+        nested = []
+        for i, p in enumerate(nested_json):
+            if not isinstance(p, dict):
+                raise ValueError(f"recovery_crash_plans[{i}] must be an object, {_got(p)}")
+            try:
+                nested.append(CrashPlan.from_json(p))
+            except CrashPlanError as e:
+                raise ValueError(f"recovery_crash_plans[{i}]: {e}") from None
+        trace_hash = _field(d, "trace_hash", lambda v: isinstance(v, str), "a string")
+        finding = _field(d, "finding", lambda v: v is None or isinstance(v, dict),
+                         "an object or null", None)
+        engine_version = _field(d, "engine_version", lambda v: isinstance(v, str), "a string",
+                                "")
+        shrunk = _field(d, "shrunk", lambda v: isinstance(v, bool), "true or false", True)
+        return Artifact(seed=seed, settings=settings, steps=steps, plan=plan, nested=nested,
+                        mutant=mutant, trace_hash=trace_hash, finding=dict(finding or {}),
+                        engine_version=engine_version, shrunk=shrunk)
     except ArtifactError:
         raise
     except (KeyError, TypeError, ValueError, CrashPlanError, UnknownDevice) as e:
-        raise ArtifactError(f"{path}: malformed artifact: {type(e).__name__}: {e}") from None
+        why = str(e) if type(e) in (ValueError, CrashPlanError) else f"{type(e).__name__}: {e}"
+        raise ArtifactError(f"{path}: malformed artifact: {why}") from None

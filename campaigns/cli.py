@@ -384,20 +384,36 @@ def explain(artifact, context):
         click.echo(line)
 
 
+def _output_file(ctx, param, value):
+    """-o FILE: fail at once (exit 2) when FILE cannot be written, not after the work."""
+    if value is not None:
+        d = os.path.dirname(os.path.abspath(value))
+        if not os.path.isdir(d):
+            raise click.BadParameter(f"{value}: the directory {d} does not exist")
+        if not os.access(d, os.W_OK) or (os.path.exists(value) and
+                                         not os.access(value, os.W_OK)):
+            raise click.BadParameter(f"{value}: cannot write there")
+    return value
+
+
 @main.command()
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              callback=_output_file,
               help="Where to save the shrunk artifact [default: ARTIFACT with .shrunk.json].")
-def shrink(artifact, output):
+@click.option("--steps", "shrink_steps", type=click.IntRange(min=1), default=500,
+              show_default=True, help="Candidate runs to spend at most (deterministic).")
+def shrink(artifact, output, shrink_steps):
     """Shrink a finding further (fewer steps, fewer faults) keeping its signature."""
     art = _load("shrink", artifact)
+    out = output or (artifact[:-5] if artifact.endswith(".json") else artifact) + ".shrunk.json"
+    _check_writable(out, "-o")          # the default, next to ARTIFACT: before the work too
     with planted(art.mutant):
         try:
-            small = tools.shrink(art, log=lambda s: _err("  " + s))
+            small = tools.shrink(art, log=lambda s: _err("  " + s), steps=shrink_steps)
         except (ValueError, CrashPlanError) as e:
             _err(f"tornpage shrink: {e}")
             sys.exit(2)
-    out = output or (artifact[:-5] if artifact.endswith(".json") else artifact) + ".shrunk.json"
     small_path = small.save_as(out)
     click.echo(f"{len(art.steps)} steps, {len(art.plan.choices)} faults -> "
                f"{len(small.steps)} steps, {len(small.plan.choices)} faults")
@@ -415,6 +431,11 @@ def inspect(target, page_size, max_blocks):
     files, or an artifact (its crash state is rebuilt)."""
     if os.path.isdir(target):
         files, ps, bad = tools.read_dir(target), int(page_size or 4096), None
+        if not any(tools.is_engine_file(p) for p in files):
+            _err(f"tornpage inspect: {target}: no engine files there (expected "
+                 f"{tools.ENGINE_FILES}" + (f"; found {len(files)} other files)" if files
+                                            else "; the directory is empty)"))
+            sys.exit(2)
     else:
         art = _load("inspect", target)
         with planted(art.mutant):
@@ -431,7 +452,7 @@ def inspect(target, page_size, max_blocks):
 @main.command()
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the test module here [default: stdout].")
+              callback=_output_file, help="Write the test module here [default: stdout].")
 @click.option("--without-mutant", is_flag=True,
               help="Replay without the artifact's planted bug (a test that passes now).")
 def regress(artifact, output, without_mutant):

@@ -18,7 +18,7 @@ import os
 from tornpage.engine import log as redo
 from tornpage.engine import page as fil_page
 from tornpage.engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE
-from tornpage.faultfs import DROP, KEEP, Choice, CrashPlan, CrashPlanError, search
+from tornpage.faultfs import KEEP, CrashPlan, CrashPlanError, search
 from tornpage.checkers.verdict import finding_signature
 
 from tornpage.campaigns import crashcheck
@@ -133,6 +133,15 @@ def inspect_log(data: bytes, max_blocks: int = 64) -> list[str]:
     return out
 
 
+def is_engine_file(path: str) -> bool:
+    """Whether ``path`` (relative, ``/``-separated) names a file the engine writes."""
+    name = path.rsplit("/", 1)[-1]
+    return name in (LOG_FILE, SYS_FILE) or name.endswith(IBD_SUFFIX)
+
+
+ENGINE_FILES = f"{LOG_FILE}, {SYS_FILE} or *{IBD_SUFFIX}"
+
+
 def read_dir(path: str) -> dict[str, bytes]:
     """Every regular file under ``path`` (relative paths, ``/``-separated) → bytes."""
     files = {}
@@ -209,41 +218,52 @@ def _signature(art: Artifact) -> str:
     return finding_signature(art.finding)
 
 
-def shrink(art: Artifact, log=lambda s: None) -> Artifact:
-    """A smaller artifact with the same finding signature (the mutant, if any, planted):
-    steps after the crash removed, then each step and each fault tried away in turn, until
-    nothing more can go.  Greedy (delta debugging, one element at a time)."""
-    steps = [list(s) for s in art.steps]
+def shrink(art: Artifact, log=lambda s: None, steps: int = 500) -> Artifact:
+    """A smaller artifact with the same finding (kind and checker rule; the mutant, if any,
+    planted): workload steps after the crash removed, then the crash plan shrunk by
+    :func:`faultfs.search.shrink_plan` (the campaign's plan shrinker: fewer losses, whole losses
+    for tears, an earlier crash), then each workload step tried away in turn.  At most
+    ``steps`` candidate runs in all (deterministic).
+
+    Raises:
+        ValueError: the artifact does not reproduce its finding.
+    """
+    budget = search.ShrinkBudget(steps)
+    wl = [list(s) for s in art.steps]
     plan = art.plan
-    if not _fails_same(art, steps, plan):
+    if not _fails_same(art, wl, plan):
         raise ValueError("the artifact does not reproduce its finding: nothing to shrink")
     # 1. steps that ran wholly after the crash cannot matter to the trace before it
-    while len(steps) > 1 and _fails_same(art, steps[:-1], plan):
-        steps.pop()
-    log(f"steps after the crash removed: {len(art.steps)} -> {len(steps)}")
-    # 2. faults: undo each lost or torn write in turn
-    changed = True
-    while changed:
-        changed = False
-        for i, c in plan.choices:
-            cand = CrashPlan(plan.position, tuple((j, d) for j, d in plan.choices if j != i))
-            if _fails_same(art, steps, cand):
-                plan, changed = cand, True
-                log(f"fault on #{i} removed ({c.kind})")
-                break
+    while len(wl) > 1 and budget.take() and _fails_same(art, wl[:-1], plan):
+        wl.pop()
+    log(f"steps after the crash removed: {len(art.steps)} -> {len(wl)}")
+    # 2. the crash plan
+    run = run_workload(art.settings, wl)
+
+    def still(cand: CrashPlan):
+        try:
+            out = crashcheck.check_crash_state(run, cand, nested=art.nested)
+        except CrashPlanError:
+            return None
+        return out if not out.verdict.ok and out.verdict.same_finding(art.finding) else None
+    before = search.plan_losses(plan)
+    plan, _, accepted = search.shrink_plan(crashcheck.builder_for(run), plan, still, budget,
+                                           lo=run.setup_end + 1)
+    log(f"crash plan: {before} -> {search.plan_losses(plan)} faults ({accepted} shrinks)")
     # 3. single steps (the trace shifts: the plan must still fit and fail the same way)
     i = 0
-    while i < len(steps):
-        cand = steps[:i] + steps[i + 1:]
+    while i < len(wl) and budget.take():
+        cand = wl[:i] + wl[i + 1:]
         if cand and _fails_same(art, cand, plan):
-            log(f"step {i} removed: {steps[i]}")
-            steps = cand
+            log(f"step {i} removed: {wl[i]}")
+            wl = cand
         else:
             i += 1
-    run = run_workload(art.settings, steps)
+    log(f"{budget.used} of {budget.steps} shrink steps used")
+    run = run_workload(art.settings, wl)
     out = crashcheck.check_crash_state(run, plan, nested=art.nested)
-    return dataclasses.replace(art, steps=steps, plan=plan, trace_hash=run.trace.hash(),
-                               finding=out.verdict.to_json())
+    return dataclasses.replace(art, steps=wl, plan=plan, trace_hash=run.trace.hash(),
+                               finding=out.verdict.to_json(), shrunk=True)
 
 
 # -- regression test -------------------------------------------------------------------------------
@@ -280,20 +300,14 @@ def test_{name}():
 
 
 def workload_plans(run, bound: int = 16):
-    """Crash plans covering a workload without an artifact's plan: every prefix (nothing
-    lost), and every crash point (before each fsync, at the end) enumerated exhaustively when
-    its space has at most ``bound`` states, else its all-dropped and each single-loss state."""
-    b = crashcheck.builder_for(run)
-    for pos in range(run.setup_end + 1, len(run.trace) + 1):
-        yield CrashPlan(pos)
-    for pos in crashcheck.crash_points(run):
-        if search.space_size(b, pos) <= bound:
-            yield from search.enumerate_plans(b, pos)
-            continue
-        pend = b.pending(pos)
-        for i in pend:
-            yield CrashPlan(pos, ((i, Choice(DROP)),))
-        yield CrashPlan(pos, tuple((i, Choice(DROP)) for i in pend))
+    """Crash plans covering a workload without an artifact's plan: the one crash-state search
+    (:class:`faultfs.search.CrashSearch`, ``positions`` schedule) over the workload: every
+    prefix with nothing lost, every crash point enumerated whole when its space has at most
+    ``bound`` states, else its single drops and a few seeded samples."""
+    return iter(search.CrashSearch(crashcheck.builder_for(run), run.setup_end + 1,
+                                   len(run.trace), seed=0, schedule="positions",
+                                   exhaustive_bound=bound, samples_per_point=4,
+                                   promise_labels=crashcheck.PROMISE_LABELS))
 
 
 def regression_test(art: Artifact, source: str, include_mutant: bool = True) -> str:

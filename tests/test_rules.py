@@ -41,8 +41,7 @@ from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, ISOLATION, LOST, R
 from tornpage.engine import Engine, btr_page as bp, fsp, trx_sys
 from tornpage.engine import page as fil_page
 from tornpage.engine.errors import Corruption, RecoveryError
-from tornpage.engine.page import (FIL_NULL, FIL_PAGE_NEXT, FIL_PAGE_OFFSET, FIL_PAGE_PREV,
-                                  FIL_PAGE_TYPE, FIL_PAGE_UNDO_LOG)
+from tornpage.engine.page import (FIL_PAGE_NEXT, FIL_PAGE_OFFSET, FIL_PAGE_TYPE, FIL_PAGE_UNDO_LOG)
 from tornpage.faultfs import CrashPlan, SimDisk
 
 SETTINGS = WorkloadSettings(table_size=150)       # 4 KiB pages: a two-level tree, 15 leaves
