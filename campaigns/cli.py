@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -219,9 +220,11 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
             _err(f"[{r.elapsed:6.1f}s] workloads {r.workloads:5d}  crash states "
                  f"{r.crash_states:7d}  findings {len(r.findings)}")
 
-    with _executor(jobs, dask_address) as executor:
+    with _terminate_as_interrupt(), _executor(jobs, dask_address) as executor:
         res = run_campaign(cfg, progress, executor=executor,
                            jobs=jobs if not dask_address else _dask_workers(executor))
+        if res.interrupted:
+            _stop_workers(executor)
     _print_summary(cfg, res)
     if json_path:
         with open(json_path, "w") as f:
@@ -229,7 +232,29 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
             f.write("\n")
     if junit_path:
         reports.write_junit(junit_path, cfg, res)
-    sys.exit(1 if res.failed else 0)
+    sys.exit(130 if res.interrupted else 1 if res.failed else 0)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a CI job cancelled, a pod evicted) stops a campaign as Ctrl-C does: findings
+    kept, JSON and JUnit written, exit 130."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _stop_workers(executor) -> None:
+    """After an interrupt, stop a process pool's workers now instead of letting their chunks
+    (and their shrinking) run to the end; their unshrunk artifacts are already saved."""
+    if isinstance(executor, concurrent.futures.ProcessPoolExecutor):
+        for proc in list(getattr(executor, "_processes", {}).values()):
+            proc.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _check_writable(path: str | None, option: str) -> None:
@@ -296,7 +321,11 @@ def _print_summary(cfg: CampaignConfig, res: CampaignResult) -> None:
             f"{sig} x{n}" for sig, n in sorted(res.duplicates.items())))
     if res.missing_probes:
         click.echo(f"required probes that never fired: {', '.join(res.missing_probes)}")
-    click.echo("result: " + ("FAIL" if res.failed else "PASS"))
+    if res.interrupted:
+        click.echo("interrupted: the campaign was stopped before its budget ended (findings "
+                   "so far kept; a finding cut off while shrinking keeps its unshrunk artifact)")
+    click.echo("result: " + ("INTERRUPTED" if res.interrupted else
+                             "FAIL" if res.failed else "PASS"))
 
 
 @main.command()

@@ -34,8 +34,12 @@ def write_junit(path: str, cfg, res) -> None:
     summary = ET.Element("testcase", classname="tornpage.campaign",
                          name=f"seed {cfg.seed} shard {shard}", time=f"{res.elapsed:.3f}")
     props = ET.SubElement(summary, "properties")
+    if res.interrupted:
+        ET.SubElement(summary, "failure", message="interrupted before the budget ended")
     for k, v in (("seed", cfg.seed), ("shard", shard), ("workloads", res.workloads),
                  ("crash_states", res.crash_states),
+                 ("crash_states_reused", res.crash_states_reused),
+                 ("interrupted", str(res.interrupted).lower()),
                  ("chunks", " ".join(map(str, sorted(res.chunk_ids))))):
         ET.SubElement(props, "property", name=k, value=str(v))
     cases.append(summary)

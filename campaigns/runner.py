@@ -41,7 +41,7 @@ from tornpage.faultfs import KEEP, CrashPlan, CrashPlanError, search
 from tornpage.faultfs.trace import Marker, MediaFault
 
 from tornpage.campaigns import crashcheck
-from tornpage.campaigns.artifacts import Artifact, from_dict
+from tornpage.campaigns.artifacts import Artifact, ArtifactError, from_dict, load
 from tornpage.campaigns.mutants import planted
 from tornpage.campaigns.workload import (SLOTS, TRX_COMMIT_MODES, WorkloadSettings,
                                 ISOLATION_LEVELS, isolation_strategy,
@@ -128,13 +128,14 @@ class CampaignResult:
     elapsed: float = 0.0
     chunks: int = 0
     coverage: "Coverage" = field(default_factory=lambda: Coverage())
+    interrupted: bool = False           # stopped by SIGINT/SIGTERM before the budget ended
     chunk_ids: list = field(default_factory=list)       # the chunks this run covered
     signatures: set = field(default_factory=set)
     duplicates: dict = field(default_factory=dict)      # signature → further findings dropped
 
     @property
     def failed(self) -> bool:
-        return bool(self.findings) or bool(self.missing_probes)
+        return bool(self.findings) or bool(self.missing_probes) or self.interrupted
 
     def to_json(self, cfg: CampaignConfig) -> dict:
         return {"tool": "tornpage", "seed": cfg.seed, "mutant": cfg.mutant,
@@ -155,6 +156,7 @@ class CampaignResult:
                 "duplicate_findings": dict(self.duplicates),
                 "shard": list(cfg.shard), "chunks": sorted(self.chunk_ids),
                 "chunk_seeds": [chunk_seed(cfg.seed, i) for i in sorted(self.chunk_ids)],
+                "interrupted": self.interrupted,
                 "passed": not self.failed}
 
 
@@ -267,27 +269,61 @@ def run_campaign(cfg: CampaignConfig,
         if progress:
             progress(res)
 
-    if executor is None:
-        for i, n in chunks:
-            if not more():
-                break
-            merge(run_chunk(cfg, i, n))
-    else:
-        inflight: list = []
-        for i, n in chunks:
-            if not more():
-                break
-            inflight.append(executor.submit(run_chunk, cfg, i, n))
-            if len(inflight) >= jobs:
-                merge(inflight.pop(0).result())
+    before = _unshrunk_files(cfg.artifacts_dir)
+    inflight: list = []
+    try:
+        if executor is None:
+            for i, n in chunks:
+                if not more():
+                    break
+                merge(run_chunk(cfg, i, n))
+        else:
+            for i, n in chunks:
+                if not more():
+                    break
+                inflight.append(executor.submit(run_chunk, cfg, i, n))
+                if len(inflight) >= jobs:
+                    merge(inflight.pop(0).result())
+            for fut in inflight:
+                part = fut.result()
+                if len(res.findings) < cfg.max_findings:
+                    merge(part)
+    except KeyboardInterrupt:           # SIGINT, or SIGTERM turned into one by the CLI
+        res.interrupted = True
         for fut in inflight:
-            part = fut.result()
-            if len(res.findings) < cfg.max_findings:
-                merge(part)
+            fut.cancel()
+        _keep_interrupted_findings(cfg, res, before)
     res.elapsed = clock() - t0
-    if not res.findings:
+    if not res.findings and not res.interrupted:
         res.missing_probes = probes_mod.missing(res.probes, cfg.required_probes)
     return res
+
+
+def _unshrunk_files(directory: str) -> set[str]:
+    try:
+        return {n for n in os.listdir(directory) if n.endswith("-unshrunk.json")}
+    except OSError:
+        return set()
+
+
+def _keep_interrupted_findings(cfg: CampaignConfig, res: CampaignResult, before: set) -> None:
+    """After an interrupt: every finding whose shrinking was cut short left its unshrunk
+    artifact (saved before shrinking began); report each as a finding, marked unshrunk."""
+    for name in sorted(_unshrunk_files(cfg.artifacts_dir) - before):
+        path = os.path.join(cfg.artifacts_dir, name)
+        try:
+            art = load(path)
+        except ArtifactError:
+            continue                   # cut off while being written
+        v = art.finding
+        sig = stored_signature(v)
+        if sig in res.signatures:
+            continue
+        res.signatures.add(sig)
+        res.findings.append(Finding(v, path, art.seed,
+                                    f"[{v.get('kind')}] {v.get('summary')} (interrupted while "
+                                    f"shrinking: the artifact is the unshrunk case)",
+                                    [], None, art.to_json(), sig, 0, path))
 
 
 def _merge(cfg: CampaignConfig, into: CampaignResult, part: CampaignResult) -> None:
