@@ -30,23 +30,24 @@ The page is modified only through redo record application (:mod:`engine.mtr_log`
 running engine and recovery change pages with the same code.
 
 Parsed-page cache (no on-disk change).  Decoding the heap costs O(records) Python steps, and
-every read and every record change needs it, so this module keeps the decoded heap of recently
-used frames: a :class:`ParsedPage` (record payloads, their keys, and a copy of the heap bytes
-they were decoded from) per frame, keyed by the frame object's identity, at most CACHE_PAGES
-of them, the least recently stored dropped first.  Invariants (``_check`` and
-``_check_cache`` assert them):
+every read and every record change needs it, so this module keeps decoded heaps in a cache
+keyed by the heap bytes themselves, ``frame[PAGE_DATA:PAGE_HEAP_TOP]``: a :class:`ParsedPage`
+(those bytes, the record payloads and their keys), at most CACHE_BYTES of heap bytes, the
+least recently used dropped first.  A lookup copies and hashes the heap (C speed, well under a
+microsecond for 4 KiB) instead of decoding it.  Keyed by content rather than by frame, the
+cache serves every frame holding the same heap: recovery reads the same page images over and
+over (a campaign decodes about 110 distinct heaps in 15,000 page reads), and a frame changed
+by any means -- a redo record through :func:`engine.mtr_log.apply`, MLOG_PAGE_INIT or
+MLOG_WRITE_STRING, recovery reading a fresh image, a test or a fault writing bytes directly --
+simply has other heap bytes, so there is no invalidation to forget.  Invariants (``_check``
+and ``_check_cache`` assert them):
 
-  * an entry is used for a frame only when it belongs to that very object and the frame's
-    PAGE_HEAP_TOP, PAGE_N_RECS and heap bytes equal the entry's (one memcmp): whatever changed
-    the page -- a redo record through :func:`engine.mtr_log.apply`, MLOG_PAGE_INIT or
-    MLOG_WRITE_STRING, recovery reading a fresh image, a test or a fault writing bytes
-    directly -- an entry that no longer describes the bytes is never used, so there is no
-    invalidation to forget;
-  * an entry equals a fresh decode of its heap bytes (same records, keys, errors: only heaps
-    that decode are cached), so a cached read returns and raises exactly what a decode would;
-  * entries are immutable: a record change builds the new heap bytes with C-speed slicing and
-    stores a new entry, and writes those heap bytes to the frame exactly as a full re-encode
-    (:func:`write_records`) would, byte for byte.
+  * an entry equals a fresh decode of the heap bytes it is filed under, and only heaps that
+    decode are cached; PAGE_HEAP_TOP's bounds and the PAGE_N_RECS count are checked on every
+    lookup, so a cached read returns and raises exactly what a decode would;
+  * entries are immutable (tuples); a record change builds the new heap bytes with C-speed
+    slicing from the entry, writes them to the frame exactly as a full re-encode
+    (:func:`write_records`) would, byte for byte, and caches the new entry.
 
 The record changes keep their redo-apply seams (:func:`insert_rec`, :func:`update_rec`,
 :func:`delete_rec`, :func:`list_end_delete`, :func:`copy_recs_to_created`); each costs one
@@ -114,68 +115,56 @@ def rec_key(payload) -> int:
 
 
 class ParsedPage:
-    """The decoded record heap of one frame (see "Parsed-page cache" above).  Immutable.
+    """A decoded record heap (see "Parsed-page cache" above).  Immutable.
 
     Attributes:
-        frame: the bytearray (or bytes) it was decoded from or written to.
-        top: PAGE_HEAP_TOP (bytes from the page start).
-        heap: a copy of ``frame[PAGE_DATA:top]``.
+        heap: the heap bytes, ``frame[PAGE_DATA:PAGE_HEAP_TOP]`` of the page it describes.
         recs: record payloads in heap order (a tuple of bytes).
         keys: their keys, ``keys[i] == rec_key(recs[i])`` (a tuple of int).
     """
-    __slots__ = ("frame", "top", "heap", "recs", "keys")
+    __slots__ = ("heap", "recs", "keys")
 
-    def __init__(self, frame, top: int, heap: bytes, recs: tuple, keys: tuple) -> None:
-        self.frame = frame
-        self.top = top
+    def __init__(self, heap: bytes, recs: tuple, keys: tuple) -> None:
         self.heap = heap
         self.recs = recs
         self.keys = keys
 
 
-CACHE_PAGES = 256           # frames whose parsed heap is kept (per process)
-_cache: dict[int, ParsedPage] = {}   # id(frame) -> entry; the entry holds the frame, so the id
-                                     # cannot be reused by another object while it is here
+CACHE_BYTES = 8 << 20       # heap bytes whose decoding is kept (per process)
+_cache: dict[bytes, ParsedPage] = {}     # heap bytes -> their decoding, least recent first
+_cache_bytes = 0
 
 
 def _remember(pp: ParsedPage) -> None:
-    k = id(pp.frame)
-    _cache.pop(k, None)
-    _cache[k] = pp
-    if len(_cache) > CACHE_PAGES:
-        _cache.pop(next(iter(_cache)), None)
+    global _cache_bytes
+    old = _cache.pop(pp.heap, None)
+    if old is not None:
+        _cache_bytes -= len(old.heap)
+    _cache[pp.heap] = pp
+    _cache_bytes += len(pp.heap)
+    while _cache_bytes > CACHE_BYTES and len(_cache) > 1:
+        _cache_bytes -= len(_cache.pop(next(iter(_cache))).heap)
 
 
-def _forget(frame) -> None:
-    _cache.pop(id(frame), None)
-
-
-def _cached(frame) -> ParsedPage | None:
-    """The cache entry of ``frame`` if it still describes the frame's bytes, else None.  O(1)
-    Python steps plus one memcmp of the heap."""
-    pp = _cache.get(id(frame))
-    if pp is None or pp.frame is not frame:
-        return None
-    top = pp.top
-    if (frame[PAGE_HEAP_TOP] << 8 | frame[PAGE_HEAP_TOP + 1]) != top or \
-            (frame[PAGE_N_RECS] << 8 | frame[PAGE_N_RECS + 1]) != len(pp.recs) or \
-            top > len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM or \
-            not frame.startswith(pp.heap, PAGE_DATA):
-        return None
-    return pp
-
-
-def _decode(frame) -> ParsedPage:
-    """Decode ``frame``'s heap from its bytes, ignoring the cache.  O(records).
+def _heap_top(frame) -> int:
+    """PAGE_HEAP_TOP, checked to lie within the record area.
 
     Raises:
-        PageLayoutError: the heap does not parse or the count disagrees with PAGE_N_RECS.
+        PageLayoutError: it does not.
     """
     top = u16(frame, PAGE_HEAP_TOP)
     limit = len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM
     if not PAGE_DATA <= top <= limit:
         raise PageLayoutError(f"heap top {top} outside [{PAGE_DATA}, {limit}]")
-    heap = bytes(frame[PAGE_DATA:top])
+    return top
+
+
+def _decode_heap(heap: bytes) -> ParsedPage:
+    """Decode heap bytes.  O(records).
+
+    Raises:
+        PageLayoutError: a record length field or record crosses the end of ``heap``.
+    """
     recs = []
     keys = []
     unpack = _KEY.unpack_from
@@ -191,24 +180,40 @@ def _decode(frame) -> ParsedPage:
         recs.append(heap[s:s + n])
         keys.append(unpack(heap, s)[0])
         pos = s + n
-    if len(recs) != u16(frame, PAGE_N_RECS):
-        raise PageLayoutError(f"{len(recs)} records on page, PAGE_N_RECS says {n_recs(frame)}")
-    return ParsedPage(frame, top, heap, tuple(recs), tuple(keys))
+    return ParsedPage(heap, tuple(recs), tuple(keys))
 
 
-def parsed(frame) -> ParsedPage:
-    """The decoded heap of ``frame``, from the cache when it still describes the bytes, else
-    decoded and cached.  O(1) Python steps on a hit, O(records) on a miss.  The result is
-    immutable and describes the bytes at the time of the call.
+def _check_count(frame, pp: ParsedPage) -> ParsedPage:
+    if len(pp.recs) != u16(frame, PAGE_N_RECS):
+        raise PageLayoutError(f"{len(pp.recs)} records on page, PAGE_N_RECS says {n_recs(frame)}")
+    return pp
+
+
+def _decode(frame) -> ParsedPage:
+    """Decode ``frame``'s heap from its bytes, ignoring the cache.  O(records).
 
     Raises:
         PageLayoutError: the heap does not parse or the count disagrees with PAGE_N_RECS.
     """
-    pp = _cached(frame)
+    top = _heap_top(frame)
+    return _check_count(frame, _decode_heap(bytes(frame[PAGE_DATA:top])))
+
+
+def parsed(frame) -> ParsedPage:
+    """The decoded heap of ``frame``: from the cache when these heap bytes were decoded (or
+    written) before, else decoded and cached.  O(page size) C-speed copy and hash plus O(1)
+    Python steps on a hit, O(records) on a miss; raises exactly what a decode would.
+
+    Raises:
+        PageLayoutError: the heap does not parse or the count disagrees with PAGE_N_RECS.
+    """
+    top = _heap_top(frame)
+    heap = bytes(memoryview(frame)[PAGE_DATA:top])
+    pp = _cache.get(heap)
     if pp is None:
-        pp = _decode(frame)
+        pp = _decode_heap(heap)
         _remember(pp)
-    return pp
+    return _check_count(frame, pp)
 
 
 def records(frame) -> list[bytes]:
@@ -230,8 +235,9 @@ def _encode(recs) -> bytes:
 
 def _store(frame: bytearray, heap: bytes, recs: tuple, keys: tuple | None) -> None:
     """Write ``heap`` (the encoding of ``recs``) as the frame's record heap: PAGE_N_RECS,
-    PAGE_HEAP_TOP, the freed tail zeroed.  Caches the result when ``keys`` are given (every
-    record decodes), else forgets the frame so the next read decodes (and raises) afresh.
+    PAGE_HEAP_TOP, the freed tail zeroed; byte for byte what a full re-encode writes.  Caches
+    the decoding when ``keys`` are given (every record decodes: none shorter than a key);
+    otherwise the next read decodes, and raises, afresh.
 
     Raises:
         PageLayoutError: the heap does not fit (the frame is unchanged).
@@ -240,14 +246,13 @@ def _store(frame: bytearray, heap: bytes, recs: tuple, keys: tuple | None) -> No
     if top > len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM:
         raise PageLayoutError(f"records need {len(heap)} bytes, page has {capacity(len(frame))}")
     old_top = u16(frame, PAGE_HEAP_TOP)
-    _forget(frame)
     frame[PAGE_DATA:top] = heap
     if old_top > top:
         frame[top:old_top] = bytes(old_top - top)
     put_u16(frame, PAGE_N_RECS, len(recs))
     put_u16(frame, PAGE_HEAP_TOP, top)
     if keys is not None:
-        _remember(ParsedPage(frame, top, heap, recs, keys))
+        _remember(ParsedPage(heap, recs, keys))
 
 
 def write_records(frame: bytearray, recs: list[bytes]) -> None:
@@ -438,7 +443,7 @@ def _check(frame) -> None:
     if page_type(frame) != FIL_PAGE_INDEX:
         raise PageLayoutError(f"page type {page_type(frame)} is not INDEX")
     fresh = _decode(frame)
-    pp = _cached(frame)
+    pp = _cache.get(fresh.heap)
     if pp is not None and (pp.heap, pp.recs, pp.keys) != (fresh.heap, fresh.recs, fresh.keys):
         raise PageLayoutError("the parsed-page cache disagrees with a fresh decode of the page")
     recs = fresh.recs
@@ -460,21 +465,19 @@ def _check(frame) -> None:
 
 
 def _check_cache() -> None:
-    """Assert the cache's invariants (module docstring): at most CACHE_PAGES entries, each
-    keyed by its frame's identity and equal to a fresh decode of its own heap bytes.
+    """Assert the cache's invariants (module docstring): every entry filed under its own heap
+    bytes and equal to a fresh decode of them, the byte count right and within CACHE_BYTES
+    (unless one entry alone exceeds it).
 
     Raises:
         PageLayoutError: an invariant does not hold.
     """
-    if len(_cache) > CACHE_PAGES:
-        raise PageLayoutError(f"{len(_cache)} cached pages, at most {CACHE_PAGES}")
-    for k, pp in _cache.items():
-        if k != id(pp.frame) or pp.top != PAGE_DATA + len(pp.heap):
-            raise PageLayoutError("parsed-page cache entry filed under another frame")
-        img = bytearray(PAGE_DATA + len(pp.heap) + FIL_PAGE_END_LSN_OLD_CHKSUM)
-        img[PAGE_DATA:pp.top] = pp.heap
-        put_u16(img, PAGE_N_RECS, len(pp.recs))
-        put_u16(img, PAGE_HEAP_TOP, pp.top)
-        fresh = _decode(img)
-        if (fresh.recs, fresh.keys) != (pp.recs, pp.keys) or _encode(pp.recs) != pp.heap:
+    total = 0
+    for heap, pp in _cache.items():
+        fresh = _decode_heap(heap)
+        if pp.heap != heap or (fresh.recs, fresh.keys) != (pp.recs, pp.keys):
             raise PageLayoutError("parsed-page cache entry differs from a decode of its heap")
+        total += len(heap)
+    if total != _cache_bytes or (total > CACHE_BYTES and len(_cache) > 1):
+        raise PageLayoutError(f"parsed-page cache holds {total} heap bytes, counts "
+                              f"{_cache_bytes}, at most {CACHE_BYTES}")
