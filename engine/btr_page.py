@@ -146,6 +146,13 @@ def _remember(pp: ParsedPage) -> None:
         _cache_bytes -= len(_cache.pop(next(iter(_cache))).heap)
 
 
+def clear_cache() -> None:
+    """Drop every cached decoding (for tests and benchmarks: the cache is never stale)."""
+    global _cache_bytes
+    _cache.clear()
+    _cache_bytes = 0
+
+
 def _heap_top(frame) -> int:
     """PAGE_HEAP_TOP, checked to lie within the record area.
 
