@@ -20,7 +20,8 @@ child takes that child's records and level (btr_lift_page_up), so the height shr
 root page number never changes.  Merges are composed from the same redo records as splits
 (MLOG_REC_INSERT / MLOG_REC_DELETE / MLOG_REC_UPDATE_IN_PLACE, MLOG_PAGE_INIT +
 MLOG_LIST_END_COPY_CREATED, FIL_PAGE_PREV/NEXT and FSP bitmap writes): recovery rebuilds them
-from redo alone.  Pages are kept compact by every change (btr_page.write_records), so there is
+from redo alone.  Pages are kept compact by every change (each rewrites the heap back to back,
+btr_page.write_records or its incremental equivalents), so there is
 no fragmentation for btr_page_reorganize to remove and merges need no reorganize step.
 
 Non-leaf invariants (what Index._check and the descent rely on):

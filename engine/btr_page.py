@@ -214,13 +214,17 @@ def parsed(frame) -> ParsedPage:
     Raises:
         PageLayoutError: the heap does not parse or the count disagrees with PAGE_N_RECS.
     """
-    top = _heap_top(frame)
+    top = u16(frame, PAGE_HEAP_TOP)
+    if not PAGE_DATA <= top <= len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM:
+        _heap_top(frame)                    # raises
     heap = bytes(memoryview(frame)[PAGE_DATA:top])
     pp = _cache.get(heap)
     if pp is None:
         pp = _decode_heap(heap)
         _remember(pp)
-    return _check_count(frame, pp)
+    if len(pp.recs) != u16(frame, PAGE_N_RECS):
+        _check_count(frame, pp)             # raises
+    return pp
 
 
 def records(frame) -> list[bytes]:
