@@ -20,7 +20,8 @@ child takes that child's records and level (btr_lift_page_up), so the height shr
 root page number never changes.  Merges are composed from the same redo records as splits
 (MLOG_REC_INSERT / MLOG_REC_DELETE / MLOG_REC_UPDATE_IN_PLACE, MLOG_PAGE_INIT +
 MLOG_LIST_END_COPY_CREATED, FIL_PAGE_PREV/NEXT and FSP bitmap writes): recovery rebuilds them
-from redo alone.  Pages are kept compact by every change (btr_page.write_records), so there is
+from redo alone.  Pages are kept compact by every change (each rewrites the heap back to back,
+btr_page.write_records or its incremental equivalents), so there is
 no fragmentation for btr_page_reorganize to remove and merges need no reorganize step.
 
 Non-leaf invariants (what Index._check and the descent rely on):
@@ -110,14 +111,14 @@ class Index:
 
     def search_path(self, mtr, key: int) -> list:
         """Frames from the root down to the leaf that does or would hold ``key``.
-        O(height * records per page)."""
+        O(height * log(records per page)) on cached pages (btr_page.parsed)."""
         path = [self._index_page(mtr, self.root)]
         while bp.level(path[-1].data) > 0:
-            recs = bp.records(path[-1].data)
-            if not recs:
+            pp = bp.parsed(path[-1].data)
+            if not pp.recs:
                 raise Corruption(f"{self.name}: empty non-leaf page {path[-1].page_no}")
-            i = max(0, bisect.bisect_right([bp.rec_key(r) for r in recs], key) - 1)
-            child = self._index_page(mtr, bp.node_child(recs[i]))
+            i = max(0, bisect.bisect_right(pp.keys, key) - 1)
+            child = self._index_page(mtr, bp.node_child(pp.recs[i]))
             if bp.level(child.data) != bp.level(path[-1].data) - 1:
                 raise Corruption(f"{self.name}: page {child.page_no} at level "
                                  f"{bp.level(child.data)} under level {bp.level(path[-1].data)}")
@@ -125,21 +126,17 @@ class Index:
         return path
 
     def get(self, mtr, key: int) -> bytes | None:
-        """The leaf record payload with ``key``, or None."""
-        leaf = self.search_path(mtr, key)[-1]
-        recs = bp.records(leaf.data)
-        i = bp.find(recs, key)
-        if i < len(recs) and bp.rec_key(recs[i]) == key:
-            return recs[i]
-        return None
+        """The leaf record payload with ``key``, or None.  O(height * log(records per page))."""
+        return bp.lookup(self.search_path(mtr, key)[-1].data, key)
 
     def scan(self, mtr, lo: int, hi: int, limit: int) -> list[bytes]:
-        """Leaf records with lo <= key <= hi in key order, at most ``limit``."""
+        """Leaf records with lo <= key <= hi in key order, at most ``limit``.  O(height *
+        log(records per page) + leaf records visited), no key decoded on cached pages."""
         out = []
         leaf = self.search_path(mtr, lo)[-1]
         while True:
-            for r in bp.records(leaf.data):
-                k = bp.rec_key(r)
+            pp = bp.parsed(leaf.data)
+            for k, r in zip(pp.keys, pp.recs):
                 if k > hi or len(out) >= limit:
                     return out
                 if k >= lo:
@@ -161,10 +158,9 @@ class Index:
         key = bp.rec_key(payload)
         path = self.search_path(mtr, key)
         leaf = path[-1]
-        recs = bp.records(leaf.data)
-        i = bp.find(recs, key)
-        assert i < len(recs) and bp.rec_key(recs[i]) == key, key
-        if bp.free_space(leaf.data) + len(recs[i]) >= len(payload):
+        cur = bp.lookup(leaf.data, key)
+        assert cur is not None, key
+        if bp.free_space(leaf.data) + len(cur) >= len(payload):
             mtr.log(leaf, mtr_log.RedoRecord(mtr_log.MLOG_REC_UPDATE_IN_PLACE, self.space,
                                              leaf.page_no, payload))
         else:
@@ -478,8 +474,8 @@ class Index:
                                  f"{expect_level}")
             pages += 1
             levels.setdefault(lvl, []).append(page_no)
-            recs = bp.records(f.data)
-            keys = [bp.rec_key(r) for r in recs]
+            pp = bp.parsed(f.data)
+            recs, keys = pp.recs, pp.keys
             for j, k in enumerate(keys):
                 if lvl > 0 and j == 0:
                     continue  # leftmost node pointer: minus infinity
