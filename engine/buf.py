@@ -24,7 +24,8 @@ from collections import OrderedDict
 from sortedcontainers import SortedKeyList
 
 from tornpage.engine import page as fil_page
-from tornpage.engine.errors import Corruption, PageFromFuture, TornPageUnrepairable
+from tornpage.engine.errors import (BufferPoolFull, Corruption, PageFromFuture,
+                                   TornPageUnrepairable)
 from tornpage.engine.page import PAGE_OK, PAGE_TORN, PAGE_FROM_FUTURE
 
 
@@ -79,6 +80,7 @@ class BufferPool:
             PageFromFuture: its LSN is newer than the log (a WAL violation).
             Corruption: bad checksum, an all-zero/short page that should exist, or a valid
                 page of another page number (misplaced by a misdirected write).
+            BufferPoolFull: a miss with every frame fixed.
         """
         key = (space, page_no)
         f = self.frames.get(key)
@@ -139,7 +141,7 @@ class BufferPool:
                 del self.frames[key]
                 self.stats["buf_lru_evictions"] += 1
                 return
-        raise AssertionError(f"buffer pool of {self.capacity} pages: every frame is fixed")
+        raise BufferPoolFull(f"buffer pool of {self.capacity} pages: every frame is fixed")
 
     # -- modification ----------------------------------------------------------------------------
     def note_modification(self, f: Frame, start_lsn: int, end_lsn: int) -> None:
@@ -169,10 +171,17 @@ class BufferPool:
         return len(batch)
 
     def flush_all(self) -> None:
-        """Flush every dirty page (nothing may be fixed)."""
+        """Flush every dirty page.
+
+        Raises:
+            BufferPoolFull: every dirty page left is fixed by an open mtr (so none can be
+                flushed: a caller that checkpoints with an mtr open).
+        """
         step = self.dblwr.batch_pages if self.dblwr else 64
         while self.flush_list:
-            assert self.flush_batch(step) > 0, "dirty pages are fixed"
+            if self.flush_batch(step) == 0:
+                raise BufferPoolFull(f"{len(self.flush_list)} dirty pages are all fixed by "
+                                     f"an open mtr: none can be flushed")
 
     def _write(self, frames: list[Frame], single: bool) -> None:
         newest = max(f.newest_modification for f in frames)

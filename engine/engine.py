@@ -148,11 +148,12 @@ class Engine:
         least 4 bytes and its keys below 2**32.
 
         Raises:
-            EngineError: the table exists, or the name is not a plain identifier.
+            EngineError: the table exists, or the name is not a plain identifier of at most
+                64 bytes (UTF-8).
         """
         if name in self.tables:
             raise EngineError(f"table {name} exists")
-        if not name.isidentifier() or len(name) > 64:
+        if not name.isidentifier() or len(name.encode()) > 64:
             raise EngineError(f"bad table name {name!r}")
         space = max(self.fil.spaces) + 1
         path = name + IBD_SUFFIX

@@ -20,7 +20,8 @@ the applied pages into the flush list.
 from __future__ import annotations
 
 from tornpage.engine import page as fil_page
-from tornpage.engine.errors import (Corruption, PageFromFuture, RecoveryError, TornPageUnrepairable)
+from tornpage.engine.errors import (Corruption, LayoutError, PageFromFuture, RecoveryError,
+                                   TornPageUnrepairable)
 from tornpage.engine.log import ScanResult, read_checkpoints, scan
 from tornpage.engine.mtr_log import MLOG_PAGE_INIT, apply
 from tornpage.engine.page import PAGE_OK, PAGE_FROM_FUTURE, PAGE_MISPLACED, PAGE_ZERO, PAGE_SHORT
@@ -91,7 +92,7 @@ def apply_hash(engine, h: dict, recovered_lsn: int) -> None:
             if should_apply(start, plsn):
                 try:
                     apply(frame, r, ps)
-                except AssertionError as e:
+                except LayoutError as e:
                     raise Corruption(f"redo {r.describe()} [{start}, {end}) does not apply to "
                                      f"page {space}:{pno} with page LSN {plsn}: {e}") from None
                 st["recv_records_applied"] += 1

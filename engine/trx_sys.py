@@ -34,7 +34,8 @@ DICT_HDR body: 38 u16 number of tables; then entries [u8 name length][name][u32 
 """
 from __future__ import annotations
 
-from tornpage.engine.page import FIL_NULL, FIL_PAGE_DATA, u16, u32, u64
+from tornpage.engine.errors import Corruption
+from tornpage.engine.page import FIL_NULL, FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u16, u32, u64
 
 TRX_SYS_SPACE = 0
 FSP_HDR_PAGE_NO = 0
@@ -129,14 +130,31 @@ def encode_dict(tables: list[tuple[str, int, int, int]]) -> bytes:
 
 
 def decode_dict(frame) -> list[tuple[str, int, int, int]]:
-    """``(name, space, clustered root, secondary root or FIL_NULL)`` per table."""
+    """``(name, space, clustered root, secondary root or FIL_NULL)`` per table.
+
+    Raises:
+        Corruption: an entry runs past the page, a name is not UTF-8, or a space id is 0
+            (the system tablespace's) or repeated.
+    """
     n = u16(frame, DICT_HDR_N_TABLES)
     pos = DICT_HDR_TABLES
+    limit = len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM
     out = []
-    for _ in range(n):
-        ln = frame[pos]
-        name = bytes(frame[pos + 1:pos + 1 + ln]).decode()
+    seen = {TRX_SYS_SPACE}
+    for i in range(n):
+        ln = frame[pos] if pos < limit else 0
+        if pos + 1 + ln + 12 > limit:
+            raise Corruption(f"data dictionary entry {i} of {n} runs past the page end")
+        try:
+            name = bytes(frame[pos + 1:pos + 1 + ln]).decode()
+        except UnicodeDecodeError:
+            raise Corruption(f"data dictionary entry {i}: the table name is not UTF-8") from None
         pos += 1 + ln
-        out.append((name, u32(frame, pos), u32(frame, pos + 4), u32(frame, pos + 8)))
+        space = u32(frame, pos)
+        if space in seen:
+            raise Corruption(f"data dictionary entry {i} ({name}): space id {space} is the "
+                             f"system tablespace's or another table's")
+        seen.add(space)
+        out.append((name, space, u32(frame, pos + 4), u32(frame, pos + 8)))
         pos += 12
     return out
