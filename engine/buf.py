@@ -24,7 +24,7 @@ from collections import OrderedDict
 from sortedcontainers import SortedKeyList
 
 from tornpage.engine import page as fil_page
-from tornpage.engine.errors import (BufferPoolFull, Corruption, PageFromFuture,
+from tornpage.engine.errors import (BufferPoolFull, Corruption, EnginePanic, PageFromFuture,
                                    TornPageUnrepairable)
 from tornpage.engine.page import PAGE_OK, PAGE_TORN, PAGE_FROM_FUTURE
 
@@ -59,9 +59,13 @@ def _flush_key(f: Frame) -> int:
 
 class BufferPool:
     """Args: ``fil`` (tablespaces), ``log`` (:class:`~engine.log.LogSys`), ``dblwr`` (a
-    :class:`~engine.dblwr.Doublewrite` or None when disabled), ``capacity`` (pages)."""
+    :class:`~engine.dblwr.Doublewrite` or None when disabled), ``capacity`` (pages),
+    ``owner`` (the engine, or anything with ``panicked``: once it is set no page is written,
+    since a frame may hold changes a failed mtr made and never logged)."""
 
-    def __init__(self, fil, log, dblwr, capacity: int, page_size: int, stats) -> None:
+    def __init__(self, fil, log, dblwr, capacity: int, page_size: int, stats,
+                 owner=None) -> None:
+        self.owner = owner
         self.fil = fil
         self.log = log
         self.dblwr = dblwr
@@ -184,6 +188,14 @@ class BufferPool:
                                      f"an open mtr: none can be flushed")
 
     def _write(self, frames: list[Frame], single: bool) -> None:
+        """Write ``frames`` through the WAL rule and the doublewrite buffer, then fsync.
+
+        Raises:
+            EnginePanic: the engine has stopped (nothing is written).
+        """
+        if self.owner is not None and self.owner.panicked:
+            raise EnginePanic(f"no page is written after the engine stopped: "
+                              f"{self.owner.panicked}")
         newest = max(f.newest_modification for f in frames)
         self.log.write_up_to(newest, flush=True)          # the WAL rule
         images = [fil_page.stamp_for_write(f.data, f.newest_modification) for f in frames]

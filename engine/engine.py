@@ -22,7 +22,8 @@ from tornpage.engine import btr, btr_page as bp, fsp, read_view, row, trx_sys, u
 from tornpage.engine.buf import BufferPool
 from tornpage.engine.config import EngineConfig
 from tornpage.engine.dblwr import Doublewrite
-from tornpage.engine.errors import (DuplicateKey, EngineError, RecoveryError, TrxStateError)
+from tornpage.engine.errors import (DuplicateKey, EngineError, EnginePanic, RecoveryError,
+                                   TrxStateError)
 from tornpage.engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE, Fil
 from tornpage.engine.log import LogSys
 from tornpage.engine.mtr import Mtr
@@ -36,10 +37,6 @@ from tornpage.engine.trx import ACTIVE, PREPARED, Trx, TrxSys
 
 INDEX_ROOT_PAGE_NO = 1      # the clustered index root of a file-per-table tablespace
 SEC_INDEX_ROOT_PAGE_NO = 2  # the secondary index (on k) root, when the table has one
-
-
-class EnginePanic(EngineError):
-    """The engine hit an internal error inside an mtr and refuses further work."""
 
 
 class Engine:
@@ -77,7 +74,7 @@ class Engine:
             self.dblwr = Doublewrite(sys_space, trx_sys.doublewrite_first_page(
                 cfg.n_rollback_segments), self._dblwr_pages(), cfg.page_size)
         self.buf = BufferPool(self.fil, self.log, self.dblwr, cfg.buffer_pool_pages,
-                              cfg.page_size, self.stats)
+                              cfg.page_size, self.stats, owner=self)
 
     def mtr(self) -> Mtr:
         """Start a mini-transaction (after a log free check, as mtr_start + log_free_check)."""
@@ -87,7 +84,10 @@ class Engine:
         return Mtr(self)
 
     def _panic(self, why: str) -> None:
-        self.panicked = why
+        """Stop the engine (the first reason is kept): every later call raises EnginePanic and
+        the buffer pool writes no page, so no change the log cannot explain reaches disk."""
+        if self.panicked is None:
+            self.panicked = why
 
     def _log_free_check(self) -> None:
         """If the log is close to overwriting redo newer than the checkpoint, flush the buffer
@@ -151,6 +151,7 @@ class Engine:
             EngineError: the table exists, or the name is not a plain identifier of at most
                 64 bytes (UTF-8).
         """
+        self._usable()
         if name in self.tables:
             raise EngineError(f"table {name} exists")
         if not name.isidentifier() or len(name.encode()) > 64:
@@ -599,7 +600,12 @@ class Engine:
     # -- inspection -------------------------------------------------------------------------------
     def all_rows(self, table: str) -> dict[int, bytes]:
         """Every row of ``table``: the latest version of every record that is not
-        delete-marked (no locks, no read view; for checkers after recovery and rollback)."""
+        delete-marked (no locks, no read view; for checkers after recovery and rollback).
+
+        Raises:
+            EnginePanic: the engine has stopped (its pages may hold unlogged changes)."""
+        if self.panicked:
+            raise EnginePanic(self.panicked)
         idx = self._index(table)
         return {bp.rec_key(r): bp.leaf_value(r) for r in idx.scan(self.buf, 0, (1 << 64) - 1,
                                                                      1 << 62)

@@ -5,6 +5,12 @@ class EngineError(Exception):
     """Base class of every error the engine raises on purpose."""
 
 
+class EnginePanic(EngineError):
+    """The engine has stopped: an mtr failed after changing pages (their changes are not in
+    the log), or an IO call failed.  Every later call is refused; only recovery after a
+    restart goes on (InnoDB asserts and aborts the process)."""
+
+
 class LockConflict(EngineError):
     """A row lock is held by another transaction (there is no lock wait: the caller decides)."""
 

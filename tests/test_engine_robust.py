@@ -10,11 +10,13 @@ import textwrap
 
 import pytest
 
-from tornpage.engine import Corruption, Engine, EngineConfig
+from tornpage.engine import (Corruption, Engine, EngineConfig, EngineError, EnginePanic,
+                             LockConflict, LogFull)
 from tornpage.engine import btr_page as bp, mtr_log, undo
 from tornpage.engine.errors import LayoutError
 from tornpage.engine.page import FIL_PAGE_INDEX
-from tornpage.faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, SimDisk
+from tornpage.engine.errors import EngineIOError
+from tornpage.faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, FaultSpec, SimDisk
 
 T = "t"
 PS = 4096
@@ -125,3 +127,107 @@ def test_create_insert_crash_recover_under_python_dash_O():
                        timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip() == "recovered 149 rows", p.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# 2. a failure inside Mtr.commit stops the engine
+# --------------------------------------------------------------------------------------------
+
+
+def _engine_with_rows(n: int = 40, **kw):
+    disk = SimDisk()
+    eng = Engine.create(disk, _cfg(**kw))
+    eng.create_table(T)
+    for k in range(n):
+        t = eng.begin()
+        t.insert(T, k, b"committed %d" % k)
+        t.commit()
+    return disk, eng
+
+
+def _assert_stopped(disk: SimDisk, eng: Engine, committed: dict) -> None:
+    """The engine refuses everything, holds no page fixed, writes nothing more, and the disk
+    recovers to exactly the committed rows."""
+    assert eng.panicked
+    assert all(f.fix_count == 0 for f in eng.buf.frames.values())
+    n_ops = len(disk.trace)
+    for call in (eng.begin, lambda: eng.all_rows(T), eng.checkpoint, eng.purge_all,
+                 lambda: eng.run_background(4), lambda: eng.create_table("t2"), eng.mtr):
+        with pytest.raises(EnginePanic):
+            call()
+    with pytest.raises(EnginePanic):        # a stopped pool writes no page (a dirty eviction)
+        eng.buf.flush_batch(4)
+    eng.close()                             # a stopped engine closes without writing
+    assert len(disk.trace) == n_ops
+    e2 = Engine.open(SimDisk(image=_drop_all(disk)), eng.config)
+    e2.finish_background_rollback()
+    assert e2.all_rows(T) == committed
+    e2._check()
+
+
+def test_log_full_inside_mtr_commit_stops_the_engine():
+    """Without the log free check (an instance patch: the one seam bug 12 removes) the log
+    writer's own guard raises LogFull inside Mtr.commit, after the mtr changed its pages.
+    The engine must stop, not carry on with those pages changed, unlogged and still fixed."""
+    disk, eng = _engine_with_rows(log_file_size=EngineConfig.min_log_file_size(PS))
+    committed = eng.all_rows(T)
+    eng._log_free_check = lambda: None
+    t = eng.begin()
+    with pytest.raises(LogFull):
+        for k in range(100, 10_000):
+            t.insert(T, k, bytes([k % 251]) * 300)
+    assert eng.panicked.startswith("mtr commit failed after changing pages: LogFull")
+    _assert_stopped(disk, eng, committed)
+
+
+class _StampFails(Exception):
+    """A failure injected while an mtr stamps its pages (after its log append)."""
+
+
+def test_a_failure_while_stamping_pages_stops_the_engine():
+    """A failure after the group reached the log buffer, while the pages are being put on the
+    flush list: some pages are stamped, some are not.  The engine stops and unfixes them."""
+    disk, eng = _engine_with_rows()
+    committed = eng.all_rows(T)
+    real = eng.buf.note_modification
+    calls = []
+
+    def note_modification(f, start, end):
+        calls.append(f.key)
+        if len(calls) == 2:
+            raise _StampFails("injected")
+        real(f, start, end)
+
+    eng.buf.note_modification = note_modification
+    t = eng.begin()
+    with pytest.raises(_StampFails):
+        t.insert(T, 1000, b"never committed")      # undo page, rseg page, leaf: >= 2 pages
+    del eng.buf.note_modification
+    assert "_StampFails: injected" in eng.panicked
+    _assert_stopped(disk, eng, committed)
+
+
+def test_an_io_error_inside_an_mtr_stops_the_engine():
+    """An EIO (a SimDisk media fault) on the first write after many uncommitted inserts: the
+    log write the WAL rule makes before a page flush (an LRU eviction inside an mtr, or the log
+    free check) fails, and the engine stops with no page left fixed."""
+    disk, eng = _engine_with_rows(200)
+    committed = eng.all_rows(T)
+    disk.arm([FaultSpec("eio-write", 0)])
+    t = eng.begin()
+    with pytest.raises(EngineIOError):
+        for k in range(1000, 3000):
+            t.insert(T, k, bytes([k % 251]) * 200)
+    assert eng.panicked and "failed" in eng.panicked
+    _assert_stopped(disk, eng, committed)
+
+
+def test_a_failure_before_an_mtr_changes_anything_does_not_stop_the_engine():
+    disk, eng = _engine_with_rows(3)
+    t1, t2 = eng.begin(), eng.begin()
+    t1.put(T, 1, b"x")
+    with pytest.raises(LockConflict):
+        t2.put(T, 1, b"y")
+    assert not eng.panicked
+    assert all(f.fix_count == 0 for f in eng.buf.frames.values())
+    t1.commit()
