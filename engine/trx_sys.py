@@ -34,6 +34,8 @@ DICT_HDR body: 38 u16 number of tables; then entries [u8 name length][name][u32 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tornpage.engine.errors import Corruption
 from tornpage.engine.page import FIL_NULL, FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u16, u32, u64
 
@@ -112,6 +114,44 @@ def read_doublewrite_header(frame) -> tuple[int, int] | None:
         if len(frame) >= off + 12 and u32(frame, off) == TRX_SYS_DOUBLEWRITE_MAGIC_N:
             return u32(frame, off + 4), u32(frame, off + 8)
     return None
+
+
+MAX_RSEGS = 127            # n_rollback_segments range (roll pointers keep 7 bits of rseg id)
+
+
+@dataclass(frozen=True)
+class SysGeometry:
+    """What TRX_SYS fixes at creation: the rollback segment count (the rseg header pages are
+    FIRST_RSEG_PAGE_NO ..) and the doublewrite area (first page, pages: batch slots + 1)."""
+    n_rsegs: int
+    dblwr_first: int
+    dblwr_pages: int
+
+
+def read_geometry(frame, page_size: int) -> SysGeometry:
+    """The :class:`SysGeometry` a verified TRX_SYS page records.
+
+    Raises:
+        Corruption: a rollback segment count outside 1..MAX_RSEGS, a directory entry that is
+            not the rseg page the layout puts there, no doublewrite header, or an area that is
+            not where the layout puts it (right after the rseg pages, 2..65 pages).
+    """
+    n = u32(frame, TRX_SYS_N_RSEGS)
+    if not 1 <= n <= MAX_RSEGS or TRX_SYS_RSEGS + 4 * n > page_size - FIL_PAGE_END_LSN_OLD_CHKSUM:
+        raise Corruption(f"TRX_SYS: {n} rollback segments (must be 1..{MAX_RSEGS})")
+    for i in range(n):
+        pno = u32(frame, TRX_SYS_RSEGS + 4 * i)
+        if pno != FIRST_RSEG_PAGE_NO + i:
+            raise Corruption(f"TRX_SYS: rollback segment {i} at page {pno}, the layout puts it "
+                             f"at {FIRST_RSEG_PAGE_NO + i}")
+    hdr = read_doublewrite_header(frame)
+    if hdr is None:
+        raise Corruption("TRX_SYS: no doublewrite header (magic number lost in both copies)")
+    first, pages = hdr
+    if first != doublewrite_first_page(n) or not 2 <= pages <= 65:
+        raise Corruption(f"TRX_SYS: doublewrite area of {pages} pages at page {first}, the "
+                         f"layout puts it at {doublewrite_first_page(n)} (2..65 pages)")
+    return SysGeometry(n, first, pages)
 
 
 def trx_id_store(frame) -> int:

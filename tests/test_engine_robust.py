@@ -12,10 +12,10 @@ import pytest
 
 from tornpage.engine import (Corruption, Engine, EngineConfig, EngineError, EnginePanic,
                              LockConflict, LogFull)
-from tornpage.engine import btr_page as bp, mtr_log, undo
-from tornpage.engine.errors import LayoutError
+from tornpage.engine import RecoveryError, btr_page as bp, mtr_log, trx_sys, undo
+from tornpage.engine.config import ConfigError, ConfigMismatch
+from tornpage.engine.errors import EngineIOError, LayoutError
 from tornpage.engine.page import FIL_PAGE_INDEX
-from tornpage.engine.errors import EngineIOError
 from tornpage.faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, FaultSpec, SimDisk
 
 T = "t"
@@ -66,7 +66,6 @@ def test_a_redo_record_that_does_not_fit_is_a_typed_error(rec):
 
 
 def test_the_dictionary_refuses_a_repeated_space_id():
-    from tornpage.engine import trx_sys
     frame = bytearray(PS)
     body = trx_sys.encode_dict([("a", 1, 1, 0xFFFFFFFF), ("b", 1, 1, 0xFFFFFFFF)])
     frame[trx_sys.DICT_HDR_N_TABLES:trx_sys.DICT_HDR_N_TABLES + len(body)] = body
@@ -231,3 +230,111 @@ def test_a_failure_before_an_mtr_changes_anything_does_not_stop_the_engine():
     assert not eng.panicked
     assert all(f.fix_count == 0 for f in eng.buf.frames.values())
     t1.commit()
+
+
+# --------------------------------------------------------------------------------------------
+# 3. the engine opens by what is on disk; a configuration that disagrees is refused
+# --------------------------------------------------------------------------------------------
+
+
+def _eight_segment_db_with_an_uncommitted_row_in_segment_5():
+    """A database created with 8 rollback segments; a committed row 1; an uncommitted row 500
+    whose transaction's undo log lies in rollback segment 5, its redo durable; then a crash
+    that keeps everything."""
+    disk, eng = _engine_with_rows(0, n_rollback_segments=8)
+    t = eng.begin()
+    t.insert(T, 1, b"committed")
+    t.commit()
+    while True:
+        t = eng.begin()
+        if t.id % 8 == 5:
+            break
+        t.commit()
+    t.insert(T, 500, b"uncommitted")
+    assert t.undo.rseg_id == 5
+    eng.log.write_up_to(eng.log.end_lsn, flush=True)      # its redo is durable
+    return SimDisk(image=_drop_all(disk)), eng.config
+
+
+def test_an_uncommitted_row_in_a_segment_beyond_the_configured_count_never_shows():
+    """Opening with n_rollback_segments=2 used to resurrect transactions from segments 0 and 1
+    only: the transaction in segment 5 was never rolled back and its row became visible."""
+    disk, cfg = _eight_segment_db_with_an_uncommitted_row_in_segment_5()
+    try:
+        eng = Engine.open(disk, _cfg(n_rollback_segments=2))
+    except ConfigError:
+        return                                   # refused: right (see the next test)
+    eng.finish_background_rollback()
+    assert eng.all_rows(T) == {1: b"committed"}, "an uncommitted row is visible"
+
+
+def test_a_mismatched_rollback_segment_count_is_refused_naming_setting_and_values():
+    disk, cfg = _eight_segment_db_with_an_uncommitted_row_in_segment_5()
+    with pytest.raises(ConfigMismatch, match=r"n_rollback_segments: configured 2, on disk 8"):
+        Engine.open(disk, _cfg(n_rollback_segments=2))
+    eng = Engine.open(disk, cfg)                 # the right configuration: rolled back
+    eng.finish_background_rollback()
+    assert eng.all_rows(T) == {1: b"committed"}
+
+
+def _clean_db(**kw):
+    disk, eng = _engine_with_rows(5, **kw)
+    eng.close()
+    return disk, eng.config
+
+
+@pytest.mark.parametrize("setting,created,opened", [
+    ("page_size", 4096, 8192),
+    ("doublewrite_batch_pages", 8, 16),
+    ("log_file_size", 1 << 18, 1 << 19),
+    ("n_rollback_segments", 4, 1),
+])
+def test_a_setting_fixed_at_creation_that_disagrees_is_refused(setting, created, opened):
+    base = dict(log_file_size=1 << 18)
+    disk, cfg = _clean_db(**{**base, setting: created})
+    with pytest.raises(ConfigMismatch) as ei:
+        Engine.open(disk, _cfg(**{**base, setting: opened}))
+    e = ei.value
+    assert (e.setting, e.configured, e.on_disk) == (setting, opened, created)
+    assert f"{setting}: configured {opened}, on disk {created}" in str(e)
+    assert isinstance(e, ConfigError) and isinstance(e, RecoveryError)
+    assert Engine.open(disk, cfg).all_rows(T) == {k: b"committed %d" % k for k in range(5)}
+
+
+def _tear_first_sector(disk: SimDisk, page_no: int) -> None:
+    f = disk.open("ibdata1")
+    f.pwrite(bytes(512), page_no * PS)
+    f.fsync()
+
+
+def test_the_page_size_is_read_from_the_dictionary_header_when_page_0_is_torn():
+    disk, cfg = _clean_db(log_file_size=1 << 18)
+    _tear_first_sector(disk, 0)
+    with pytest.raises(ConfigMismatch, match="page_size: configured 8192, on disk 4096"):
+        Engine.open(disk, _cfg(page_size=8192, log_file_size=1 << 18))
+
+
+def test_a_torn_trx_sys_is_repaired_from_doublewrite_and_its_geometry_checked_after_redo():
+    """TRX_SYS torn in the sector that holds both doublewrite header copies: before redo the
+    area is where the configuration puts it; the copy there repairs TRX_SYS, and the recovered
+    page is checked against the configuration before any transaction is resurrected."""
+    disk, eng = _engine_with_rows(0, n_rollback_segments=8)
+    t = eng.begin()                        # its id is a multiple of the TRX_ID write margin
+    t.insert(T, 1, b"one")
+    t.commit()
+    f = eng.buf.frames[(0, trx_sys.TRX_SYS_PAGE_NO)]
+    assert f.oldest_modification
+    eng.buf._write([f], single=True)       # as an LRU eviction: the single-page slot first
+    image = _drop_all(disk)
+
+    torn = SimDisk(image=image)
+    _tear_first_sector(torn, trx_sys.TRX_SYS_PAGE_NO)
+    e2 = Engine.open(torn, eng.config)
+    assert e2.stats["recv_dblwr_area_from_config"] == 1
+    assert e2.stats["recv_dblwr_pages_restored"] >= 1
+    assert e2.all_rows(T) == {1: b"one"}
+
+    torn = SimDisk(image=image)
+    _tear_first_sector(torn, trx_sys.TRX_SYS_PAGE_NO)
+    with pytest.raises(Corruption):        # the copy is not where 2 segments put the area
+        Engine.open(torn, _cfg(n_rollback_segments=2))
