@@ -46,6 +46,10 @@ from tornpage.checkers.verdict import LOST, UNCOMMITTED, Verdict
 Row = tuple[str, int]
 
 
+class MarkerError(ValueError):
+    """Trace markers that contradict each other (a commit-ack with no commit-begin)."""
+
+
 @dataclass
 class Commit:
     trx: int
@@ -80,7 +84,11 @@ def promised(markers, position: int, power_loss: bool = True,
              log: LogMarks | None = None) -> tuple[dict[Row, bytes], list[Commit]]:
     """(initial rows, commits in commit order) from ``(index, Marker)`` pairs before
     ``position``; ``power_loss`` as for :func:`check_committed_state`.  ``log``, if given, is
-    filled with the log LSNs the markers reported."""
+    filled with the log LSNs the markers reported.
+
+    Raises:
+        MarkerError: a ``commit-ack`` with no ``commit-begin`` before it.
+    """
     initial: dict[Row, bytes] = {}
     commits: list[Commit] = []
     by_trx: dict[int, Commit] = {}
@@ -96,7 +104,9 @@ def promised(markers, position: int, power_loss: bool = True,
             by_trx[c.trx] = c
         elif m.label == "commit-ack":
             c = by_trx.get(int(m.get("trx")))
-            assert c is not None, f"commit-ack for trx {m.get('trx')} without commit-begin"
+            if c is None:       # markers are input (a trace, an artifact): refuse, loudly
+                raise MarkerError(f"commit-ack for trx {m.get('trx')} without commit-begin "
+                                  f"(marker {i})")
             c.acked = True
             c.lsn = int(m.get("lsn", 0) or 0)
             c.mode = int(m.get("mode", 1))

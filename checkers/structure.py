@@ -276,8 +276,8 @@ def check_quiesced(eng) -> list[Problem]:
                                    f"used but not in the tree"))
     except EngineIOError:   # unreadable, not malformed: the caller decides
         raise
+    except btr_page.PageLayoutError as e:       # a Corruption: before the general case
+        out.append(Problem("fsck.btr_page_layout", f"page layout: {e}"))
     except EngineError as e:
         out.append(Problem("fsck.engine_error", f"{type(e).__name__}: {e}"))
-    except btr_page.PageLayoutError as e:
-        out.append(Problem("fsck.btr_page_layout", f"page layout: {e}"))
     return out

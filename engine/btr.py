@@ -85,7 +85,8 @@ def free_page(mtr, space: int, page_no: int) -> None:
     """Mark ``page_no`` of ``space`` free in the FSP bitmap in ``mtr`` (btr_page_free).  The
     page's own contents are left alone: it is unreachable once the caller has unlinked it."""
     hdr = mtr.page(space, 0)
-    assert fsp.is_used(hdr.data, page_no), (space, page_no)
+    if not fsp.is_used(hdr.data, page_no):
+        raise Corruption(f"page {space}:{page_no} to free is already free in the FSP bitmap")
     off, b = fsp.bitmap_byte_after(hdr.data, page_no, False)
     mtr.write(hdr, off, b)
 

@@ -60,6 +60,7 @@ from __future__ import annotations
 import bisect
 import struct
 
+from tornpage.engine.errors import LayoutError
 from tornpage.engine.page import (FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, FIL_PAGE_INDEX, u16,
                          put_u16, put_u64, page_type)
 
@@ -84,7 +85,7 @@ SECONDARY_INDEX_FLAG = 1 << 40      # in PAGE_INDEX_ID: the page belongs to a se
 _KEY = struct.Struct(">Q")
 
 
-class PageLayoutError(AssertionError):
+class PageLayoutError(LayoutError):
     """A page whose record heap does not parse (raised by :func:`records` and ``_check``)."""
 
 

@@ -24,7 +24,8 @@ from collections import OrderedDict
 from sortedcontainers import SortedKeyList
 
 from tornpage.engine import page as fil_page
-from tornpage.engine.errors import Corruption, PageFromFuture, TornPageUnrepairable
+from tornpage.engine.errors import (BufferPoolFull, Corruption, EnginePanic, PageFromFuture,
+                                   TornPageUnrepairable)
 from tornpage.engine.page import PAGE_OK, PAGE_TORN, PAGE_FROM_FUTURE
 
 
@@ -58,9 +59,13 @@ def _flush_key(f: Frame) -> int:
 
 class BufferPool:
     """Args: ``fil`` (tablespaces), ``log`` (:class:`~engine.log.LogSys`), ``dblwr`` (a
-    :class:`~engine.dblwr.Doublewrite` or None when disabled), ``capacity`` (pages)."""
+    :class:`~engine.dblwr.Doublewrite` or None when disabled), ``capacity`` (pages),
+    ``owner`` (the engine, or anything with ``panicked``: once it is set no page is written,
+    since a frame may hold changes a failed mtr made and never logged)."""
 
-    def __init__(self, fil, log, dblwr, capacity: int, page_size: int, stats) -> None:
+    def __init__(self, fil, log, dblwr, capacity: int, page_size: int, stats,
+                 owner=None) -> None:
+        self.owner = owner
         self.fil = fil
         self.log = log
         self.dblwr = dblwr
@@ -79,6 +84,7 @@ class BufferPool:
             PageFromFuture: its LSN is newer than the log (a WAL violation).
             Corruption: bad checksum, an all-zero/short page that should exist, or a valid
                 page of another page number (misplaced by a misdirected write).
+            BufferPoolFull: a miss with every frame fixed.
         """
         key = (space, page_no)
         f = self.frames.get(key)
@@ -139,7 +145,7 @@ class BufferPool:
                 del self.frames[key]
                 self.stats["buf_lru_evictions"] += 1
                 return
-        raise AssertionError(f"buffer pool of {self.capacity} pages: every frame is fixed")
+        raise BufferPoolFull(f"buffer pool of {self.capacity} pages: every frame is fixed")
 
     # -- modification ----------------------------------------------------------------------------
     def note_modification(self, f: Frame, start_lsn: int, end_lsn: int) -> None:
@@ -169,12 +175,27 @@ class BufferPool:
         return len(batch)
 
     def flush_all(self) -> None:
-        """Flush every dirty page (nothing may be fixed)."""
+        """Flush every dirty page.
+
+        Raises:
+            BufferPoolFull: every dirty page left is fixed by an open mtr (so none can be
+                flushed: a caller that checkpoints with an mtr open).
+        """
         step = self.dblwr.batch_pages if self.dblwr else 64
         while self.flush_list:
-            assert self.flush_batch(step) > 0, "dirty pages are fixed"
+            if self.flush_batch(step) == 0:
+                raise BufferPoolFull(f"{len(self.flush_list)} dirty pages are all fixed by "
+                                     f"an open mtr: none can be flushed")
 
     def _write(self, frames: list[Frame], single: bool) -> None:
+        """Write ``frames`` through the WAL rule and the doublewrite buffer, then fsync.
+
+        Raises:
+            EnginePanic: the engine has stopped (nothing is written).
+        """
+        if self.owner is not None and self.owner.panicked:
+            raise EnginePanic(f"no page is written after the engine stopped: "
+                              f"{self.owner.panicked}")
         newest = max(f.newest_modification for f in frames)
         self.log.write_up_to(newest, flush=True)          # the WAL rule
         images = [fil_page.stamp_for_write(f.data, f.newest_modification) for f in frames]

@@ -3,11 +3,26 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from tornpage.engine.errors import RecoveryError
+
 PAGE_SIZES = (4096, 8192, 16384, 32768, 65536)
 
 
 class ConfigError(ValueError):
     """An engine setting out of range."""
+
+
+class ConfigMismatch(ConfigError, RecoveryError):
+    """An existing database disagrees with the configuration it is opened with: a setting that
+    is fixed when the database is created (page_size, n_rollback_segments,
+    doublewrite_batch_pages, log_file_size) differs from what is on disk.  The engine opens by
+    what is on disk, so it refuses rather than run with two answers.  Also a RecoveryError: the
+    database does not open."""
+
+    def __init__(self, setting: str, configured, on_disk, where: str) -> None:
+        super().__init__(f"{setting}: configured {configured}, on disk {on_disk} ({where}); "
+                         f"open it with {setting}={on_disk}")
+        self.setting, self.configured, self.on_disk = setting, configured, on_disk
 
 
 @dataclass(frozen=True)

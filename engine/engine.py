@@ -20,9 +20,10 @@ from collections import Counter
 
 from tornpage.engine import btr, btr_page as bp, fsp, read_view, row, trx_sys, undo
 from tornpage.engine.buf import BufferPool
-from tornpage.engine.config import EngineConfig
+from tornpage.engine.config import PAGE_SIZES, ConfigMismatch, EngineConfig
 from tornpage.engine.dblwr import Doublewrite
-from tornpage.engine.errors import (DuplicateKey, EngineError, RecoveryError, TrxStateError)
+from tornpage.engine.errors import (Corruption, DuplicateKey, EngineError, EnginePanic,
+                                   RecoveryError, TrxStateError)
 from tornpage.engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE, Fil
 from tornpage.engine.log import LogSys
 from tornpage.engine.mtr import Mtr
@@ -36,10 +37,6 @@ from tornpage.engine.trx import ACTIVE, PREPARED, Trx, TrxSys
 
 INDEX_ROOT_PAGE_NO = 1      # the clustered index root of a file-per-table tablespace
 SEC_INDEX_ROOT_PAGE_NO = 2  # the secondary index (on k) root, when the table has one
-
-
-class EnginePanic(EngineError):
-    """The engine hit an internal error inside an mtr and refuses further work."""
 
 
 class Engine:
@@ -68,16 +65,18 @@ class Engine:
     def _dblwr_pages(self) -> int:
         return self.config.doublewrite_batch_pages + 1
 
-    def _open_parts(self, create: bool) -> None:
-        cfg = self.config
-        sys_space = self.fil.open_space(0, SYS_FILE, create=create)
-        self.log = LogSys(self.vfs.open(LOG_FILE, create=create), cfg.log_file_size,
+    def _open_files(self, create: bool) -> None:
+        self.fil.open_space(0, SYS_FILE, create=create)
+        self.log = LogSys(self.vfs.open(LOG_FILE, create=create), self.config.log_file_size,
                           self.stats)
+
+    def _open_pool(self, dblwr_first: int, dblwr_pages: int) -> None:
+        """The doublewrite buffer (at the area given, when enabled) and the buffer pool."""
+        cfg = self.config
         if cfg.doublewrite:
-            self.dblwr = Doublewrite(sys_space, trx_sys.doublewrite_first_page(
-                cfg.n_rollback_segments), self._dblwr_pages(), cfg.page_size)
+            self.dblwr = Doublewrite(self.fil.space(0), dblwr_first, dblwr_pages, cfg.page_size)
         self.buf = BufferPool(self.fil, self.log, self.dblwr, cfg.buffer_pool_pages,
-                              cfg.page_size, self.stats)
+                              cfg.page_size, self.stats, owner=self)
 
     def mtr(self) -> Mtr:
         """Start a mini-transaction (after a log free check, as mtr_start + log_free_check)."""
@@ -87,7 +86,10 @@ class Engine:
         return Mtr(self)
 
     def _panic(self, why: str) -> None:
-        self.panicked = why
+        """Stop the engine (the first reason is kept): every later call raises EnginePanic and
+        the buffer pool writes no page, so no change the log cannot explain reaches disk."""
+        if self.panicked is None:
+            self.panicked = why
 
     def _log_free_check(self) -> None:
         """If the log is close to overwriting redo newer than the checkpoint, flush the buffer
@@ -109,7 +111,9 @@ class Engine:
         if vfs.exists(SYS_FILE) or vfs.exists(LOG_FILE):
             raise RecoveryError("the VFS already holds a database; use Engine.open")
         eng = cls(vfs, config)
-        eng._open_parts(create=True)
+        eng._open_files(create=True)
+        eng._open_pool(trx_sys.doublewrite_first_page(config.n_rollback_segments),
+                       eng._dblwr_pages())
         eng.log.create()
         eng.log.file.fsync()
         ps = config.page_size
@@ -148,11 +152,13 @@ class Engine:
         least 4 bytes and its keys below 2**32.
 
         Raises:
-            EngineError: the table exists, or the name is not a plain identifier.
+            EngineError: the table exists, or the name is not a plain identifier of at most
+                64 bytes (UTF-8).
         """
+        self._usable()
         if name in self.tables:
             raise EngineError(f"table {name} exists")
-        if not name.isidentifier() or len(name) > 64:
+        if not name.isidentifier() or len(name.encode()) > 64:
             raise EngineError(f"bad table name {name!r}")
         space = max(self.fil.spaces) + 1
         path = name + IBD_SUFFIX
@@ -200,9 +206,16 @@ class Engine:
     def open(cls, vfs, config: EngineConfig | None = None) -> "Engine":
         """Open an existing database, running crash recovery (engine.recovery).
 
+        The database opens by what is on disk: the page size from the system tablespace, the
+        doublewrite area from its header on TRX_SYS, the rollback segment count from TRX_SYS
+        (read again after redo apply, before transactions are resurrected from the rollback
+        segments).  A configuration that disagrees is refused, never followed.
+
         Raises:
+            ConfigMismatch: page_size, n_rollback_segments, doublewrite_batch_pages or
+                log_file_size differs from what is on disk (also a RecoveryError).
             RecoveryError: files missing, no valid checkpoint, a log that ends before its
-                checkpoint, unparseable redo, or a page size that does not match.
+                checkpoint, unparseable redo, or no page that tells the page size.
             TornPageUnrepairable, PageFromFuture, Corruption: pages that cannot be trusted.
         """
         from tornpage.engine import recovery
@@ -211,29 +224,116 @@ class Engine:
             if not vfs.exists(f):
                 raise RecoveryError(f"{f} is missing: not a database (or its creation was lost)")
         eng = cls(vfs, config)
-        eng._open_parts(create=False)
+        eng._open_files(create=False)
+        ps = eng._page_size_on_disk()
+        if ps != config.page_size:
+            raise ConfigMismatch("page_size", config.page_size, ps, f"{SYS_FILE}")
+        eng._open_pool(*eng._dblwr_area_on_disk())
         if eng.log.file.size() != config.log_file_size:
-            raise RecoveryError(f"{LOG_FILE} is {eng.log.file.size()} bytes, the configuration "
-                                f"says {config.log_file_size}")
+            raise ConfigMismatch("log_file_size", config.log_file_size, eng.log.file.size(),
+                                 f"the size of {LOG_FILE}")
         for name, space, root, _ in eng._read_dictionary():
             path = name + IBD_SUFFIX
             if not vfs.exists(path):
                 raise RecoveryError(f"table {name}: tablespace file {path} is missing")
             ts = eng.fil.open_space(space, path)
             head = ts.read_page(0)
-            if fil_page.verify(head, config.page_size) == PAGE_OK and \
-                    fil_page.page_space(head) != space:
-                raise RecoveryError(f"{path} holds space {fil_page.page_space(head)}, the "
-                                    f"dictionary says {space}")
+            if fil_page.verify(head, config.page_size) == PAGE_OK:
+                if fil_page.page_space(head) != space:
+                    raise RecoveryError(f"{path} holds space {fil_page.page_space(head)}, the "
+                                        f"dictionary says {space}")
+                if fil_page.u32(head, fsp.FSP_PAGE_SIZE) != config.page_size:
+                    raise Corruption(f"{path}: its FSP header says page size "
+                                     f"{fil_page.u32(head, fsp.FSP_PAGE_SIZE)}, the system "
+                                     f"tablespace's is {config.page_size}")
         recovery.recover(eng)
         f0 = eng.buf.get(0, 0)
-        if int.from_bytes(f0.data[fsp.FSP_PAGE_SIZE:fsp.FSP_PAGE_SIZE + 4], "big") != \
-                config.page_size:
-            raise RecoveryError("the system tablespace was created with another page size")
+        if fil_page.u32(f0.data, fsp.FSP_PAGE_SIZE) != config.page_size:
+            raise Corruption(f"{SYS_FILE}: the recovered FSP header says page size "
+                             f"{fil_page.u32(f0.data, fsp.FSP_PAGE_SIZE)}, its pages are "
+                             f"{config.page_size} bytes")
         for name, space, root, sec_root in trx_sys.decode_dict(
                 eng.buf.get(0, trx_sys.DICT_HDR_PAGE_NO).data):
             eng._add_index(name, space, root, sec_root)
         return eng
+
+    def _page_size_on_disk(self) -> int:
+        """The page size of the system tablespace, read raw before recovery: the size page 0's
+        FSP header names, if page 0 verifies at that size; else the size at which the data
+        dictionary header (page 2, written only by DDL, so never torn outside it) verifies.
+
+        Raises:
+            RecoveryError: neither page verifies at any page size.
+        """
+        f = self.fil.space(0).file
+        head = f.pread(fsp.FSP_PAGE_SIZE + 4, 0)
+        claimed = fil_page.u32(head, fsp.FSP_PAGE_SIZE) if len(head) == fsp.FSP_PAGE_SIZE + 4 \
+            else 0
+        if claimed in PAGE_SIZES and \
+                fil_page.verify(f.pread(claimed, 0), claimed, expect=(0, 0)) == PAGE_OK:
+            return claimed
+        self.stats["recv_page_size_from_dict_hdr"] += 1
+        for ps in PAGE_SIZES:
+            raw = f.pread(ps, trx_sys.DICT_HDR_PAGE_NO * ps)
+            if fil_page.verify(raw, ps, expect=(0, trx_sys.DICT_HDR_PAGE_NO)) == PAGE_OK:
+                return ps
+        raise RecoveryError(f"{SYS_FILE}: neither page 0 nor the data dictionary header "
+                            f"(page {trx_sys.DICT_HDR_PAGE_NO}) verifies at any page size "
+                            f"{PAGE_SIZES}")
+
+    def _dblwr_area_on_disk(self) -> tuple[int, int]:
+        """(first page, pages) of the doublewrite area, read raw from TRX_SYS before recovery
+        (as buf_dblwr_init_or_load_pages).  A TRX_SYS page that verifies gives the whole
+        geometry, checked against the configuration; a torn one still gives the doublewrite
+        header if either copy kept its magic number (the copy in the area may be what repairs
+        TRX_SYS).  With neither, the area the configuration implies is used, and the recovered
+        TRX_SYS is checked before any transaction is resurrected (recovery.recover).
+
+        Raises:
+            ConfigMismatch: n_rollback_segments or doublewrite_batch_pages differ from disk.
+            Corruption: a TRX_SYS page that verifies but records an impossible geometry.
+        """
+        ps = self.config.page_size
+        raw = self.fil.space(0).read_page(trx_sys.TRX_SYS_PAGE_NO)
+        if fil_page.verify(raw, ps, expect=(0, trx_sys.TRX_SYS_PAGE_NO)) == PAGE_OK:
+            g = self.check_sys_geometry(raw, "TRX_SYS")
+            return g.dblwr_first, g.dblwr_pages
+        self.stats["recv_trx_sys_unverified_before_redo"] += 1
+        hdr = trx_sys.read_doublewrite_header(raw)
+        if hdr is not None and trx_sys.doublewrite_first_page(1) <= hdr[0] <= \
+                trx_sys.doublewrite_first_page(trx_sys.MAX_RSEGS) and 2 <= hdr[1] <= 65:
+            self._check_setting("doublewrite_batch_pages", self.config.doublewrite_batch_pages,
+                                hdr[1] - 1, "the doublewrite header on TRX_SYS")
+            return hdr
+        self.stats["recv_dblwr_area_from_config"] += 1
+        return trx_sys.doublewrite_first_page(self.config.n_rollback_segments), \
+            self._dblwr_pages()
+
+    def check_sys_geometry(self, frame, where: str) -> trx_sys.SysGeometry:
+        """Read the geometry a verified TRX_SYS page records, refuse a configuration that
+        disagrees with it, and take the rollback segment count from it.
+
+        Raises:
+            ConfigMismatch: n_rollback_segments or doublewrite_batch_pages differ.
+            Corruption: an impossible geometry (trx_sys.read_geometry).
+        """
+        g = trx_sys.read_geometry(frame, self.config.page_size)
+        self._check_setting("n_rollback_segments", self.config.n_rollback_segments, g.n_rsegs,
+                            where)
+        self._check_setting("doublewrite_batch_pages", self.config.doublewrite_batch_pages,
+                            g.dblwr_pages - 1, f"{where}: the doublewrite header")
+        if self.dblwr is not None and (self.dblwr.first_page, self.dblwr.n_pages) != \
+                (g.dblwr_first, g.dblwr_pages):
+            raise Corruption(f"{where}: doublewrite area of {g.dblwr_pages} pages at page "
+                             f"{g.dblwr_first}, recovery used {self.dblwr.n_pages} at "
+                             f"{self.dblwr.first_page}")
+        self.trx_sys.n_rsegs = g.n_rsegs
+        return g
+
+    @staticmethod
+    def _check_setting(setting: str, configured: int, on_disk: int, where: str) -> None:
+        if configured != on_disk:
+            raise ConfigMismatch(setting, configured, on_disk, where)
 
     def _read_dictionary(self) -> list[tuple[str, int, int, int]]:
         """(table, space id, root page, secondary root page) from DICT_HDR read straight from disk, before recovery:
@@ -598,7 +698,12 @@ class Engine:
     # -- inspection -------------------------------------------------------------------------------
     def all_rows(self, table: str) -> dict[int, bytes]:
         """Every row of ``table``: the latest version of every record that is not
-        delete-marked (no locks, no read view; for checkers after recovery and rollback)."""
+        delete-marked (no locks, no read view; for checkers after recovery and rollback).
+
+        Raises:
+            EnginePanic: the engine has stopped (its pages may hold unlogged changes)."""
+        if self.panicked:
+            raise EnginePanic(self.panicked)
         idx = self._index(table)
         return {bp.rec_key(r): bp.leaf_value(r) for r in idx.scan(self.buf, 0, (1 << 64) - 1,
                                                                      1 << 62)

@@ -5,6 +5,12 @@ class EngineError(Exception):
     """Base class of every error the engine raises on purpose."""
 
 
+class EnginePanic(EngineError):
+    """The engine has stopped: an mtr failed after changing pages (their changes are not in
+    the log), or an IO call failed.  Every later call is refused; only recovery after a
+    restart goes on (InnoDB asserts and aborts the process)."""
+
+
 class LockConflict(EngineError):
     """A row lock is held by another transaction (there is no lock wait: the caller decides)."""
 
@@ -25,6 +31,13 @@ class Corruption(EngineError):
     """A page or log block failed verification and no valid copy exists."""
 
 
+class LayoutError(Corruption):
+    """A page whose contents do not parse, or a change (a redo record, an undo record) that
+    does not fit the page it is for: a wrong page image.  Subclassed by each module that owns
+    an on-disk structure (btr_page.PageLayoutError, undo.UndoLayoutError,
+    mtr_log.RedoApplyError)."""
+
+
 class PageFromFuture(Corruption):
     """A page's LSN is newer than the end of the recovered redo log (a WAL violation)."""
 
@@ -36,6 +49,12 @@ class TornPageUnrepairable(Corruption):
 class LostWrite(Corruption):
     """A write the disk acknowledged does not read back after its fsync: it was lost or
     misdirected (engine.os_file's write verification).  The engine has stopped."""
+
+
+class BufferPoolFull(EngineError):
+    """The buffer pool cannot make room: every frame (for a full flush, every dirty frame) is
+    fixed by an open mtr, so the pool is too small for the mtr (raised inside an mtr, so the
+    engine stops)."""
 
 
 class RecoveryError(EngineError):

@@ -5,8 +5,12 @@ them (so the change made and the change logged are the same bytes), and at commi
 records to the log as one group, stamps every changed page with the group's end LSN and puts
 it on the flush list.  Recovery applies a group all or nothing.
 
-An exception inside an mtr leaves pages changed but unlogged; the engine then refuses further
-work (it "panics", as InnoDB asserts) rather than flush a page the log cannot explain.
+An exception inside an mtr, or inside its commit (LogFull from the log writer's guard, any
+failure while stamping pages), leaves pages changed but unlogged; the engine then stops (it
+"panics", as InnoDB asserts): every later call raises EnginePanic and the buffer pool writes no
+page, so no page the log cannot explain reaches disk.  Either way the mtr's pages are unfixed.
+An exception before the mtr changed anything (a lock conflict, a full rollback segment) leaves
+nothing to explain and the engine carries on.
 """
 from __future__ import annotations
 
@@ -64,14 +68,29 @@ class Mtr:
         self.log(frame, mtr_log.write_string(frame.space, frame.page_no, offset, data))
 
     def commit(self) -> None:
-        if self.records:
-            data = mtr_log.encode_mtr(self.records)
-            self.start_lsn, self.end_lsn = self.engine.log.append(data)
-            for f in self.modified.values():
-                self.buf.note_modification(f, self.start_lsn, self.end_lsn)
-            self.engine.stats["mtr_committed"] += 1
-            self.engine.stats["redo_records_written"] += len(self.records)
-        self._release()
+        """Append the records to the log as one group, stamp every changed page with its end
+        LSN and put it on the flush list, then unfix the pages (mtr_commit).
+
+        Raises:
+            LogFull: the group would overwrite redo newer than the last checkpoint.
+            Whatever else fails while committing.  After any failure with records the
+            engine has stopped (module docstring) and the pages are unfixed.
+        """
+        try:
+            if self.records:
+                data = mtr_log.encode_mtr(self.records)
+                self.start_lsn, self.end_lsn = self.engine.log.append(data)
+                for f in self.modified.values():
+                    self.buf.note_modification(f, self.start_lsn, self.end_lsn)
+                self.engine.stats["mtr_committed"] += 1
+                self.engine.stats["redo_records_written"] += len(self.records)
+        except BaseException as e:
+            if self.records:
+                self.engine._panic(f"mtr commit failed after changing pages: "
+                                   f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            self._release()
 
     def _release(self) -> None:
         for f in self.fixed:

@@ -31,6 +31,7 @@ import struct
 from dataclasses import dataclass
 
 from tornpage.engine import btr_page, trx_sys, undo
+from tornpage.engine.errors import LayoutError
 from tornpage.engine.page import (FIL_PAGE_INDEX, FIL_PAGE_TYPE_RSEG, FIL_PAGE_UNDO_LOG, init_frame)
 
 # InnoDB's numbers (mtr0types.h)
@@ -63,6 +64,16 @@ _KEY = struct.Struct(">Q")
 
 class RedoParseError(ValueError):
     """Bytes that do not parse as redo records (inside checksum-valid blocks: corruption)."""
+
+
+class RedoApplyError(LayoutError):
+    """A redo record whose body does not fit the record type or the page (a write past the
+    page end, a body of the wrong length): parsed from the log, it means corruption."""
+
+
+_PAGE_INIT = struct.Struct(">HHQ")
+_FIXED_BODY = {MLOG_PAGE_INIT: _PAGE_INIT.size, MLOG_REC_DELETE: _KEY.size,
+               MLOG_LIST_END_DELETE: _KEY.size}
 
 
 @dataclass(frozen=True)
@@ -135,8 +146,7 @@ def write_string(space: int, page_no: int, offset: int, data: bytes) -> RedoReco
 
 def page_init(space: int, page_no: int, ptype: int, level: int = 0,
               index_id: int = 0) -> RedoRecord:
-    return RedoRecord(MLOG_PAGE_INIT, space, page_no,
-                      struct.pack(">HHQ", ptype, level, index_id))
+    return RedoRecord(MLOG_PAGE_INIT, space, page_no, _PAGE_INIT.pack(ptype, level, index_id))
 
 
 def key_body(key: int) -> bytes:
@@ -148,29 +158,51 @@ def encode_rec_list(recs: list[bytes]) -> bytes:
 
 
 def decode_rec_list(body: bytes) -> list[bytes]:
+    """The records of an MLOG_LIST_END_COPY_CREATED body.
+
+    Raises:
+        RedoApplyError: a record shorter than a key or running past the body's end.
+    """
     out, pos = [], 0
     while pos < len(body):
         n = int.from_bytes(body[pos:pos + 2], "big")
+        if n < btr_page.KEY_LEN or pos + 2 + n > len(body):
+            raise RedoApplyError(f"record of {n} bytes at {pos} of a {len(body)}-byte "
+                                 f"record list")
         out.append(body[pos + 2:pos + 2 + n])
         pos += 2 + n
     return out
+
+
+def _check_has_key(rec: RedoRecord) -> None:
+    if len(rec.body) < btr_page.KEY_LEN:
+        raise RedoApplyError(f"{rec.describe()}: a record shorter than its key")
 
 
 def apply(frame: bytearray, rec: RedoRecord, page_size: int) -> None:
     """Apply ``rec`` to ``frame`` (the page LSN is the caller's business).
 
     Raises:
+        RedoApplyError: the body does not fit the record type or the page.
         btr_page.PageLayoutError / undo.UndoLayoutError: the page cannot take the change
-            (a wrong page image: corruption).
+            (a wrong page image: corruption).  All three are engine.errors.LayoutError.
     """
     t, body = rec.type, rec.body
+    want = _FIXED_BODY.get(t)
+    if want is not None and len(body) != want:
+        raise RedoApplyError(f"{rec.describe()}: body of {len(body)} bytes, the type takes "
+                             f"{want}")
     if t == MLOG_WRITE_STRING:
+        if len(body) < 2:
+            raise RedoApplyError(f"{rec.describe()}: no offset")
         off = int.from_bytes(body[:2], "big")
         data = body[2:]
-        assert off + len(data) <= page_size, (off, len(data))
+        if off + len(data) > len(frame):
+            raise RedoApplyError(f"{rec.describe()}: writes [{off}, {off + len(data)}) past "
+                                 f"the page end {len(frame)}")
         frame[off:off + len(data)] = data
     elif t == MLOG_PAGE_INIT:
-        ptype, level, index_id = struct.unpack(">HHQ", body)
+        ptype, level, index_id = _PAGE_INIT.unpack(body)
         init_frame(frame, rec.space, rec.page_no, ptype)
         if ptype == FIL_PAGE_INDEX:
             btr_page.init(frame, level, index_id)
@@ -179,8 +211,10 @@ def apply(frame: bytearray, rec: RedoRecord, page_size: int) -> None:
         elif ptype == FIL_PAGE_TYPE_RSEG:
             trx_sys.init_rseg(frame, page_size)
     elif t == MLOG_REC_INSERT:
+        _check_has_key(rec)
         btr_page.insert_rec(frame, body)
     elif t == MLOG_REC_UPDATE_IN_PLACE:
+        _check_has_key(rec)
         btr_page.update_rec(frame, body)
     elif t == MLOG_REC_DELETE:
         btr_page.delete_rec(frame, _KEY.unpack(body)[0])

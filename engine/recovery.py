@@ -10,6 +10,8 @@ In order, as InnoDB does it:
      page LSN and trailer LSN become the mtr's end LSN.  A page whose first record re-creates it
      (MLOG_PAGE_INIT) need not be readable.  Applied pages join the flush list sorted by their
      oldest modification;
+  4b. read the rollback segment count and doublewrite area from the recovered TRX_SYS page
+     and refuse a configuration that disagrees (Engine.check_sys_geometry);
   5. write a new checkpoint (the next number, so the newest valid slot is not overwritten);
   6. resurrect ACTIVE transactions from the undo logs (only now: MDEV-34212);
   7. open for new transactions; the engine rolls the resurrected ones back in background steps.
@@ -19,8 +21,9 @@ the applied pages into the flush list.
 """
 from __future__ import annotations
 
-from tornpage.engine import page as fil_page
-from tornpage.engine.errors import (Corruption, PageFromFuture, RecoveryError, TornPageUnrepairable)
+from tornpage.engine import page as fil_page, trx_sys
+from tornpage.engine.errors import (Corruption, LayoutError, PageFromFuture, RecoveryError,
+                                   TornPageUnrepairable)
 from tornpage.engine.log import ScanResult, read_checkpoints, scan
 from tornpage.engine.mtr_log import MLOG_PAGE_INIT, apply
 from tornpage.engine.page import PAGE_OK, PAGE_FROM_FUTURE, PAGE_MISPLACED, PAGE_ZERO, PAGE_SHORT
@@ -91,7 +94,7 @@ def apply_hash(engine, h: dict, recovered_lsn: int) -> None:
             if should_apply(start, plsn):
                 try:
                     apply(frame, r, ps)
-                except AssertionError as e:
+                except LayoutError as e:
                     raise Corruption(f"redo {r.describe()} [{start}, {end}) does not apply to "
                                      f"page {space}:{pno} with page LSN {plsn}: {e}") from None
                 st["recv_records_applied"] += 1
@@ -119,6 +122,10 @@ def recover(engine) -> None:
         engine.dblwr.recover(engine.fil, res.checkpoint.lsn, res.scanned_lsn, engine.stats)
     h = build_hash(engine, res)
     apply_hash(engine, h, res.recovered_lsn)
+    # TRX_SYS as redo left it: the rollback segments to resurrect from are the ones on disk
+    # (a configuration that disagrees is refused before anything is resurrected or written)
+    engine.check_sys_geometry(engine.buf.get(0, trx_sys.TRX_SYS_PAGE_NO).data,
+                              "TRX_SYS after redo apply")
     engine.recovered_lsn = res.recovered_lsn
     checkpoint_after_apply(engine)
     engine.trx_sys.resurrect()

@@ -34,7 +34,10 @@ DICT_HDR body: 38 u16 number of tables; then entries [u8 name length][name][u32 
 """
 from __future__ import annotations
 
-from tornpage.engine.page import FIL_NULL, FIL_PAGE_DATA, u16, u32, u64
+from dataclasses import dataclass
+
+from tornpage.engine.errors import Corruption
+from tornpage.engine.page import FIL_NULL, FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u16, u32, u64
 
 TRX_SYS_SPACE = 0
 FSP_HDR_PAGE_NO = 0
@@ -113,6 +116,44 @@ def read_doublewrite_header(frame) -> tuple[int, int] | None:
     return None
 
 
+MAX_RSEGS = 127            # n_rollback_segments range (roll pointers keep 7 bits of rseg id)
+
+
+@dataclass(frozen=True)
+class SysGeometry:
+    """What TRX_SYS fixes at creation: the rollback segment count (the rseg header pages are
+    FIRST_RSEG_PAGE_NO ..) and the doublewrite area (first page, pages: batch slots + 1)."""
+    n_rsegs: int
+    dblwr_first: int
+    dblwr_pages: int
+
+
+def read_geometry(frame, page_size: int) -> SysGeometry:
+    """The :class:`SysGeometry` a verified TRX_SYS page records.
+
+    Raises:
+        Corruption: a rollback segment count outside 1..MAX_RSEGS, a directory entry that is
+            not the rseg page the layout puts there, no doublewrite header, or an area that is
+            not where the layout puts it (right after the rseg pages, 2..65 pages).
+    """
+    n = u32(frame, TRX_SYS_N_RSEGS)
+    if not 1 <= n <= MAX_RSEGS or TRX_SYS_RSEGS + 4 * n > page_size - FIL_PAGE_END_LSN_OLD_CHKSUM:
+        raise Corruption(f"TRX_SYS: {n} rollback segments (must be 1..{MAX_RSEGS})")
+    for i in range(n):
+        pno = u32(frame, TRX_SYS_RSEGS + 4 * i)
+        if pno != FIRST_RSEG_PAGE_NO + i:
+            raise Corruption(f"TRX_SYS: rollback segment {i} at page {pno}, the layout puts it "
+                             f"at {FIRST_RSEG_PAGE_NO + i}")
+    hdr = read_doublewrite_header(frame)
+    if hdr is None:
+        raise Corruption("TRX_SYS: no doublewrite header (magic number lost in both copies)")
+    first, pages = hdr
+    if first != doublewrite_first_page(n) or not 2 <= pages <= 65:
+        raise Corruption(f"TRX_SYS: doublewrite area of {pages} pages at page {first}, the "
+                         f"layout puts it at {doublewrite_first_page(n)} (2..65 pages)")
+    return SysGeometry(n, first, pages)
+
+
 def trx_id_store(frame) -> int:
     return u64(frame, TRX_SYS_TRX_ID_STORE)
 
@@ -129,14 +170,31 @@ def encode_dict(tables: list[tuple[str, int, int, int]]) -> bytes:
 
 
 def decode_dict(frame) -> list[tuple[str, int, int, int]]:
-    """``(name, space, clustered root, secondary root or FIL_NULL)`` per table."""
+    """``(name, space, clustered root, secondary root or FIL_NULL)`` per table.
+
+    Raises:
+        Corruption: an entry runs past the page, a name is not UTF-8, or a space id is 0
+            (the system tablespace's) or repeated.
+    """
     n = u16(frame, DICT_HDR_N_TABLES)
     pos = DICT_HDR_TABLES
+    limit = len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM
     out = []
-    for _ in range(n):
-        ln = frame[pos]
-        name = bytes(frame[pos + 1:pos + 1 + ln]).decode()
+    seen = {TRX_SYS_SPACE}
+    for i in range(n):
+        ln = frame[pos] if pos < limit else 0
+        if pos + 1 + ln + 12 > limit:
+            raise Corruption(f"data dictionary entry {i} of {n} runs past the page end")
+        try:
+            name = bytes(frame[pos + 1:pos + 1 + ln]).decode()
+        except UnicodeDecodeError:
+            raise Corruption(f"data dictionary entry {i}: the table name is not UTF-8") from None
         pos += 1 + ln
-        out.append((name, u32(frame, pos), u32(frame, pos + 4), u32(frame, pos + 8)))
+        space = u32(frame, pos)
+        if space in seen:
+            raise Corruption(f"data dictionary entry {i} ({name}): space id {space} is the "
+                             f"system tablespace's or another table's")
+        seen.add(space)
+        out.append((name, space, u32(frame, pos + 4), u32(frame, pos + 8)))
         pos += 12
     return out

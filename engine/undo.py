@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import struct
 
+from tornpage.engine.errors import LayoutError
 from tornpage.engine.page import FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u16, u32, u64
 
 TRX_UNDO_PAGE_START = FIL_PAGE_DATA + 0
@@ -76,8 +77,8 @@ _HDR = struct.Struct(">BIIQ")
 UNDO_REC_HDR = _HDR.size
 
 
-class UndoLayoutError(AssertionError):
-    """An undo page whose records do not parse."""
+class UndoLayoutError(LayoutError):
+    """An undo page whose records do not parse, or an undo record that does not fit it."""
 
 
 def init_page(frame: bytearray) -> None:

@@ -397,6 +397,10 @@ def test_undo_record_parse_errors():
     bad[0] = 99
     with pytest.raises(undo.UndoLayoutError):
         undo.parse_rec(bytes(bad))
+
+
+@pytest.mark.skipif(not __debug__, reason="a caller's pre-condition, asserted (off under -O)")
+def test_undo_make_rec_asserts_its_pre_condition():
     with pytest.raises(AssertionError):
         undo.make_rec(undo.TRX_UNDO_INSERT_REC, 0, 1, 2, b"old")   # insert carries no old rec
 
@@ -464,6 +468,10 @@ def test_roll_ptr_round_trip(is_insert, rseg, page, off):
 
 def test_null_roll_ptr():
     assert undo.parse_roll_ptr(undo.NULL_ROLL_PTR) == (True, 0, 0, 0)
+
+
+@pytest.mark.skipif(not __debug__, reason="a caller's pre-condition, asserted (off under -O)")
+def test_roll_ptr_asserts_its_pre_condition():
     with pytest.raises(AssertionError):
         undo.make_roll_ptr(True, 128, 0, 0)
 
