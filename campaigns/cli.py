@@ -508,6 +508,45 @@ def mutants():
 
 
 @main.command()
+@click.option("--examples-per-mutant", type=click.IntRange(min=1), default=40,
+              show_default=True, help="Workloads each mutant campaign may run (it stops at "
+                                      "the first finding): a deterministic budget.")
+@click.option("--clean-examples", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Workloads of each clean campaign (every device, with and without media "
+                   "faults): any finding there is a false positive.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1,
+              show_default="the machine's cores", help="Campaigns run in parallel.")
+@click.option("--shrink-steps", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--artifacts", type=click.Path(file_okay=False), default="tornpage-selftest",
+              show_default=True, help="Directory for the mutants' artifacts.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
+              default=None, help="Write the report as JSON here.")
+def selftest(examples_per_mutant, clean_examples, seed, jobs, shrink_steps, artifacts,
+             json_path):
+    """Prove the harness: every planted bug found, no finding on the clean engine."""
+    from tornpage.campaigns import selftest as st
+    _check_writable(json_path, "--json")
+    with _executor(jobs, None) as executor:
+        report = st.selftest(examples=examples_per_mutant, clean_examples=clean_examples,
+                             seed=seed, artifacts_dir=artifacts, shrink_steps=shrink_steps,
+                             executor=executor, progress=click.echo)
+    click.echo(f"mutants killed {report['killed']} of {report['total']}"
+               + (f"; survived: {', '.join(report['survivors'])}" if report["survivors"] else ""))
+    if report["median_seconds_to_artifact"] is not None:
+        click.echo(f"time to the saved, shrunk artifact: median "
+                   f"{report['median_seconds_to_artifact']:.1f} s, max "
+                   f"{report['max_seconds_to_artifact']:.1f} s")
+    click.echo(f"false positives on the clean engine: {report['false_positives']}")
+    click.echo("result: " + ("PASS" if report["passed"] else "FAIL"))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
+    sys.exit(0 if report["passed"] else 1)
+
+
+@main.command()
 def devices():
     """List the device profiles and their guarantees."""
     for d in DEVICES.values():

@@ -7,6 +7,7 @@ campaign that cannot kill a mutant within its budget has a blind spot.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 from unittest import mock
@@ -158,6 +159,15 @@ class Mutant:
     expect: str               # what the oracle should see
     patch: Callable[[], contextlib.AbstractContextManager]
     needs: str = ""           # the fault model that can find it, when not the default
+
+    def campaign_options(self) -> dict:
+        """The campaign settings ``needs`` names: ``media_faults`` (bool), ``device`` (a
+        profile name or None) and ``recovery_crashes`` (1 when it needs crashes during
+        recovery, else 0: a mutant campaign runs without them unless it needs them)."""
+        device = re.search(r"--device ([a-z0-9-]+)", self.needs)
+        return {"media_faults": "--media-faults" in self.needs,
+                "device": device.group(1) if device else None,
+                "recovery_crashes": 1 if "--recovery-crashes" in self.needs else 0}
 
 
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
