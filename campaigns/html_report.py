@@ -181,6 +181,7 @@ def timeline(art, before: int = 12, after: int = 3) -> dict:
             if extra:
                 label += f" ({extra})"
         units = []
+        torn_text = None
         if i >= pos:
             status = "after"
         elif isinstance(op, Marker):
@@ -211,14 +212,14 @@ def timeline(art, before: int = 12, after: int = 3) -> dict:
                                   "title": f"unit {u}: bytes [{op.offset + a}, {op.offset + b}) "
                                            + ("reached the disk" if u in kept else
                                               f"lost, reads as {c.fill}")})
-                label += f" — units {len(kept)}/{len(parts)} new, the rest {c.fill}"
+                torn_text = f"TORN: {len(kept)}/{len(parts)} units new, rest {c.fill}"
             else:
                 status = "kept"
         counts[status] += 1
         h = TORN_H if units else ROW_H
         rows.append({"kind": "op", "y": y, "h": h, "index": i, "status": status,
                      "text": _clip(label), "title": label, "units": units,
-                     "unit_y": y + 22, "status_text": STATUS_TEXT[status],
+                     "unit_y": y + 22, "status_text": torn_text or STATUS_TEXT[status],
                      "last": i == pos - 1})
         y += h + GAP
         prev = i
