@@ -164,16 +164,24 @@ def timeline(art, before: int = 12, after: int = 3) -> dict:
     rows, y, prev = [], 4, None
     counts: Counter = Counter()
     crash_y = None
+
+    def event_rows(k: int) -> None:
+        # an event at index k happened when operations 0..k-1 had been issued
+        nonlocal y
+        for words in events.get(k, []):
+            rows.append({"kind": "event", "y": y, "text": _clip(f"— {words}", 120)})
+            y += EVENT_H
+
     for i in sorted(shown):
         if prev is not None and i > prev + 1:
             rows.append({"kind": "gap", "y": y, "text": f"⋯ {i - prev - 1} operations ⋯"})
             y += EVENT_H
         if crash_y is None and i >= pos:
+            event_rows(pos)
             crash_y = y + 2
             y += 22
-        for words in events.get(i, []) if i <= pos else []:
-            rows.append({"kind": "event", "y": y, "text": _clip(f"— {words}", 120)})
-            y += EVENT_H
+        if i < pos:
+            event_rows(i)
         op = trace.ops[i]
         label = trace.describe(i)
         if isinstance(op, Write):
@@ -224,6 +232,7 @@ def timeline(art, before: int = 12, after: int = 3) -> dict:
         y += h + GAP
         prev = i
     if crash_y is None:          # the crash is at the end of the trace
+        event_rows(pos)
         crash_y = y + 2
         y += 22
     lost = [i for i, c in choices.items() if c.kind != KEEP]
@@ -367,15 +376,17 @@ def _findings(runs: list[tuple[str, dict]], artifacts_dir: str | None) -> list[d
                     "rule": rule, "rule_text": RULES.get(rule, ""),
                     "summary": str(f.get("summary", "")),
                     "explanation": str(f.get("explanation", "")),
-                    "crash_plan": [str(x) for x in f.get("crash_plan") or []],
+                    "crash_plan": [str(x) for x in f.get("crash_plan")]
+                    if isinstance(f.get("crash_plan"), list) else [],
                     "determinism": f.get("determinism"), "shrink_steps": f.get("shrink_steps"),
                     "seed": f.get("seed"), "seen": [], "duplicates": 0, "timeline": None,
                     "note": None, "artifact": None}
-            e["duplicates"] += int(dups.get(sig, 0) or 0) if isinstance(dups.get(sig, 0),
-                                                                         int) else 0
-            art_path = find_artifact(f.get("artifact"), path, artifacts_dir)
+            extra = dups.get(sig, 0)
+            e["duplicates"] += extra if isinstance(extra, int) else 0
+            recorded = f.get("artifact") if isinstance(f.get("artifact"), str) else None
+            art_path = find_artifact(recorded, path, artifacts_dir)
             e["seen"].append({"where": where, "reproduce": str(f.get("reproduce") or ""),
-                              "found_at": art_path, "recorded": f.get("artifact")})
+                              "found_at": art_path, "recorded": recorded})
     for e in by_sig.values():
         for s in e["seen"]:
             if s["found_at"] and e["timeline"] is None:
@@ -441,9 +452,14 @@ def write_report(run_paths: list[str], output: str, artifacts_dir: str | None = 
     ctx = build_context(runs, artifacts_dir)
     html = _ENV.from_string(TEMPLATE).render(**ctx)
     tmp = output + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(html)
-    os.replace(tmp, output)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(html)
+        os.replace(tmp, output)
+    except OSError:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return {"runs": len(runs), "findings": len(ctx["findings"]),
             "timelines": sum(1 for f in ctx["findings"] if f["timeline"]),
             "missing": ctx["missing"], "passed": ctx["passed"]}

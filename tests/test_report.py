@@ -354,6 +354,7 @@ def test_an_output_that_fails_while_writing_is_exit_2(runs, tmp_path, monkeypatc
     r = invoke("report", runs[2], "-o", tmp_path / "r.html")
     assert r.exit_code == 2, r.output
     assert "cannot write" in r.stderr and "No space left on device" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []          # no half-written page left behind
 
 
 @pytest.mark.timeout(60)
