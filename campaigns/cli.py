@@ -16,6 +16,7 @@ import sys
 import click
 
 from tornpage.campaigns import crashcheck, reports, tools
+from tornpage.campaigns import html_report
 from tornpage.campaigns.artifacts import ArtifactError, load
 from tornpage.campaigns.mutants import MUTANTS, planted
 from tornpage.campaigns.runner import SEARCH_MODES, CampaignConfig, CampaignResult, run_campaign
@@ -556,6 +557,32 @@ def devices():
                    f"{'safe append' if d.safe_append else 'no safe append'}, lost sectors read "
                    f"as {'/'.join(d.torn_fills)}")
         click.echo(f"{'':14s} {d.description}")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--artifacts", "artifacts_dir", type=click.Path(), default=None,
+              help="Directory holding the findings' artifacts (searched recursively, e.g. a "
+                   "CI download) [default: the paths recorded in the run JSON].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="tornpage-report.html",
+              show_default=True, callback=_output_file, help="Write the HTML page here.")
+def report(runs, artifacts_dir, output):
+    """One self-contained HTML page for runs (tornpage run --json files; several are merged:
+    shards, devices): crash states per shard and device, a probe chart, coverage of the crash
+    points, and each finding with its IO timeline around the crash."""
+    try:
+        out = html_report.write_report(list(runs), output, artifacts_dir)
+    except html_report.ReportError as e:
+        _err(f"tornpage report: {e}")
+        sys.exit(2)
+    except OSError as e:
+        _err(f"tornpage report: cannot write {output}: {e.strerror or e}")
+        sys.exit(2)
+    click.echo(f"wrote {output}: {out['runs']} run{'' if out['runs'] == 1 else 's'}, "
+               f"{out['findings']} distinct finding{'' if out['findings'] == 1 else 's'} "
+               f"({out['timelines']} timeline{'' if out['timelines'] == 1 else 's'} drawn)"
+               + (f", required probes never fired: {', '.join(out['missing'])}"
+                  if out["missing"] else ""))
 
 
 if __name__ == "__main__":
