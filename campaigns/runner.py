@@ -21,6 +21,7 @@ nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -30,6 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
+from unittest import mock
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed as hyp_seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -232,12 +234,35 @@ def plan_chunks(cfg: CampaignConfig) -> Iterator[tuple[int, int]]:
         yield i, min(CHUNK_EXAMPLES, cfg.examples - i * CHUNK_EXAMPLES)
 
 
+@contextlib.contextmanager
+def _no_local_constants() -> Iterator[None]:
+    """Hypothesis (6.131 and later) mixes literals from the source of every *local* module in
+    ``sys.modules`` into what it generates, so the same seed would draw other workloads
+    depending on what else the process imported (a test module, a user's conftest, an editable
+    install of tornpage itself, a Dask worker's imports).  A campaign's examples must be a
+    function of its seed alone: while a chunk runs, the pool of local constants is empty
+    (Hypothesis's global constants, the same everywhere, stay)."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        empty = providers.Constants()
+        cache = providers.CONSTANTS_CACHE
+    except (ImportError, AttributeError):    # a Hypothesis without local constants
+        yield
+        return
+    cache.cache.clear()
+    with mock.patch.object(providers, "_get_local_constants", lambda: empty):
+        try:
+            yield
+        finally:
+            cache.cache.clear()
+
+
 def run_chunk(cfg: CampaignConfig, i: int, n_examples: int) -> "CampaignResult":
     """Run chunk ``i`` of the campaign (its seed is ``chunk_seed(cfg.seed, i)``) with the mutant
     planted; a pure function of its arguments, so a process pool or a Dask worker can run it.
     Findings come back with their artifacts as JSON; :func:`run_campaign` saves them."""
     res = CampaignResult()
-    with planted(cfg.mutant):
+    with planted(cfg.mutant), _no_local_constants():
         _run_chunk(cfg, chunk_seed(cfg.seed, i), n_examples, res)
     res.chunks = 1
     res.chunk_ids = [i]

@@ -35,9 +35,9 @@ needs_chromium = pytest.mark.skipif(
            "not checked in a browser")
 
 # a deterministic campaign with one finding (measured: seed 0 finds the L within 8 workloads,
-# about 2 s with shrinking) and a clean one whose required probes all fire (seed 0, 8 workloads)
+# about 2 s with shrinking) and a clean one whose required probes all fire (seed 1, 8 workloads)
 MUTANT_ARGS = ("--mutant", "ack-before-log-fsync", "--examples", "8", "--seed", "0")
-CLEAN_ARGS = ("--examples", "8", "--seed", "0")
+CLEAN_ARGS = ("--examples", "8", "--seed", "1")
 ALL_PROBES = list(PROBES) + list(WORKLOAD_PROBES) + list(FAULT_PROBES)
 
 
