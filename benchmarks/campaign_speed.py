@@ -9,8 +9,9 @@ What it does: the working tree's campaign and the reference commit's (``--ref``,
 commit before the crash-state search and speed work) run the same ``--examples`` workloads of
 ``--seed``, each in its own subprocess, interleaved (current, reference, current, ...) ``--repeat``
 times for each configuration, so a noisy machine slows both alike.  The reference is taken with
-``git archive`` into a temporary directory and imported from there (either layout: the
-top-level ``campaigns`` package of old commits, or ``tornpage.*``).
+``git archive`` into a temporary directory; both trees are imported from their sources (first on
+``PYTHONPATH``, either layout: the top-level ``campaigns`` package of old commits, or
+``tornpage.*``), never from an installed copy, and each child checks where its code came from.
 
 Counting: every call of the crash-state checker is keyed by what makes a state distinct: its
 durable image, the markers issued before the crash, whether the crash lost anything, and the
@@ -33,6 +34,7 @@ current/reference.  Absolute figures depend on the machine; quote the ratio.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -46,18 +48,19 @@ DEFAULT_REF = "d95c5a3"      # main before the namespace move, the one search an
 
 CHILD = r'''
 import hashlib, json, os, resource, sys, tempfile, time
-try:
+examples, seed, media, layout = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+if layout == "tornpage":
     from tornpage.campaigns import crashcheck, runner
     from tornpage.engine import Engine
     from tornpage.faultfs.crash import CrashStateBuilder
     from tornpage.faultfs.trace import Marker, MediaFault
-except ImportError:
+else:                                   # before the namespace move: top-level packages
     from campaigns import crashcheck, runner
     from engine import Engine
     from faultfs.crash import CrashStateBuilder
     from faultfs.trace import Marker, MediaFault
-
-examples, seed, media = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+where = os.path.dirname(os.path.dirname(os.path.realpath(runner.__file__)))
+assert where.startswith(sys.argv[5]), (where, sys.argv[5])     # the tree asked for, not another
 cpu = time.process_time
 phases = {}
 stack = []
@@ -83,6 +86,7 @@ stack_t = []
 
 keys = set()
 calls = [0]
+hook_builds = [0.0]
 real_check = crashcheck.check_crash_state
 
 
@@ -91,6 +95,7 @@ def counting(run, plan, *a, **k):
     t = cpu()
     calls[0] += 1
     img = crashcheck.builder_for(run).build(plan)
+    hook_builds[0] += cpu() - t
     h = hashlib.blake2b(digest_size=20)
     for p in sorted(img.files):
         h.update(p.encode() + hashlib.blake2b(img.files[p], digest_size=20).digest())
@@ -118,8 +123,9 @@ cfg = runner.CampaignConfig(seed=seed, budget=None, examples=examples, media_fau
 t0, c0 = time.perf_counter(), cpu()
 res = runner.run_campaign(cfg)
 wall, total = time.perf_counter() - t0, cpu() - c0
-# the counting hook's own image builds ran inside "crash image": take them out with the rest
-phases["crash image"] = max(0.0, phases.get("crash image", 0.0) - overhead[0])
+# the counting hook's own work: its image builds ran inside "crash image", its hashing in no
+# phase; both leave the total
+phases["crash image"] = max(0.0, phases.get("crash image", 0.0) - hook_builds[0])
 total -= overhead[0]
 wall -= overhead[0]
 phases["rest (Hypothesis, search, campaign)"] = max(0.0, total - sum(phases.values()))
@@ -132,34 +138,44 @@ print(json.dumps({"distinct": len(keys), "checked_calls": calls[0],
 '''
 
 
-def reference_tree(rev: str) -> tuple[str, str]:
-    """(a directory to put on PYTHONPATH for ``rev``, its short hash)."""
+@dataclasses.dataclass
+class Tree:
+    name: str
+    pythonpath: str        # put first on PYTHONPATH: it shadows any installed tornpage
+    layout: str            # "tornpage" (tornpage.* packages) or "flat" (old top-level packages)
+    root: str              # where its code lives (checked by the child)
+
+
+def _tree(name: str, d: str) -> Tree:
+    if os.path.isdir(os.path.join(d, "src", "tornpage")):      # the tornpage.* layout
+        shim = tempfile.mkdtemp(prefix="tornpage-path-")
+        pkg = os.path.join(shim, "tornpage")
+        os.makedirs(pkg)
+        for entry in os.listdir(os.path.join(d, "src", "tornpage")):
+            os.symlink(os.path.join(d, "src", "tornpage", entry), os.path.join(pkg, entry))
+        for sub in ("engine", "faultfs", "checkers", "campaigns"):
+            os.symlink(os.path.join(d, sub), os.path.join(pkg, sub))
+        return Tree(name, shim, "tornpage", os.path.realpath(d))
+    return Tree(name, d, "flat", os.path.realpath(d))
+
+
+def reference_tree(rev: str) -> Tree:
+    """The commit ``rev``, extracted with ``git archive`` into a temporary directory."""
     short = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", rev], check=True,
                            capture_output=True, text=True).stdout.strip()
     d = tempfile.mkdtemp(prefix=f"tornpage-ref-{short}-")
     archive = subprocess.run(["git", "-C", REPO, "archive", rev], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", d], input=archive, check=True)
-    if os.path.isdir(os.path.join(d, "src", "tornpage")):      # the tornpage.* layout
-        shim = os.path.join(d, "_path")
-        pkg = os.path.join(shim, "tornpage")
-        os.makedirs(pkg)
-        for name in os.listdir(os.path.join(d, "src", "tornpage")):
-            os.symlink(os.path.join(d, "src", "tornpage", name), os.path.join(pkg, name))
-        for sub in ("engine", "faultfs", "checkers", "campaigns"):
-            os.symlink(os.path.join(d, sub), os.path.join(pkg, sub))
-        return shim, short
-    return d, short
+    return _tree(short, d)
 
 
-def run_child(pythonpath: str | None, examples: int, seed: int, media: bool) -> dict:
-    env = dict(os.environ)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = pythonpath
-    with tempfile.TemporaryDirectory() as cwd:      # no source tree shadows the installed one
+def run_child(tree: Tree, examples: int, seed: int, media: bool) -> dict:
+    env = dict(os.environ, PYTHONPATH=tree.pythonpath)
+    with tempfile.TemporaryDirectory() as cwd:
         r = subprocess.run([sys.executable, "-c", CHILD, str(examples), str(seed),
-                            "1" if media else "0"], env=env, cwd=cwd, capture_output=True,
-                           text=True)
+                            "1" if media else "0", tree.layout, tree.root], env=env, cwd=cwd,
+                           capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"benchmark child failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -173,13 +189,16 @@ def main() -> None:
     ap.add_argument("--ref", default=DEFAULT_REF, help="reference commit (default %(default)s)")
     ap.add_argument("--no-media", action="store_true", help="skip the --media-faults runs")
     a = ap.parse_args()
-    ref_path, ref = reference_tree(a.ref)
+    reference = reference_tree(a.ref)
+    ref = reference.name
+    current = _tree("current", REPO)
     configs = [("default", False)] + ([] if a.no_media else [("--media-faults", True)])
     out: dict = {}
     for r in range(a.repeat):
         for name, media in configs:
-            for tree, path in (("current", None), (ref, ref_path)):
-                x = run_child(path, a.examples, a.seed, media)
+            for t in (current, reference):
+                tree = t.name
+                x = run_child(t, a.examples, a.seed, media)
                 x["rate"] = x["distinct"] / x["cpu"]
                 out.setdefault((name, tree), []).append(x)
                 print(f"run {r + 1} {name:14s} {tree:8s}: {x['distinct']:5d} distinct states "

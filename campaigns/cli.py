@@ -108,8 +108,10 @@ def _parse_shard(ctx, param, value):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--shard", callback=_parse_shard, default=None, metavar="K/N",
               help="Run shard K of N: chunk i of the seed space when i % N == K-1.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes (chunks run in parallel; merged in chunk order).")
+@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1,
+              show_default="the machine's cores",
+              help="Worker processes (chunks run in parallel; merged in chunk order, so the "
+                   "result of --examples is the same for any --jobs).")
 @click.option("--dask", "dask_address", default=None, metavar="SCHEDULER_ADDRESS",
               help="Run chunks on a Dask distributed cluster (pip install 'tornpage[dask]').")
 @click.option("--mutant", type=click.Choice(sorted(MUTANTS)), default=None,
@@ -182,8 +184,10 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
         settings.engine_config()
     except ConfigError as e:
         raise click.UsageError(str(e))
-    if jobs > 1 and dask_address:
-        raise click.UsageError("--jobs and --dask are alternatives; give one")
+    if dask_address:
+        if "jobs" in given:
+            raise click.UsageError("--jobs and --dask are alternatives; give one")
+        jobs = 1
     _check_writable(json_path, "--json")
     _check_writable(junit_path, "--junit")
     try:

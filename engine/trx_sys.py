@@ -34,6 +34,8 @@ DICT_HDR body: 38 u16 number of tables; then entries [u8 name length][name][u32 
 """
 from __future__ import annotations
 
+import struct
+
 from dataclasses import dataclass
 
 from tornpage.engine.errors import Corruption
@@ -77,7 +79,10 @@ def rseg_slot_offset(slot: int) -> int:
 
 
 def rseg_slots(frame, page_size: int) -> list[int]:
-    return [u32(frame, rseg_slot_offset(i)) for i in range(n_slots(page_size))]
+    """The undo log header page of every slot (FIL_NULL: free), in slot order.  One
+    ``struct.unpack_from`` of the slot array: O(slots) in C."""
+    n = n_slots(page_size)
+    return list(struct.unpack_from(f">{n}I", frame, TRX_RSEG_UNDO_SLOTS))
 
 
 def rseg_history_offset(page_size: int) -> int:

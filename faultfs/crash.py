@@ -285,6 +285,7 @@ class CrashStateBuilder:
         self.profile = profile
         self.every = snapshot_every
         self._snaps: dict[int, _State] = {0: _State(base)}
+        self._pending: dict[int, tuple[int, ...]] = {}
 
     def _snapshot_at_or_before(self, index: int) -> tuple[int, _State]:
         k = (index // self.every) * self.every
@@ -297,7 +298,12 @@ class CrashStateBuilder:
         return k, self._snaps[k]
 
     def pending(self, position: int) -> list[int]:
-        return pending_ops(self.trace, position, self.profile)
+        """The operations pending at ``position`` (:func:`pending_ops`), ascending; a new list.
+        Memoized per position: the builder's trace is a finished recording.  O(position) the
+        first time, O(pending) after."""
+        if position not in self._pending:
+            self._pending[position] = tuple(pending_ops(self.trace, position, self.profile))
+        return list(self._pending[position])
 
     def appends(self) -> frozenset:
         """Indices of the writes that extended their file when the program issued them."""

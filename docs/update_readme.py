@@ -1,0 +1,158 @@
+"""Regenerate the README's sample outputs and tables from real runs, or check them.
+
+    python docs/update_readme.py            # run the commands, rewrite the marked blocks
+    python docs/update_readme.py --check    # run them, fail (exit 1) if a block's shape changed
+
+A generated block sits between ``<!-- BEGIN generated:NAME -->`` and
+``<!-- END generated:NAME -->``; nothing else in the README is touched.  The blocks:
+
+* ``default-run``: ``tornpage run --examples 40 --seed 0`` (deterministic work; the timings in
+  it are what this machine measured);
+* ``walkthrough``: a planted bug found, replayed, explained, shrunk, inspected and turned into a
+  regression test;
+* ``devices``: ``tornpage devices``;
+* ``selftest``: ``tornpage selftest`` as a table: every planted bug with the fault model it needs,
+  what the campaign found (kind and checker rule) and the time from the start of its campaign
+  to the saved, shrunk artifact; then the clean engine on every device.
+
+``--check`` compares *shapes*: every run of digits becomes ``#`` and runs of spaces one space,
+so a new timing passes and a changed verdict, rule, probe name or table row fails.  It needs
+tornpage installed (the ``tornpage`` command on PATH).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)"
+                   r"(<!-- END generated:(?P=name) -->)", re.S)
+
+
+def _run(args: list[str], cwd: str) -> tuple[int, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="100")
+    r = subprocess.run(["tornpage", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    return r.returncode, r.stdout
+
+
+def default_run(cwd: str) -> str:
+    rc, out = _run(["run", "--examples", "40", "--seed", "0", "--artifacts", "art"], cwd)
+    return f"```\n$ tornpage run --examples 40 --seed 0\n{out.rstrip()}\n```\n(exit status {rc})\n"
+
+
+def devices(cwd: str) -> str:
+    _, out = _run(["devices"], cwd)
+    return f"```\n$ tornpage devices\n{out.rstrip()}\n```\n"
+
+
+def selftest(cwd: str) -> str:
+    rc, out = _run(["selftest", "--json", "st.json", "--artifacts", "st"], cwd)
+    with open(os.path.join(cwd, "st.json")) as f:
+        r = json.load(f)
+    rows = ["| mutant | INNODB.md bug | needs | found (kind: rule) | in workload | "
+            "seconds to the saved, shrunk artifact |", "|---|---|---|---|---|---|"]
+    for m in r["mutants"]:
+        found = f"{m['kind']}: `{m['rule']}`" if m["killed"] else "**survived**"
+        rows.append(f"| `{m['mutant']}` | {m['bug'] or 'fault model'} | "
+                    f"{m['needs'] or 'default campaign'} | {found} | {m['workloads']} | "
+                    f"{m['seconds_to_artifact']:.1f} |")
+    rows.append("")
+    rows.append("| clean engine on | media faults | workloads | crash states | findings |")
+    rows.append("|---|---|---|---|---|")
+    for c in r["clean"]:
+        rows.append(f"| `{c['device']}` | {'yes' if c['media_faults'] else 'no'} | "
+                    f"{c['workloads']} | {c['crash_states']} | {len(c['false_positives'])} |")
+    tail = [ln for ln in out.splitlines() if ln.startswith(("mutants killed", "time to",
+                                                             "false positives", "result"))]
+    return ("```\n$ tornpage selftest\n...\n" + "\n".join(tail) + f"\n```\n(exit status {rc})\n\n"
+            + "\n".join(rows) + "\n")
+
+
+def walkthrough(cwd: str) -> str:
+    """A planted bug found, replayed, explained, shrunk, inspected, turned into a test."""
+    out = []
+
+    def show(args: list[str], keep=None) -> str:
+        rc, text = _run(args, cwd)
+        lines = text.rstrip().splitlines()
+        if keep is not None and len(lines) > keep:
+            lines = lines[:keep] + ["..."]
+        out.append("$ tornpage " + " ".join(args))
+        out.extend(lines)
+        out.append(f"(exit status {rc})")
+        out.append("")
+        return text
+
+    text = show(["run", "--mutant", "ack-before-log-fsync", "--examples", "8", "--seed", "0",
+                 "--quiet"])
+    art = re.search(r"reproduce: tornpage replay (\S+)", text).group(1)
+    show(["replay", art])
+    show(["explain", art])
+    show(["shrink", art])
+    show(["inspect", art], keep=14)
+    show(["regress", art, "-o", "test_regress_ack.py"])
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "test_regress_ack.py"], cwd=cwd, capture_output=True, text=True)
+    out.append("$ python -m pytest -q test_regress_ack.py")
+    out.extend(ln for ln in r.stdout.rstrip().splitlines()[-2:])
+    return "```\n" + "\n".join(out).rstrip() + "\n```\n"
+
+
+GENERATORS = {"default-run": default_run, "walkthrough": walkthrough, "devices": devices,
+              "selftest": selftest}
+
+
+def shape(text: str) -> str:
+    """Digits and spacing dropped, and the progress lines (their number depends on the
+    machine's speed)."""
+    lines = [ln for ln in text.splitlines() if not re.match(r"\s*\[\s*[\d.]+s\]", ln)]
+    return re.sub(r"[ \t]+", " ", re.sub(r"\d+", "#", "\n".join(lines))).strip()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true",
+                    help="compare the blocks' shapes instead of rewriting them")
+    ap.add_argument("--only", choices=sorted(GENERATORS), action="append",
+                    help="just these blocks (repeat); default all")
+    a = ap.parse_args()
+    with open(README) as f:
+        text = f.read()
+    found = {m.group("name") for m in BLOCK.finditer(text)}
+    missing = set(GENERATORS) - found
+    if missing:
+        print(f"README.md has no generated block for {', '.join(sorted(missing))}",
+              file=sys.stderr)
+        return 2
+    wanted = a.only or sorted(GENERATORS)
+    new = {}
+    with tempfile.TemporaryDirectory() as cwd:
+        for name in wanted:
+            print(f"running the commands of block {name} ...", file=sys.stderr, flush=True)
+            new[name] = GENERATORS[name](cwd)
+    if a.check:
+        bad = [m.group("name") for m in BLOCK.finditer(text)
+               if m.group("name") in new and shape(m.group("body")) != shape(new[m.group("name")])]
+        for name in bad:
+            print(f"README block {name}: the commands' output no longer has the documented "
+                  f"shape; run python docs/update_readme.py", file=sys.stderr)
+            print(new[name], file=sys.stderr)
+        return 1 if bad else 0
+
+    def replace(m: re.Match) -> str:
+        name = m.group("name")
+        return m.group(1) + new[name] + m.group(4) if name in new else m.group(0)
+    with open(README, "w") as f:
+        f.write(BLOCK.sub(replace, text))
+    print(f"rewrote {', '.join(wanted)} in {README}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
