@@ -287,10 +287,17 @@ def _executor(jobs: int, dask_address: str | None):
         with client:
             yield client
     elif jobs > 1:
-        with concurrent.futures.ProcessPoolExecutor(jobs) as pool:
+        with concurrent.futures.ProcessPoolExecutor(jobs, initializer=_pool_worker) as pool:
             yield pool
     else:
         yield None
+
+
+def _pool_worker() -> None:
+    """A pool worker leaves Ctrl-C to the parent (which saves the findings and stops the
+    workers) and dies quietly when the parent terminates it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _dask_workers(client) -> int:

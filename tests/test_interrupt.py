@@ -35,10 +35,13 @@ def _wait_for_progress(proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("jobs", ["1", "2"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_the_campaign_with_reports_and_exit_130(tmp_path: Path, sig):
+def test_a_signal_stops_the_campaign_with_reports_and_exit_130(tmp_path: Path, sig, jobs):
+    """In one process, and with a process pool (whose workers leave the signal to the parent,
+    which stops them)."""
     out_json, out_xml = tmp_path / "run.json", tmp_path / "run.xml"
-    proc = subprocess.Popen(TORNPAGE + ["run", "--examples", "4000", "--seed", "0",
+    proc = subprocess.Popen(TORNPAGE + ["run", "--examples", "4000", "--seed", "0", "--jobs", jobs,
                                         "--json", str(out_json), "--junit", str(out_xml),
                                         "--artifacts", str(tmp_path / "art")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
