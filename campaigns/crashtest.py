@@ -247,6 +247,7 @@ class _Runner:
 class _Failure:
     phase: str                           # "recovery raised" or "check said"
     error: BaseException
+    nested: CrashPlan | None = None      # the crash during recovery before it, if any
 
 
 # -- the search: faultfs.search's one crash-state search, driven by a seeded generator ------------
@@ -283,7 +284,8 @@ def crash_test(operation: Callable, recover: Callable | None = None,
                exhaustive_bound: int = 256, samples_per_point: int = 16,
                setup: Callable | None = None, root: str = "/tornpage",
                reproduce: str | None = None, incomplete: str = "fail",
-               max_failures: int = MAX_FAILURES, shrink_steps: int = 200) -> CrashTestResult:
+               max_failures: int = MAX_FAILURES, shrink_steps: int = 200,
+               recovery_crashes: bool = False) -> CrashTestResult:
     """Run ``operation`` once on a traced disk, then ``recover`` and ``check`` every crash state.
 
     Args:
@@ -310,6 +312,11 @@ def crash_test(operation: Callable, recover: Callable | None = None,
         max_failures: distinct failures (by :func:`_failure_signature`) collected before the
             report; 1 stops at the first.
         shrink_steps: recover-and-check runs spent shrinking each failure, at most.
+        recovery_crashes: also crash ``recover`` itself: after a crash state passes, ``recover``
+            runs once more on it traced, and up to 8 states a crash in that recovery's IO
+            leaves (from the same search over the recovery's trace) are recovered again and
+            checked.  Recovery must survive its own crashes, as the campaign demands of the
+            engine.
 
     Returns:
         :class:`CrashTestResult` (what was explored) when every checked state passed.
@@ -332,7 +339,8 @@ def crash_test(operation: Callable, recover: Callable | None = None,
         result = _search(runner, base, trace, profile, recover, check, seed=seed, budget=budget,
                          max_states=max_states, exhaustive_bound=exhaustive_bound,
                          samples=samples_per_point, reproduce=reproduce,
-                         max_failures=max_failures, shrink_steps=shrink_steps)
+                         max_failures=max_failures, shrink_steps=shrink_steps,
+                         recovery_crashes=recovery_crashes and recover is not None)
     finally:
         runner.close()
     if not result.complete and incomplete == "fail":
@@ -348,7 +356,7 @@ def crash_test(operation: Callable, recover: Callable | None = None,
 def _search(runner: _Runner, base: Image, trace: Trace, profile: DeviceProfile, recover, check,
             *, seed: int, budget: float | None, max_states: int, exhaustive_bound: int,
             samples: int, reproduce: str | None, max_failures: int,
-            shrink_steps: int) -> CrashTestResult:
+            shrink_steps: int, recovery_crashes: bool = False) -> CrashTestResult:
     __tracebackhide__ = True
     b = CrashStateBuilder(base, trace, profile)
 
@@ -365,8 +373,12 @@ def _search(runner: _Runner, base: Image, trace: Trace, profile: DeviceProfile, 
     def judge(plan: CrashPlan) -> _Failure | None:
         promised = promised_at(trace, plan.position)
         image = b.build(plan)
-        return seen.judge(search.image_key(image, promised._key()),
-                          lambda: runner.judge(image, promised, recover, check))[0]
+        key = search.image_key(image, promised._key())
+        err = seen.judge(key, lambda: runner.judge(image, promised, recover, check))[0]
+        if err is None and recovery_crashes:
+            err = _judge_recovery_crashes(runner, image, promised, recover, check, profile,
+                                          seen, key)
+        return err
 
     crashes = new_search()
     for plan in crashes:
@@ -394,6 +406,43 @@ def _search(runner: _Runner, base: Image, trace: Trace, profile: DeviceProfile, 
                            planned=planned, checked=seen.checked)
     return CrashTestResult(len(trace), trace.hash(), crashes.positions, len(crashes.points),
                            crashes.whole_points, seen.checked, seen.reused, complete, planned)
+
+
+RECOVERY_CRASHES_PER_STATE = 8
+
+
+def _judge_recovery_crashes(runner: _Runner, image: Image, promised: Promised, recover, check,
+                            profile: DeviceProfile, seen: search.Seen,
+                            key: str) -> "_Failure | None":
+    """Crash ``recover`` itself: run it on ``image`` traced, then recover and check the states
+    a crash in its IO leaves, up to :data:`RECOVERY_CRASHES_PER_STATE` of them, taken from the
+    same search over the recovery's trace (every position with nothing lost, crash points
+    enumerated whole when small); each is one more distinct state."""
+    __tracebackhide__ = True
+    nb = CrashStateBuilder(image, _recovery_trace(runner, image, recover), profile)
+    crashes = search.CrashSearch(nb, seed=key, schedule="positions", exhaustive_bound=16,
+                                 samples_per_point=2)
+    tried = 0
+    for nplan in crashes:
+        if tried >= RECOVERY_CRASHES_PER_STATE:
+            break
+        if not search.plan_losses(nplan) and nplan.position not in crashes.points:
+            continue             # a prefix of the recovery with nothing lost: a plain restart
+        tried += 1
+        nimage = nb.build(nplan)
+
+        def again(nimage=nimage) -> "_Failure | None":
+            return runner.judge(nimage, promised, recover, check)
+        err = seen.judge(search.image_key(nimage, promised._key()), again)[0]
+        if err is not None:
+            err.nested = nplan
+            return err
+    return None
+
+
+def _recovery_trace(runner: _Runner, image: Image, recover) -> Trace:
+    """The trace of ``recover`` run on ``image`` (deterministic: the user's recovery must be)."""
+    return runner._run(image, recover).trace
 
 
 def _explain_all(b: CrashStateBuilder, found: list[tuple], *, seed: int, reproduce: str | None,
@@ -458,6 +507,12 @@ def _explain(b: CrashStateBuilder, plan: CrashPlan, err: _Failure, promised: Pro
         lines.append(f"promised before the crash: {len(promised.acks)} acks")
     else:
         lines.append("promised before the crash: nothing (no ack yet)")
+    if err.nested is not None:
+        lost = search.plan_losses(err.nested)
+        lines.append(f"then a crash during recovery, after recovery operation "
+                     f"#{err.nested.position - 1}: {lost} pending operation"
+                     f"{'' if lost == 1 else 's'} lost or torn "
+                     f"(recovery crash plan {err.nested.dumps()})")
     lines.append(f"{err.phase}: {_one_line(err.error)}")
     msg = [f"crash-consistency failure: recovery or check failed after a crash at position "
            f"{p} of {len(trace)} (seed {seed}, device {b.profile.name})"]

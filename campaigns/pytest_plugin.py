@@ -75,6 +75,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="ci: small deterministic budget (default); nightly: larger")
     g.addoption("--tornpage-budget", type=_budget, default=None, metavar="N|Ns",
                 help="per crash test: N crash states, or N seconds with an 's' suffix")
+    g.addoption("--tornpage-recovery-crashes", action="store_true", default=False,
+                help="also crash your recovery itself (about half the crash states): it must "
+                     "recover to a state the checker accepts from a crash in its own IO")
     g.addoption("--tornpage-incomplete", choices=("fail", "skip"), default="fail",
                 help="a crash test whose budget ends before every planned crash state was "
                      "checked: fail (default) or skip, with how many were checked; never a pass")
@@ -129,6 +132,8 @@ def reproduce_command(item: pytest.Item) -> str:
         except ValueError:
             nodeid = str(config.rootpath / path) + ("::" + rest if rest else "")
     parts = ["pytest", nodeid, "--tornpage-seed", str(s.seed)]
+    if config.getoption("tornpage_recovery_crashes"):
+        parts.append("--tornpage-recovery-crashes")
     if s.profile != "ci":
         parts += ["--tornpage-profile", s.profile]
     if s.budget:
@@ -181,6 +186,8 @@ def crash_test(request: pytest.FixtureRequest):
         kw.setdefault("reproduce", command)
         if skip_incomplete:
             kw.setdefault("incomplete", "return")
+        if item.config.getoption("tornpage_recovery_crashes"):
+            kw.setdefault("recovery_crashes", True)
         item.config.stash[_RAN] = True
         try:
             result = crashtest.crash_test(operation, recover, check, **kw)

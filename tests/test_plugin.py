@@ -449,3 +449,84 @@ def test_tornpage_fakefs_fixture_and_crash_test_together(tornpage_fakefs, crash_
 def test_tornpage_disk_fixture_is_a_fresh_simdisk(tornpage_disk, tornpage_seed):
     assert isinstance(tornpage_disk, SimDisk) and len(tornpage_disk.trace) == 0
     assert isinstance(tornpage_seed, int)
+
+
+# -- crashes during the user's recovery -------------------------------------------------------------
+
+def _journal_store(fsync_truncate: bool):
+    """A store with a redo journal: put writes the journal, fsyncs, acks, then applies to the
+    data file; recovery replays the journal into the data file and truncates the journal.  With
+    ``fsync_truncate=False`` recovery truncates the journal before the replayed data is durable,
+    so a crash during recovery loses an acknowledged value."""
+    def setup(disk):
+        disk.open("data", create=True)
+        disk.open("journal", create=True)
+        disk.fsync_dir()
+
+    def operation(disk):
+        j = disk.open("journal")
+        begin(key="k", value=b"v1")
+        j.pwrite(b"v1", 0)
+        j.fsync()
+        ack(key="k", value=b"v1")
+
+    def recover(disk):
+        j, d = disk.open("journal"), disk.open("data")
+        entry = j.pread(2, 0)
+        if entry:
+            d.pwrite(entry, 0)
+            if fsync_truncate:
+                d.fsync()
+            j.truncate(0)
+            j.fsync()
+
+    def check(disk, promised):
+        got = disk.open("data").pread(2, 0) or disk.open("journal").pread(2, 0) or None
+        assert got in promised.allowed("k"), f"k: promised {promised.get('k')!r}, got {got!r}"
+    return operation, recover, check, setup
+
+
+def test_recovery_crashes_find_a_recovery_that_is_not_crash_safe():
+    operation, recover, check, setup = _journal_store(fsync_truncate=False)
+    assert crash_test(operation, recover, check, seed=1, setup=setup).complete  # one recovery
+    with pytest.raises(CrashConsistencyError) as e:
+        crash_test(operation, recover, check, seed=1, setup=setup, recovery_crashes=True)
+    assert "then a crash during recovery" in str(e.value)
+    assert "check said: AssertionError: k: promised b'v1', got None" in str(e.value)
+
+
+def test_recovery_crashes_pass_a_crash_safe_recovery():
+    operation, recover, check, setup = _journal_store(fsync_truncate=True)
+    result = crash_test(operation, recover, check, seed=1, setup=setup, recovery_crashes=True)
+    assert result.complete and result.states > 3
+
+
+def test_the_recovery_crashes_option_reaches_the_fixture(pytester):
+    pytester.makepyfile("""
+        from tornpage import ack, begin
+
+        def test_opt(crash_test):
+            def setup(disk):
+                disk.open("a", create=True)
+                disk.fsync_dir()
+            def op(disk):
+                f = disk.open("a")
+                begin(key="a", value=b"x")
+                f.pwrite(b"x", 0)
+                f.fsync()
+                ack(key="a", value=b"x")
+            def recover(disk):
+                f = disk.open("a")
+                if f.pread(1, 0) == b"x":
+                    f.truncate(0)                   # recovery "compacts" without fsync
+                    f.pwrite(b"x", 0)
+            def check(disk, promised):
+                got = disk.open("a").pread(1, 0) or None
+                assert got in promised.allowed("a"), got
+            crash_test(op, recover, check, setup=setup)
+    """)
+    pytester.runpytest("--tornpage-seed", "1").assert_outcomes(passed=1)
+    r = pytester.runpytest("--tornpage-seed", "1", "--tornpage-recovery-crashes")
+    r.assert_outcomes(failed=1)           # the truncate, then a crash: the acked x is gone
+    r.stdout.fnmatch_lines(["*then a crash during recovery*",
+                            "*--tornpage-seed 1 --tornpage-recovery-crashes -p tornpage*"])
