@@ -474,6 +474,16 @@ def _first_ack(trace: Trace) -> int:
     return len(trace)
 
 
+def _preview(v: object, limit: int = 32) -> str:
+    """``repr(v)`` cut to ``limit`` characters, with the value's length when cut."""
+    r = repr(v)
+    if len(r) <= limit:
+        return r
+    n = f"{len(v)} {'bytes' if isinstance(v, (bytes, bytearray)) else 'items'}" \
+        if isinstance(v, (bytes, bytearray, str, list, tuple, dict)) else f"{len(r)} chars"
+    return f"{r[:limit]}… ({n})"
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     first = text[0] if text else ""
@@ -500,7 +510,7 @@ def _explain(b: CrashStateBuilder, plan: CrashPlan, err: _Failure, promised: Pro
         names = "; ".join(trace.describe(i) for i in kept[-4:])
         lines.append(f"not yet durable but kept: {'…; ' if len(kept) > 4 else ''}{names}")
     if promised:
-        shown = ", ".join(f"{k!r}={v!r}" for k, v in list(promised.items())[:8])
+        shown = ", ".join(f"{_preview(k)}={_preview(v)}" for k, v in list(promised.items())[:8])
         more = f" and {len(promised) - 8} more" if len(promised) > 8 else ""
         lines.append(f"promised before the crash: {shown}{more}")
     elif promised.acks:

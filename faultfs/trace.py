@@ -174,5 +174,15 @@ class Trace:
         if isinstance(op, MediaFault):
             return (f"#{i} media fault {op.kind} on {op.path} [{op.offset}, "
                     f"{op.offset + op.length})" + (f": {op.detail}" if op.detail else ""))
+        if isinstance(op, Rename):
+            return f"#{i} rename {op.src} -> {op.dst} (inode {op.inode})"
+        if isinstance(op, Create):
+            return f"#{i} create {op.path} (inode {op.inode})"
+        if isinstance(op, Unlink):
+            return f"#{i} unlink {op.path} (inode {op.inode})"
+        if isinstance(op, Truncate):
+            return f"#{i} truncate {op.path} to {op.size} bytes"
+        if isinstance(op, Mkdir):
+            return f"#{i} mkdir {op.path}"
         return f"#{i} {type(op).__name__.lower()} " + " ".join(
-            str(getattr(op, f)) for f in op.__dataclass_fields__)
+            f"{f}={_short(getattr(op, f))}" for f in op.__dataclass_fields__)

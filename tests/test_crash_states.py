@@ -476,7 +476,7 @@ def test_explain_uses_describe_callback_and_metadata_ops():
     plan = CrashPlan(2, ((0, Choice(DROP)), (1, Choice(DROP))))
     lines = b.explain(plan, describe=lambda op: f"page {op.offset // 4096}")
     assert lines == ["crash after operation #1 (2 operations pending)",
-                     "#0 create t.ibd 0: dropped",
+                     "#0 create t.ibd (inode 0): dropped",
                      "#1 write t.ibd [4096, 8192) 4096 bytes (page 1): dropped"]
 
 

@@ -294,14 +294,14 @@ def test_trace_append_returns_index():
 def test_describe_names_each_operation():
     """describe(i) gives one line naming the operation, its index and its arguments."""
     t = _traced_disk().trace
-    assert t.describe(0) == "#0 create a 0"
+    assert t.describe(0) == "#0 create a (inode 0)"
     assert t.describe(1) == "#1 write a [0, 2) 2 bytes"
     assert t.describe(2) == "#2 fsync a"
     assert t.describe(3) == "#3 marker commit-ack ok=True trx=7"
-    assert t.describe(4) == "#4 rename a b 0"
+    assert t.describe(4) == "#4 rename a -> b (inode 0)"
     assert t.describe(6) == "#6 fsync_dir /"
-    assert t.describe(7) == "#7 truncate 0 a 1"
-    assert t.describe(8) == "#8 unlink b 0"
+    assert t.describe(7) == "#7 truncate a to 1 bytes"
+    assert t.describe(8) == "#8 unlink b (inode 0)"
     for i in range(len(t)):
         assert "\n" not in t.describe(i)
 

@@ -56,7 +56,7 @@ def test_broken_store_fails_with_explanation_and_reproduction_line(example):
     r.stdout.re_match_lines([r"^=+ tornpage: reproduce =+$", re.escape(cmd)])
     # the missing fsync, named: the new log's write was lost while the rename survived
     r.stdout.fnmatch_lines(["*#* write data.log.tmp * bytes: dropped",
-                            "*not yet durable but kept:*rename data.log.tmp data.log*",
+                            "*not yet durable but kept:*rename data.log.tmp -> data.log (inode 1)*",
                             "*check said: AssertionError: 'k*': acknowledged *, recovered None*"])
     assert _real_tree(example.path) == before       # the store wrote nothing real
 
