@@ -197,6 +197,14 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
                                f"({e.strerror or e})")
     if not os.access(artifacts, os.W_OK):
         raise click.UsageError(f"--artifacts {artifacts}: the directory is not writable")
+    if prof.get("database"):
+        # the example database exists after every nightly run, not only after a failure, so a
+        # CI cache step always has something to keep
+        try:
+            os.makedirs(prof["database"], exist_ok=True)
+        except OSError as e:
+            raise click.UsageError(f"cannot create the example database {prof['database']}: "
+                                   f"{e.strerror or e}")
     cfg = CampaignConfig(seed=seed, budget=budget, examples=examples, settings=settings,
                          mutant=mutant, crash_states_per_workload=crash_states,
                          artifacts_dir=artifacts, max_findings=pick["max_findings"],

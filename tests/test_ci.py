@@ -80,6 +80,8 @@ def test_nightly_profile_is_random_and_keeps_its_database_under_ci(tmp_path, mon
         assert {"trx_commit_mode_0", "trx_commit_mode_1", "trx_commit_mode_2"} & \
             set(d["missing_probes"])
         seeds.add(json.loads(js.read_text())["seed"])
+        # the example database exists after every nightly run, finding or not (CI caches it)
+        assert (tmp_path / ".tornpage" / "examples").is_dir()
     assert len(seeds) == 2
 
 
