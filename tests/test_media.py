@@ -382,12 +382,13 @@ def test_parse_schedule_rejects_malformed(v):
 
 def test_schedule_round_trip_and_io_classes():
     raw = [["bitflip", 0, 5], ["sector-error", 3, 1], ["eio-write", 2, 0], ["enospc", 0, 0],
-           ["misdirected", 4, 2], ["eio-fsync", 1, 0]]
+           ["misdirected", 4, 2], ["eio-fsync", 1, 0], ["at-rest-corruption", 5, 9]]
     sched = parse_schedule(raw)
     assert [f.to_json() for f in sched] == raw
     assert parse_schedule([f.to_json() for f in sched]) == sched
     assert parse_schedule(tuple(tuple(x) for x in raw)) == sched
-    assert [f.io_class for f in sched] == ["read", "read", "write", "write", "write", "fsync"]
+    assert [f.io_class for f in sched] == ["read", "read", "write", "write", "write", "fsync",
+                                           "write"]
     assert set(KINDS) == {x[0] for x in raw}
     assert parse_schedule([]) == ()
     s = WorkloadSettings(media_faults=(("eio-fsync", 1, 0),))
