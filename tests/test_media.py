@@ -551,3 +551,112 @@ def test_no_dir_fsync_on_create_not_found_under_process_kill(tmp_path):
     res = campaign(tmp_path, "no-dir-fsync-on-create", 8, device="process-kill")
     assert res.findings == []
     assert res.workloads == 8 and res.crash_states > 0
+
+
+# -- at-rest corruption --------------------------------------------------------------------------
+
+def corrupted_disk(arg: int = 2 * 83, profile: str = "sector512"):
+    """A durable file; the next write (1024 bytes 'W' over sectors 1-2) is stored with one bit
+    wrong: ``arg % 2`` picks sector 1 + 0 or 1, ``(arg // 2) % 4096`` the bit (default: sector
+    1, bit 83 of the write's bytes there: byte 10, bit 3)."""
+    disk, f = durable_file(profile)
+    disk.arm([FaultSpec("at-rest-corruption", 0, arg)])
+    assert f.pwrite(b"W" * 1024, SECTOR) == 1024          # acknowledged: no error
+    return disk, f
+
+
+def test_at_rest_corruption_stores_one_bit_wrong_and_every_read_sees_it():
+    disk, f = corrupted_disk()
+    stored = bytearray(b"W" * 1024)
+    stored[10] ^= 1 << 3
+    want = PATTERN[:512] + bytes(stored) + PATTERN[1536:]
+    for _ in range(3):                                   # not transient: every read
+        assert f.pread(2048, 0) == want
+    fault, write = disk.trace.ops[-2:]
+    assert fault == MediaFault("at-rest-corruption", 0, "a", 512 + 10, 1,
+                               "write of 1024 bytes at 512 stored with bit 3 of byte 522 "
+                               "flipped (sector 1 reads back wrong)")
+    assert write == Write(0, "a", 512, bytes(stored))     # what the drive stored
+    assert bits_set(xor(f.pread(1024, 512), b"W" * 1024)) == 1
+    assert disk.faults_injected == 1
+    f.pwrite(b"X" * 4, 520)                              # the next write is clean
+    assert f.pread(4, 520) == b"XXXX"
+
+
+def test_at_rest_corruption_picks_the_sector_and_bit_from_arg():
+    disk, f = corrupted_disk(arg=1 + 2 * 4095)            # second sector, its last bit
+    diff = xor(f.pread(1024, 512), b"W" * 1024)
+    assert diff[:1023] == bytes(1023) and diff[1023] == 0x80
+    d2, f2 = durable_file()
+    d2.arm([FaultSpec("at-rest-corruption", 0, 5)])       # a 10-byte write inside sector 3
+    f2.pwrite(b"v" * 10, 3 * SECTOR + 100)
+    assert bits_set(xor(f2.pread(10, 3 * SECTOR + 100), b"v" * 10)) == 1
+    assert d2.trace.ops[-2].offset == 3 * SECTOR + 100    # 5 % 80 = bit 5 of the first byte
+
+
+def test_at_rest_corruption_is_in_every_crash_state_that_keeps_the_write():
+    disk, f = corrupted_disk()
+    w = len(disk.trace) - 1
+    damaged = disk.read_file("a")
+    b = builder(disk)
+    end = len(disk.trace)
+    assert b.build(CrashPlan(end)).files["a"] == damaged
+    assert b.build(CrashPlan(end, ((w, Choice(DROP)),))).files["a"] == PATTERN
+    torn_img = b.build(CrashPlan(end, ((w, Choice(TEAR, (1,))),))).files["a"]
+    assert torn_img == PATTERN[:512] + PATTERN[512:1024] + b"W" * 512 + PATTERN[1536:]
+    f.fsync()                                           # durable: every later crash keeps it
+    b = builder(disk)
+    assert b.pending(len(disk.trace)) == []
+    assert b.build(CrashPlan(len(disk.trace))).files["a"] == damaged
+    assert SimDisk(image=b.build(CrashPlan(len(disk.trace)))).open("a").pread(1024, 512) == \
+        damaged[512:1536]
+    f.pwrite(b"R" * 512, SECTOR)                        # a rewrite of the sector heals it
+    assert builder(disk).build(CrashPlan(len(disk.trace))).files["a"][512:1024] == b"R" * 512
+
+
+def test_write_verification_catches_at_rest_corruption_at_fsync():
+    from tornpage.engine.errors import LostWrite
+    from tornpage.engine.os_file import GuardedFile
+
+    class Owner:
+        panicked = None
+
+        def _panic(self, msg):
+            self.panicked = msg
+
+    disk, _ = durable_file()
+    owner = Owner()
+    g = GuardedFile(disk.open("a"), owner)
+    disk.arm([FaultSpec("at-rest-corruption", 0, 0)])
+    g.pwrite(b"Q" * 512, 0)
+    with pytest.raises(LostWrite, match="does not read back"):
+        g.fsync()
+    assert owner.panicked
+
+
+def test_at_rest_corruption_in_a_workload_stops_the_engine_and_its_crash_states_pass():
+    """The engine reads back its writes after each fsync, so it stops on the corruption before
+    relying on the write; every crash state (everything kept, each pending operation lost
+    alone) at every crash point is then recovered, refused on the damage (accepted), or
+    passes."""
+    s = WorkloadSettings(buffer_pool_pages=16, log_file_size=196608,
+                         media_faults=(("at-rest-corruption", 4, 297),))
+    steps = [["checkpoint"], ["bulk_update", 1, 36, 25, 749], ["rollback", 0],
+             ["range_select", 0, 20, 14], ["background", 3], ["background", 5]]
+    run = run_workload(s, steps)
+    assert run.disk.faults_injected == 1
+    assert run.stopped and run.stopped.startswith("LostWrite")
+    assert crashcheck.media_fault_probes(run)["media_at_rest_corruption"] == 1
+    b = crashcheck.builder_for(run)
+    fault = next(j for j, op in enumerate(run.trace.ops) if isinstance(op, MediaFault))
+    checked = damaged = 0
+    for pos in crashcheck.crash_points(run):
+        for plan in [CrashPlan(pos)] + [CrashPlan(pos, ((i, Choice(DROP)),))
+                                        for i in b.pending(pos)]:
+            res = crashcheck.check_crash_state(run, plan)
+            assert res.verdict.ok, res.verdict.explain()
+            corrupted = crashcheck.at_rest_corruption(run, plan, b.build(plan))
+            assert bool(corrupted) == (pos > fault + 1 and plan.choice(fault + 1).kind != DROP)
+            damaged += bool(corrupted)
+            checked += 1
+    assert checked > 6 and damaged > 0

@@ -439,3 +439,28 @@ def test_shrink_moves_the_crash_earlier_when_it_still_fails():
 def test_signatures_are_kind_and_rule():
     assert S.signature("C", "fsck.sec_index_extra_entry") != \
         S.signature("C", "fsck.delete_marked_after_purge")
+
+
+def test_sampling_tears_one_sector_writes_inside_the_sector_on_nonatomic512_only():
+    """random_loss gives a one-sector write (which cannot tear at a sector edge) a cut inside
+    the sector where the device allows it, with the device's cuts and fills; every sampled
+    plan builds."""
+    import random
+
+    from tornpage.faultfs.search import random_loss, sample_plan
+    for profile, expect in (("nonatomic512", True), ("sector512", False)):
+        b = builder(small_disk(profile))
+        rng = random.Random(1)
+        seen = [random_loss(b, 2, rng) for _ in range(200)]      # #2: one sector
+        inside = [c for c in seen if c.kind == TEAR]
+        assert bool(inside) == expect
+        for c in inside:
+            assert c.units == () and c.partial[0] == 0
+            assert c.partial[1] in b.profile.sub_sector_cuts and c.fill in b.profile.torn_fills
+        if expect:
+            assert {c.partial[1] for c in inside} == {16, 256, 508}
+            longer = [random_loss(b, 1, rng) for _ in range(300)]  # #1: two sectors
+            assert any(c.kind == TEAR and c.partial == (1, 16) and c.units == (0,)
+                       for c in longer)                            # a prefix, then a cut
+            for _ in range(100):
+                b.build(sample_plan(b, 8, rng))
