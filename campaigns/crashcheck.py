@@ -103,8 +103,9 @@ def misdirected_writes(run: WorkloadRun, position: int) -> list[MediaFault]:
 
 
 def at_rest_corruption(run: WorkloadRun, plan: CrashPlan, image) -> list[MediaFault]:
-    """The at-rest corruptions before the crash whose damage is in the crash ``image``: the
-    damaged sector, as far as the corrupted write covers it, holds what the drive stored.
+    """The media damage at rest before the crash that is in the crash ``image``: an at-rest
+    corruption whose damaged sector, as far as the corrupted write covers it, holds what the
+    drive stored; bit rot that no later write surely rewrote.
 
     Like a misdirected write's victim, such a sector is data no engine can rebuild from its own
     files unless it keeps a copy (the doublewrite buffer, redo since the checkpoint), so a loud
@@ -114,9 +115,26 @@ def at_rest_corruption(run: WorkloadRun, plan: CrashPlan, image) -> list[MediaFa
     excuses nothing."""
     out = []
     ops = run.trace.ops
-    for j in range(run.setup_end, min(plan.position, len(ops)) - 1):
+    end = min(plan.position, len(ops))
+    pend = None
+    for j in range(run.setup_end, end):
         op = ops[j]
-        if not (isinstance(op, MediaFault) and op.kind == "at-rest-corruption"):
+        if isinstance(op, MediaFault) and op.kind == "bit-rot":
+            # bit rot is in every state after it, unless a later write covering the byte
+            # surely reached the disk whole (durable, or kept by the plan)
+            if pend is None:
+                b = builder_for(run)
+                pend = set(b.pending(plan.position))
+                lost = [i for i, c in plan.choices if c.kind != KEEP]
+                # an ordered device drops every pending operation after the first one lost
+                first_lost = min(lost) if lost and b.profile.ordered else len(ops)
+            if not any(isinstance(w, Write) and w.inode == op.inode and
+                       w.offset <= op.offset < w.offset + len(w.data) and
+                       (i not in pend or (plan.choice(i).kind == KEEP and i < first_lost))
+                       for i, w in enumerate(ops[j + 1:end], j + 1)):
+                out.append(op)
+            continue
+        if not (isinstance(op, MediaFault) and op.kind == "at-rest-corruption") or j + 1 >= end:
             continue
         w = ops[j + 1]
         sec = op.offset // 512

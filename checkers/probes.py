@@ -90,6 +90,8 @@ FAULT_PROBES: dict[str, str] = {
     "media_eio_fsync": "an fsync failed with EIO; its writes stay pending forever",
     "media_misdirected": "a write was acknowledged but lost or put at another offset or in "
                          "another file",
+    "media_bit_rot": "a bit decayed on the media when read: every later read and every crash "
+                     "state after it sees the damage",
     "media_at_rest_corruption": "a write was acknowledged but stored with one bit wrong: every "
                                 "later read and every crash state keeping it sees the damage",
     "lost_write_detected": "the engine's read-back after fsync caught a lost or misdirected "

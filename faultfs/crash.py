@@ -26,7 +26,9 @@ The persistence model (see DESIGN.md, faultfs):
   * Media faults (:mod:`faultfs.media`) recorded in the trace: a failed fsync (``eio-fsync``) is
     no barrier, and the writes it covered stay pending even past a later successful fsync of
     the same file (Linux marks the failed pages clean); a latent sector error is physical, so it
-    is part of every crash state after it, until a surviving write covers the sector.  A
+    is part of every crash state after it, until a surviving write covers the sector; so is
+    bit rot (a bit flipped in whatever the byte holds in that state, until a write covers
+    it).  A
     misdirected write and an at-rest corruption need nothing here: the Write that follows
     their MediaFault holds where the data landed and what the drive stored.
 
@@ -227,6 +229,10 @@ class _State:
         if isinstance(op, MediaFault):
             if op.kind == "sector-error":
                 self.bad.setdefault(op.inode, set()).update(media.sectors(op.offset, op.length))
+            elif op.kind == "bit-rot":
+                buf = self.inodes.get(op.inode)
+                if buf is not None and op.offset < len(buf):
+                    buf[op.offset] ^= 1 << media.rot_bit(op.offset)
             return
         if isinstance(op, Write):
             buf = self.inodes.setdefault(op.inode, bytearray())

@@ -16,6 +16,12 @@ Kinds, after the behaviour of real devices and of Linux (the sources each models
                   fails too, after a crash as well, until a write covers it whole (drives
                   remap on write; a partial write cannot bring back the rest of the sector).
                   ``arg`` picks the sector within the read.
+``bit-rot``       (read)  a bit of the media decays: one byte of one sector of the range read
+                  (sector ``arg % n`` of the ``n`` the read touches, byte ``(arg // n) % m`` of
+                  the ``m`` bytes read there) has its bit ``byte offset % 8`` flipped *on the
+                  media*, so this read and every later read return it, and every crash state
+                  after it holds it (whatever the sector held then, new or old), until a
+                  write covers the byte.  No error is returned: only a checksum can tell.
 ``eio-write``     (write) the write fails with ``EIO`` and nothing of it reaches the file.
 ``enospc``        (write) a write that extends its file fails with ``ENOSPC`` (counted among
                   extending writes only); nothing of it reaches the file.
@@ -55,7 +61,7 @@ from dataclasses import dataclass
 
 SECTOR = 512
 
-READ_FAULTS = ("bitflip", "sector-error")
+READ_FAULTS = ("bitflip", "sector-error", "bit-rot")
 WRITE_FAULTS = ("eio-write", "enospc", "misdirected", "at-rest-corruption")
 FSYNC_FAULTS = ("eio-fsync",)
 KINDS = READ_FAULTS + WRITE_FAULTS + FSYNC_FAULTS
@@ -165,6 +171,22 @@ def misdirected_other(offset: int, length: int, others: list[tuple[str, int]],
         return None
     path, size = others[(arg % 4) % len(others)]
     return path if offset + length <= size else None
+
+
+def rot_byte(offset: int, length: int, arg: int) -> int:
+    """The file offset of the byte a ``bit-rot`` fault on a read of ``length`` bytes at
+    ``offset`` decays (its bit :func:`rot_bit` flips)."""
+    secs = sectors(offset, length)
+    sec = secs[arg % len(secs)]
+    lo = max(offset, sec * SECTOR)
+    hi = min(offset + length, (sec + 1) * SECTOR)
+    return lo + (arg // len(secs)) % (hi - lo)
+
+
+def rot_bit(byte_offset: int) -> int:
+    """The bit of the byte at ``byte_offset`` that bit rot flips: ``byte_offset % 8`` (a pure
+    function of the offset, so the trace's MediaFault rebuilds the damage exactly)."""
+    return byte_offset % 8
 
 
 def corrupt_at_rest(data: bytes, offset: int, arg: int) -> tuple[bytes, int, int]:

@@ -55,6 +55,13 @@ class SimFile:
         fault = d._due("read")
         if fault is None or not data:
             return data
+        if fault.kind == "bit-rot":
+            at = media.rot_byte(offset, len(data), fault.arg)
+            bit = media.rot_bit(at)
+            self._data()[at] ^= 1 << bit
+            d._record(fault, self, at, 1, f"bit {bit} of byte {at} decayed on the media (sector "
+                                          f"{at // media.SECTOR} reads back wrong from now on)")
+            return bytes(self._data()[offset:offset + n])
         if fault.kind == "bitflip":
             data, bit = media.flip_bit(data, fault.arg)
             d._record(fault, self, offset + bit // 8, 1, f"bit {bit % 8} of byte "

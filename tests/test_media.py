@@ -382,13 +382,14 @@ def test_parse_schedule_rejects_malformed(v):
 
 def test_schedule_round_trip_and_io_classes():
     raw = [["bitflip", 0, 5], ["sector-error", 3, 1], ["eio-write", 2, 0], ["enospc", 0, 0],
-           ["misdirected", 4, 2], ["eio-fsync", 1, 0], ["at-rest-corruption", 5, 9]]
+           ["misdirected", 4, 2], ["eio-fsync", 1, 0], ["at-rest-corruption", 5, 9],
+           ["bit-rot", 2, 3]]
     sched = parse_schedule(raw)
     assert [f.to_json() for f in sched] == raw
     assert parse_schedule([f.to_json() for f in sched]) == sched
     assert parse_schedule(tuple(tuple(x) for x in raw)) == sched
     assert [f.io_class for f in sched] == ["read", "read", "write", "write", "write", "fsync",
-                                           "write"]
+                                           "write", "read"]
     assert set(KINDS) == {x[0] for x in raw}
     assert parse_schedule([]) == ()
     s = WorkloadSettings(media_faults=(("eio-fsync", 1, 0),))
@@ -660,3 +661,65 @@ def test_at_rest_corruption_in_a_workload_stops_the_engine_and_its_crash_states_
             damaged += bool(corrupted)
             checked += 1
     assert checked > 6 and damaged > 0
+
+
+# -- bit rot -------------------------------------------------------------------------------------
+
+def test_bit_rot_decays_a_bit_on_the_media_seen_by_every_later_read():
+    """``arg`` 1 + 2 * 100 on a read of sectors 2-3: sector 3, byte 100 of it (offset 1636),
+    bit 1636 % 8 = 4; the read itself and every later one return it; no error."""
+    disk, f = durable_file()
+    disk.arm([FaultSpec("bit-rot", 0, 1 + 2 * 100)])
+    want = bytearray(PATTERN)
+    want[1636] ^= 1 << 4
+    assert f.pread(1024, 1024) == bytes(want[1024:])
+    for _ in range(2):
+        assert f.pread(2048, 0) == bytes(want)
+    assert disk.trace.ops[-1] == MediaFault("bit-rot", 0, "a", 1636, 1,
+                                            "bit 4 of byte 1636 decayed on the media (sector 3 "
+                                            "reads back wrong from now on)")
+    assert disk.faults_injected == 1 and disk.read_file("a") == bytes(want)
+
+
+def test_bit_rot_is_in_every_crash_state_after_it_whatever_the_byte_holds():
+    """After the rot, every crash state carries it: the keep-all state equals the live image,
+    and where a pending write of the byte is dropped the rot flips the old byte; a crash
+    before the rot has none; a later surviving write of the byte heals it."""
+    disk, f = durable_file()
+    f.pwrite(b"W" * 512, 3 * SECTOR)                   # pending over sector 3
+    w = len(disk.trace) - 1
+    disk.arm([FaultSpec("bit-rot", 0, 100)])           # one-sector read: byte 100 of sector 3
+    f.pread(512, 3 * SECTOR)
+    rot = len(disk.trace) - 1
+    b = builder(disk)
+    end = len(disk.trace)
+    assert b.build(CrashPlan(end)) == disk.live_image()
+    assert disk.read_file("a")[1636] == ord("W") ^ (1 << 4)
+    old = b.build(CrashPlan(end, ((w, Choice(DROP)),))).files["a"]
+    assert old[1636] == PATTERN[1636] ^ (1 << 4) and old[:1636] == PATTERN[:1636]
+    assert b.build(CrashPlan(rot, ((w, Choice(DROP)),))).files["a"] == PATTERN
+    f.pwrite(b"H" * 1, 1636)
+    assert builder(disk).build(CrashPlan(len(disk.trace))).files["a"][1636] == ord("H")
+
+
+def test_bit_rot_of_a_data_page_stops_the_engine_and_a_refusal_on_it_is_accepted():
+    """A page read from disk with a rotten bit fails its checksum: the engine stops; a crash
+    state keeping the rot (the page has no copy to repair it from) may be refused, which the
+    campaign accepts (probe ``refused_on_at_rest_corruption``), and every other state passes."""
+    s = WorkloadSettings(table_size=400, buffer_pool_pages=16, log_file_size=196608,
+                         media_faults=(("bit-rot", 1, 12345),))
+    steps = [["checkpoint"], ["bulk_update", 1, 36, 25, 749], ["rollback", 0],
+             ["range_select", 0, 20, 14], ["background", 3], ["background", 5]]
+    run = run_workload(s, steps)
+    assert run.stopped and "bad-checksum" in run.stopped and not run.crashed
+    assert crashcheck.media_fault_probes(run)["media_bit_rot"] == 1
+    b = crashcheck.builder_for(run)
+    refused = 0
+    for pos in crashcheck.crash_points(run):
+        for plan in [CrashPlan(pos)] + [CrashPlan(pos, ((i, Choice(DROP)),))
+                                        for i in b.pending(pos)]:
+            res = crashcheck.check_crash_state(run, plan)
+            assert res.verdict.ok, res.verdict.explain()
+            refused += res.probes.get("refused_on_at_rest_corruption", 0)
+            assert crashcheck.at_rest_corruption(run, plan, b.build(plan))
+    assert refused >= 1
