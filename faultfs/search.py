@@ -39,8 +39,9 @@ What a search covers (DESIGN.md, faultfs):
   image with the same promises are one state: the second reuses the first's verdict and is
   counted as reused, never as checked.
 * **Shrinking** (:func:`shrink_plan`): greedy, deterministic, bounded by a number of steps
-  (never by wall-clock time): give back lost operations, then turn tears into whole losses,
-  then crash earlier, keeping only the candidates that still fail the same way.
+  (never by wall-clock time): give back lost operations, then turn tears into whole losses
+  (and a tear inside a sector into one at its edge), then crash earlier, keeping only the
+  candidates that still fail the same way.
 * **Signatures** (:func:`signature`): a finding's identity is its kind and the id of the
   checker rule that failed, so two bugs caught by different rules are never merged.
 
