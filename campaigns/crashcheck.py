@@ -83,6 +83,8 @@ def fault_probes(plan: CrashPlan) -> Counter:
             out["fault_dropped"] += 1
         elif c.kind == TEAR:
             out["fault_torn_" + c.fill] += 1
+            if c.partial is not None:
+                out["fault_torn_inside_sector"] += 1
         elif c.kind == SIZE_ONLY:
             out["fault_size_only"] += 1
     return out
@@ -98,6 +100,49 @@ def misdirected_writes(run: WorkloadRun, position: int) -> list[MediaFault]:
     can bring up to date.  Either voids what the OS was trusted with but never fsynced."""
     return [op for op in run.trace.ops[run.setup_end:position]
             if isinstance(op, MediaFault) and op.kind == "misdirected"]
+
+
+def at_rest_corruption(run: WorkloadRun, plan: CrashPlan, image) -> list[MediaFault]:
+    """The media damage at rest before the crash that is in the crash ``image``: an at-rest
+    corruption whose damaged sector, as far as the corrupted write covers it, holds what the
+    drive stored; bit rot that no later write surely rewrote.
+
+    Like a misdirected write's victim, such a sector is data no engine can rebuild from its own
+    files unless it keeps a copy (the doublewrite buffer, redo since the checkpoint), so a loud
+    refusal (R) or a corruption report (C) is the right answer there, and nothing that was not
+    read back after an fsync was promised; silent wrong answers (L, U) and untyped errors (E)
+    stay findings.  A corruption the crash lost (the write dropped, or overwritten later)
+    excuses nothing."""
+    out = []
+    ops = run.trace.ops
+    end = min(plan.position, len(ops))
+    pend = None
+    for j in range(run.setup_end, end):
+        op = ops[j]
+        if isinstance(op, MediaFault) and op.kind == "bit-rot":
+            # bit rot is in every state after it, unless a later write covering the byte
+            # surely reached the disk whole (durable, or kept by the plan)
+            if pend is None:
+                b = builder_for(run)
+                pend = set(b.pending(plan.position))
+                lost = [i for i, c in plan.choices if c.kind != KEEP]
+                # an ordered device drops every pending operation after the first one lost
+                first_lost = min(lost) if lost and b.profile.ordered else len(ops)
+            if not any(isinstance(w, Write) and w.inode == op.inode and
+                       w.offset <= op.offset < w.offset + len(w.data) and
+                       (i not in pend or (plan.choice(i).kind == KEEP and i < first_lost))
+                       for i, w in enumerate(ops[j + 1:end], j + 1)):
+                out.append(op)
+            continue
+        if not (isinstance(op, MediaFault) and op.kind == "at-rest-corruption") or j + 1 >= end:
+            continue
+        w = ops[j + 1]
+        sec = op.offset // 512
+        lo, hi = max(w.offset, sec * 512), min(w.offset + len(w.data), (sec + 1) * 512)
+        got = image.files.get(w.path, b"")[lo:hi]
+        if got == w.data[lo - w.offset:hi - w.offset]:
+            out.append(op)
+    return out
 
 
 class _Failed(Exception):
@@ -189,6 +234,7 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
     used: list[CrashPlan] = []
     probes: Counter = Counter()
     image = b.build(plan)
+    corrupted = at_rest_corruption(run, plan, image)
     reference = None
     try:
         depth = 0
@@ -224,6 +270,7 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         # read back by the engine) was promised, as after a power loss
         v = check_committed_state(run.trace.markers(), plan.position, rows, run.writers,
                                   power_loss=bool(misdirected_writes(run, plan.position)) or
+                                  bool(corrupted) or
                                   (b.profile.power_loss and
                                    any(c.kind != KEEP for _, c in plan.choices)))
         if not v.ok:
@@ -251,6 +298,9 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         if f.verdict.kind in (REFUSED, CORRUPT) and \
                 any(op.length for op in misdirected_writes(run, plan.position)):
             probes["refused_on_misdirected_write"] += 1
+            return CrashResult(plan, Verdict.passed(), probes, used)
+        if f.verdict.kind in (REFUSED, CORRUPT) and corrupted:
+            probes["refused_on_at_rest_corruption"] += 1
             return CrashResult(plan, Verdict.passed(), probes, used)
         if used:
             f.verdict.details.append(f"after {len(used)} crash(es) during recovery")

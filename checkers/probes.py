@@ -77,6 +77,8 @@ FAULT_PROBES: dict[str, str] = {
     "fault_torn_old": "write torn; lost units kept their old contents",
     "fault_torn_zeros": "write torn; lost units read as zeros",
     "fault_torn_garbage": "write torn; lost units read as garbage",
+    "fault_torn_inside_sector": "write torn inside a sector: its first bytes new, the rest old, "
+                                "zeros or garbage (devices without atomic sectors)",
     "fault_size_only": "appending write: new size persisted, data not (no safe append)",
     "crash_during_recovery": "crash while recovering or rolling back after a crash",
     "purge_after_recovery": "undo log the crash left in a history list purged after recovery "
@@ -86,12 +88,19 @@ FAULT_PROBES: dict[str, str] = {
     "media_eio_write": "a write failed with EIO",
     "media_enospc": "a file-extending write failed with ENOSPC",
     "media_eio_fsync": "an fsync failed with EIO; its writes stay pending forever",
-    "media_misdirected": "a write was acknowledged but lost or put at another offset",
+    "media_misdirected": "a write was acknowledged but lost or put at another offset or in "
+                         "another file",
+    "media_bit_rot": "a bit decayed on the media when read: every later read and every crash "
+                     "state after it sees the damage",
+    "media_at_rest_corruption": "a write was acknowledged but stored with one bit wrong: every "
+                                "later read and every crash state keeping it sees the damage",
     "lost_write_detected": "the engine's read-back after fsync caught a lost or misdirected "
                            "write and stopped it",
     "refused_on_misdirected_write": "recovery refused loudly on a range a misdirected write "
                                     "overwrote (accepted)",
     "engine_stopped_on_media_fault": "the engine stopped (refused) after a media fault",
+    "refused_on_at_rest_corruption": "recovery refused loudly (or reported corruption) on data "
+                                     "the media stored wrong (accepted)",
     "refused_on_media_error": "recovery refused loudly on an unreadable sector (accepted)",
 }
 

@@ -12,6 +12,11 @@ The persistence model (see DESIGN.md, faultfs):
     ``tear`` (only some tear units of a write reach the disk; lost units show old data, zeros or
     garbage).  Choices are independent, so a later write may survive while an earlier one is lost
     (reordering), but never across a barrier, since barriers make earlier operations durable.
+  * A tear may also cut *inside* one tear unit (devices whose sectors are not atomic only, see
+    ``DeviceProfile.sub_sector_cuts``): ``partial=(u, n)`` says the first ``n`` bytes of unit
+    ``u`` are new and its rest shows the fill, as when the power goes while the drive is
+    writing that sector.  So a one-sector write can tear too, and a small ``n`` keeps the new
+    header of the sector while damaging what follows it.
   * ``size-only`` (devices without safe append only, for a write that extended its file): the
     new file size persisted but the appended bytes did not; they read as zeros or garbage
     (``fill``), as after a crash on ext4 with data=writeback.
@@ -21,7 +26,11 @@ The persistence model (see DESIGN.md, faultfs):
   * Media faults (:mod:`faultfs.media`) recorded in the trace: a failed fsync (``eio-fsync``) is
     no barrier, and the writes it covered stay pending even past a later successful fsync of
     the same file (Linux marks the failed pages clean); a latent sector error is physical, so it
-    is part of every crash state after it, until a surviving write covers the sector.
+    is part of every crash state after it, until a surviving write covers the sector; so is
+    bit rot (a bit flipped in whatever the byte holds in that state, until a write covers
+    it).  A
+    misdirected write and an at-rest corruption need nothing here: the Write that follows
+    their MediaFault holds where the data landed and what the drive stored.
 
 Tear units are aligned on absolute file offsets: unit ``u`` of a write covers the bytes of the
 write that fall in ``[k*U, (k+1)*U)`` for the device's tear unit ``U``.
@@ -52,10 +61,14 @@ class Choice:
 
     ``units`` (for ``tear``) are the indices, within the write, of the tear units that reached the
     disk; ``fill`` says what the lost units show: the ``old`` contents, ``zeros`` or ``garbage``.
+    ``partial`` (for ``tear``, optional): ``(u, n)``, unit ``u`` (not among ``units``) torn
+    inside: its first ``n`` bytes are new, the rest shows ``fill`` (a sub-sector tear, on
+    devices whose sectors are not atomic).  Plans written before it existed load unchanged.
     """
     kind: str = KEEP
     units: tuple[int, ...] = ()
     fill: str = "old"
+    partial: tuple[int, int] | None = None
 
     def to_json(self) -> dict:
         d: dict = {"kind": self.kind}
@@ -64,6 +77,8 @@ class Choice:
         if self.kind == TEAR:
             d["units"] = list(self.units)
             d["fill"] = self.fill
+            if self.partial is not None:
+                d["partial"] = list(self.partial)
         return d
 
     @classmethod
@@ -75,7 +90,14 @@ class Choice:
             fill = d.get("fill", "old")
             if fill not in FILLS:
                 raise CrashPlanError(f"unknown tear fill {fill!r}")
-            return cls(kind, tuple(_int(u, "tear unit") for u in d.get("units", ())), fill)
+            partial = d.get("partial")
+            if partial is not None:
+                if kind != TEAR or not isinstance(partial, list) or len(partial) != 2:
+                    raise CrashPlanError(f"a partial unit is [unit, bytes] of a tear, got "
+                                         f"{partial!r}")
+                partial = (_int(partial[0], "partial unit"), _int(partial[1], "partial bytes"))
+            return cls(kind, tuple(_int(u, "tear unit") for u in d.get("units", ())), fill,
+                       partial)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, CrashPlanError):
                 raise
@@ -207,6 +229,10 @@ class _State:
         if isinstance(op, MediaFault):
             if op.kind == "sector-error":
                 self.bad.setdefault(op.inode, set()).update(media.sectors(op.offset, op.length))
+            elif op.kind == "bit-rot":
+                buf = self.inodes.get(op.inode)
+                if buf is not None and op.offset < len(buf):
+                    buf[op.offset] ^= 1 << media.rot_bit(op.offset)
             return
         if isinstance(op, Write):
             buf = self.inodes.setdefault(op.inode, bytearray())
@@ -350,10 +376,13 @@ class CrashStateBuilder:
                         f"{'/'.join(self.profile.torn_fills)}")
                 # validated here, not only when applied: on an ordered device an earlier drop
                 # skips the tear, and a plan's validity must not depend on that
-                n = len(tear_units(op.offset, len(op.data), self.profile.tear_unit))
+                units = tear_units(op.offset, len(op.data), self.profile.tear_unit)
+                n = len(units)
                 for u in c.units:
                     if not 0 <= u < n:
                         raise CrashPlanError(f"tear of #{i} names unit {u}; the write has {n}")
+                if c.partial is not None:
+                    self._check_partial(i, c, units)
         first = pend[0] if pend else plan.position
         k, snap = self._snapshot_at_or_before(first)
         st = snap.copy()
@@ -382,6 +411,19 @@ class CrashStateBuilder:
                 st.apply(op, keep_mask=self._tear_mask(i, op, c))
         return st.image()
 
+    def _check_partial(self, i: int, c: Choice, units) -> None:
+        u, nb = c.partial
+        if not self.profile.sub_sector_cuts:
+            raise CrashPlanError(f"plan tears operation #{i} inside a unit; device "
+                                 f"{self.profile.name} writes each unit whole or not at all")
+        if not 0 <= u < len(units) or u in c.units:
+            raise CrashPlanError(f"tear of #{i} cuts inside unit {u}, which is not a lost unit "
+                                 f"of the write's {len(units)}")
+        a, b = units[u]
+        if not 0 < nb < b - a:
+            raise CrashPlanError(f"tear of #{i} keeps {nb} bytes of unit {u}, which holds "
+                                 f"{b - a} bytes of the write (0 < n < {b - a})")
+
     def _tear_mask(self, i: int, op: Write, c: Choice):
         units = tear_units(op.offset, len(op.data), self.profile.tear_unit)
         for u in c.units:
@@ -392,7 +434,11 @@ class CrashStateBuilder:
         for u, (a, b) in enumerate(units):
             if u in kept:
                 mask.append(((a, b), op.data[a:b]))
-            elif c.fill == "zeros":
+                continue
+            if c.partial is not None and c.partial[0] == u:
+                mask.append(((a, a + c.partial[1]), op.data[a:a + c.partial[1]]))
+                a += c.partial[1]      # the rest of the unit shows the fill
+            if c.fill == "zeros":
                 mask.append(((a, b), bytes(b - a)))
             elif c.fill == "garbage":
                 mask.append(((a, b), _garbage(f"{i}:{u}", b - a)))
@@ -424,10 +470,14 @@ class CrashStateBuilder:
                              f"read as {c.fill}")
             else:
                 n = len(tear_units(op.offset, len(op.data), self.profile.tear_unit))
+                cut = c.partial[0] if c.partial is not None else None
                 new = _ranges(sorted(c.units))
-                old = _ranges([u for u in range(n) if u not in set(c.units)])
-                lines.append(f"{what}: torn: units {new or 'none'} new, {old or 'none'} "
-                             f"{c.fill} ({self.profile.tear_unit}-byte units)")
+                old = _ranges([u for u in range(n) if u not in set(c.units) and u != cut])
+                inside = "" if cut is None else (
+                    f", unit {cut} torn inside: its first {c.partial[1]} bytes new, the rest "
+                    f"{c.fill}")
+                lines.append(f"{what}: torn: units {new or 'none'} new{inside}, "
+                             f"{old or 'none'} {c.fill} ({self.profile.tear_unit}-byte units)")
         return lines
 
 

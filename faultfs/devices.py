@@ -18,6 +18,13 @@ barrier (``fsync`` for file data, ``fsync_dir`` for directory entries):
 * ``torn_fills``: what a lost tear unit of a torn write reads as.  ``old`` (its previous
   contents) is the guarantee of an atomic sector; ``zeros`` and ``garbage`` model a device that
   does not keep sectors atomic, where a torn write can destroy what the sector held before.
+* ``sub_sector_cuts``: byte counts at which a tear unit may itself be cut (empty: every unit is
+  written whole or not at all).  A unit cut at ``n`` has its first ``n`` bytes new and the rest
+  showing a torn fill, as when the power goes while a non-atomic drive writes the sector; so a
+  one-sector write can tear, and a small ``n`` keeps the sector's new header while damaging
+  what follows.  The cuts are few and fixed, so a crash point's space stays finite and exact.
+
+``description`` states the device's rule in words (``tornpage devices`` prints it).
 """
 from __future__ import annotations
 
@@ -38,10 +45,13 @@ class DeviceProfile:
     torn_fills: tuple = ("old",)
     safe_append: bool = True
     description: str = ""
+    sub_sector_cuts: tuple = ()
 
     def __post_init__(self) -> None:
         assert self.sector_size > 0 and self.atomic_write_unit % self.sector_size == 0, self
         assert self.torn_fills and set(self.torn_fills) <= {"old", "zeros", "garbage"}, self
+        assert all(0 < c < self.tear_unit for c in self.sub_sector_cuts), self
+        assert list(self.sub_sector_cuts) == sorted(set(self.sub_sector_cuts)), self
 
     @property
     def tear_unit(self) -> int:
@@ -52,26 +62,32 @@ class DeviceProfile:
 DEVICES: dict[str, DeviceProfile] = {
     p.name: p for p in (
         DeviceProfile("sector512", 512, 512, description=(
-            "512-byte sectors, only a sector is atomic; unsynced writes may be lost, torn or "
-            "reordered on power loss (the default)")),
+            "512-byte sectors, each written whole or not at all (a lost sector keeps its old "
+            "contents); unsynced writes may be lost, torn at sector boundaries or reordered on "
+            "power loss; a one-sector write never tears (the default)")),
         DeviceProfile("sector4k", 4096, 4096, description=(
-            "4 KiB (Advanced Format) sectors: writes tear only at 4 KiB boundaries; unsynced "
-            "writes may be lost, torn or reordered on power loss")),
+            "4 KiB (Advanced Format) sectors: writes tear only at 4 KiB boundaries, a lost "
+            "sector keeps its old contents; unsynced writes may be lost, torn or reordered on "
+            "power loss")),
         DeviceProfile("atomic16k", 512, 16384, description=(
             "aligned 16 KiB units written atomically (ZFS recordsize=16K, atomic-write SSDs): "
             "a page of 16 KiB or less never tears; unsynced writes may still be lost or reordered")),
         DeviceProfile("nonatomic512", 512, 512, torn_fills=("old", "zeros", "garbage"),
-                      description=(
+                      sub_sector_cuts=(16, 256, 508), description=(
             "512-byte sectors that are NOT atomic: a torn write may leave a sector zeroed or "
-            "full of garbage, destroying its old contents (classic InnoDB, which rewrites the "
-            "last partial redo block in place, is not safe on such a device)")),
+            "full of garbage, destroying its old contents, and may tear inside a sector, a "
+            "one-sector write included: the first 16, 256 or 508 bytes new (the sector's "
+            "header kept, or all but its last 4 bytes), the rest old, zeros or garbage "
+            "(classic InnoDB, which rewrites the last partial redo block in place, is not safe "
+            "on such a device)")),
         DeviceProfile("unsafe-append", 512, 512, safe_append=False, description=(
-            "512-byte sectors on a file system without safe append (ext4 data=writeback): a "
-            "crash may persist a file's new size but not the appended data, which then reads "
-            "as zeros or garbage")),
+            "512-byte atomic sectors on a file system without safe append (ext4 "
+            "data=writeback): a crash may persist a file's new size but not the appended data, "
+            "which then reads as zeros or garbage; writes may also be lost, torn at sector "
+            "boundaries or reordered")),
         DeviceProfile("ordered", 512, 512, ordered=True, description=(
             "unsynced writes persist in issue order (SQLite's SEQUENTIAL): a power loss keeps a "
-            "prefix of them, the last one possibly torn")),
+            "prefix of them, the last one possibly torn at a sector boundary (sectors atomic)")),
         DeviceProfile("process-kill", 512, 512, power_loss=False, description=(
             "the process dies but the OS survives: everything written reaches the disk, "
             "nothing unsynced is lost")),

@@ -13,7 +13,10 @@ What a search covers (DESIGN.md, faultfs):
   - a metadata operation or a truncate: kept or dropped (2 fates);
   - a write of ``n`` tear units: kept, dropped, or torn into any proper non-empty subset of
     its units, each torn shape once per fill the device can show in the lost units
-    (``2 + (2**n - 2) * len(torn_fills)`` fates; a one-unit write cannot tear), plus the two
+    (``2 + (2**n - 2) * len(torn_fills)`` fates; a one-unit write cannot tear that way), plus,
+    on a device with ``sub_sector_cuts``, every tear that cuts inside one unit ``u`` at one of
+    the cuts shorter than the unit, with any subset of the other units kept and each fill
+    (``sum_u cuts(u) * 2**(n-1) * len(torn_fills)``: a one-sector write can tear), plus the two
     size-only fates of an append on a device without safe append;
   - on an ``ordered`` device a crash keeps a prefix of the pending operations and the first one
     not kept is dropped or torn, so the fates do not multiply: ``1 + sum(fates(op) - 1)``;
@@ -24,7 +27,8 @@ What a search covers (DESIGN.md, faultfs):
   issued operation is one state, however often it is drawn): a few losses (1 to 4 operations),
   or every pending operation lost independently with a drawn probability (many losses at once,
   as a torn doublewrite batch needs), torn writes in the shapes real tears take (a prefix, a
-  suffix or any subset of the tear units).
+  suffix or any subset of the tear units; where the device allows it, a tear inside one unit,
+  most often after a prefix of whole units, as a write cut off mid-sector).
 * **Order** (:class:`CrashSearch`): ``"sample"`` (the campaign's default) starts with the
   all-kept state at the end, then walks the crash points in a seeded order, enumerating a small
   point whole before sampling the large ones; ``"positions"`` (the plugin, the campaign's
@@ -35,8 +39,9 @@ What a search covers (DESIGN.md, faultfs):
   image with the same promises are one state: the second reuses the first's verdict and is
   counted as reused, never as checked.
 * **Shrinking** (:func:`shrink_plan`): greedy, deterministic, bounded by a number of steps
-  (never by wall-clock time): give back lost operations, then turn tears into whole losses,
-  then crash earlier, keeping only the candidates that still fail the same way.
+  (never by wall-clock time): give back lost operations, then turn tears into whole losses
+  (and a tear inside a sector into one at its edge), then crash earlier, keeping only the
+  candidates that still fail the same way.
 * **Signatures** (:func:`signature`): a finding's identity is its kind and the id of the
   checker rule that failed, so two bugs caught by different rules are never merged.
 
@@ -70,9 +75,17 @@ def fates(builder: CrashStateBuilder, i: int) -> int:
     op = builder.trace.ops[i]
     if not isinstance(op, Write):
         return 2
-    n = len(tear_units(op.offset, len(op.data), builder.profile.tear_unit))
+    units = tear_units(op.offset, len(op.data), builder.profile.tear_unit)
+    n = len(units)
     extra = 2 if _size_only_allowed(builder, i) else 0
-    return 2 + ((1 << n) - 2) * len(builder.profile.torn_fills) + extra
+    fills = len(builder.profile.torn_fills)
+    inside = sum(len(_cuts(builder, a, b)) for a, b in units) << (n - 1)
+    return 2 + ((1 << n) - 2) * fills + inside * fills + extra
+
+
+def _cuts(builder: CrashStateBuilder, a: int, b: int) -> tuple[int, ...]:
+    """The byte counts at which the device may cut inside the unit ``[a, b)`` of a write."""
+    return tuple(c for c in builder.profile.sub_sector_cuts if c < b - a)
 
 
 def _size_only_allowed(builder: CrashStateBuilder, i: int) -> bool:
@@ -105,11 +118,19 @@ def _losses(builder: CrashStateBuilder, i: int) -> Iterator[Choice]:
     if _size_only_allowed(builder, i):
         yield Choice(SIZE_ONLY, (), "zeros")
         yield Choice(SIZE_ONLY, (), "garbage")
-    n = len(tear_units(op.offset, len(op.data), builder.profile.tear_unit))
+    units_ = tear_units(op.offset, len(op.data), builder.profile.tear_unit)
+    n = len(units_)
     for mask in range(1, (1 << n) - 1):
         units = tuple(u for u in range(n) if mask >> u & 1)
         for fill in builder.profile.torn_fills:
             yield Choice(TEAR, units, fill)
+    for u, (a, b) in enumerate(units_):          # torn inside unit u, others kept or not
+        others = [v for v in range(n) if v != u]
+        for cut in _cuts(builder, a, b):
+            for mask in range(1 << (n - 1)):
+                units = tuple(v for k, v in enumerate(others) if mask >> k & 1)
+                for fill in builder.profile.torn_fills:
+                    yield Choice(TEAR, units, fill, (u, cut))
 
 
 def enumerate_plans(builder: CrashStateBuilder, position: int) -> Iterator[CrashPlan]:
@@ -173,20 +194,37 @@ def crash_points(trace: Trace, lo: int = 0, hi: int | None = None,
 
 def random_loss(builder: CrashStateBuilder, i: int, rng: random.Random) -> Choice:
     """A random fate other than keep for pending operation ``i``: drop, size-only (appends on a
-    device without safe append) or, for a write of two or more tear units, a tear shaped as a
-    prefix, a suffix or any proper subset of its units, with a fill the device can show."""
+    device without safe append), for a write of two or more tear units a tear shaped as a
+    prefix, a suffix or any proper subset of its units, and on a device with sub-sector cuts a
+    tear inside one unit (after a prefix, before a suffix or among any subset of the others),
+    each with a fill the device can show."""
     op = builder.trace.ops[i]
     if not isinstance(op, Write):
         return Choice(DROP)
-    n = len(tear_units(op.offset, len(op.data), builder.profile.tear_unit))
+    units_ = tear_units(op.offset, len(op.data), builder.profile.tear_unit)
+    n = len(units_)
     kinds = [DROP] + ([TEAR] if n >= 2 else [])
     if _size_only_allowed(builder, i):
         kinds.append(SIZE_ONLY)
+    cuttable = [u for u, (a, b) in enumerate(units_) if _cuts(builder, a, b)]
+    if cuttable:
+        kinds.append("inside")
     kind = rng.choice(kinds)
     if kind == DROP:
         return Choice(DROP)
     if kind == SIZE_ONLY:
         return Choice(SIZE_ONLY, (), rng.choice(("zeros", "garbage")))
+    if kind == "inside":
+        u = rng.choice(cuttable)
+        cut = rng.choice(_cuts(builder, *units_[u]))
+        shape = rng.choice(TEAR_SHAPES)
+        if shape == "prefix":            # written in order, cut off inside unit u
+            units = tuple(range(u))
+        elif shape == "suffix":
+            units = tuple(range(u + 1, n))
+        else:
+            units = tuple(v for v in range(n) if v != u and rng.random() < 0.5)
+        return Choice(TEAR, units, rng.choice(builder.profile.torn_fills), (u, cut))
     shape = rng.choice(TEAR_SHAPES)
     if shape == "prefix":
         units = tuple(range(rng.randint(1, n - 1)))
@@ -438,6 +476,10 @@ def _plan_candidates(builder: CrashStateBuilder, plan: CrashPlan, lo: int) -> It
     for j, (i, c) in enumerate(ch):
         if c.kind in (TEAR, SIZE_ONLY):
             yield CrashPlan(plan.position, ch[:j] + ((i, Choice(DROP)),) + ch[j + 1:])
+    for j, (i, c) in enumerate(ch):         # a tear inside a unit made a tear at its edge
+        if c.kind == TEAR and c.partial is not None and c.units:
+            yield CrashPlan(plan.position, ch[:j] + ((i, Choice(TEAR, c.units, c.fill)),)
+                            + ch[j + 1:])
     earliest = max([i + 1 for i, _ in ch] + [lo])
     if earliest < plan.position:
         yield CrashPlan(earliest, ch)

@@ -55,6 +55,13 @@ class SimFile:
         fault = d._due("read")
         if fault is None or not data:
             return data
+        if fault.kind == "bit-rot":
+            at = media.rot_byte(offset, len(data), fault.arg)
+            bit = media.rot_bit(at)
+            self._data()[at] ^= 1 << bit
+            d._record(fault, self, at, 1, f"bit {bit} of byte {at} decayed on the media (sector "
+                                          f"{at // media.SECTOR} reads back wrong from now on)")
+            return bytes(self._data()[offset:offset + n])
         if fault.kind == "bitflip":
             data, bit = media.flip_bit(data, fault.arg)
             d._record(fault, self, offset + bit // 8, 1, f"bit {bit % 8} of byte "
@@ -68,33 +75,53 @@ class SimFile:
 
     def pwrite(self, data: bytes, offset: int) -> int:
         """Raises InjectedIOError (EIO, ENOSPC) when the schedule says so; nothing is written.
-        A ``misdirected`` fault returns normally, the data written elsewhere or nowhere."""
+        A ``misdirected`` fault returns normally, the data written elsewhere (in this file or
+        another) or nowhere; an ``at-rest-corruption`` fault returns normally, the data stored
+        with one bit wrong."""
         assert offset >= 0
         buf = self._data()
         data = bytes(data)
         d = self._disk
         fault = d._due("write", extending=offset + len(data) > len(buf))
+        inode, path = self._inode, self.path
         if fault is not None and fault.kind == "misdirected":
             target = media.misdirected_target(offset, len(data), len(buf), fault.arg)
-            if target is None:
+            other = media.misdirected_other(
+                offset, len(data), [(p, len(d._inodes[i])) for p, i in sorted(d._names.items())
+                                    if i != self._inode], fault.arg)
+            if other is not None:
+                inode, path, target = d._names[other], other, offset
+                buf = d._inodes[inode]
+                d._record(fault, self, offset, len(data),
+                          f"write of {len(data)} bytes meant for {self.path} at {offset} landed "
+                          f"in {other} at {offset}", inode=inode, path=other)
+            elif target is None:
                 d._record(fault, self, offset, 0,
                           f"write of {len(data)} bytes at {offset} lost (acknowledged, landed "
                           f"nowhere)")
                 return len(data)
-            d._record(fault, self, target, len(data),
-                      f"write of {len(data)} bytes meant for {offset} landed at {target}")
+            else:
+                d._record(fault, self, target, len(data),
+                          f"write of {len(data)} bytes meant for {offset} landed at {target}")
             offset = target
-        elif fault is not None:
+        elif fault is not None and fault.kind == "at-rest-corruption" and data:
+            n = len(data)
+            data, at, bit = media.corrupt_at_rest(data, offset, fault.arg)
+            d._record(fault, self, offset + at, 1,
+                      f"write of {n} bytes at {offset} stored with bit {bit} of byte "
+                      f"{offset + at} flipped (sector {(offset + at) // media.SECTOR} reads back "
+                      f"wrong)")
+        elif fault is not None and fault.kind != "at-rest-corruption":
             d._record(fault, self, offset, len(data), "write failed, nothing written")
             raise media.enospc(self.path) if fault.kind == "enospc" else \
                 media.eio("write error", self.path)
         if offset > len(buf):
             buf.extend(bytes(offset - len(buf)))
         buf[offset:offset + len(data)] = data
-        bad = d._bad.get(self._inode)
+        bad = d._bad.get(inode)
         if bad:
             bad.difference_update(media.whole_sectors(offset, len(data)))
-        d.trace.append(Write(self._inode, self.path, offset, data))
+        d.trace.append(Write(inode, path, offset, data))
         return len(data)
 
     def fsync(self) -> None:
@@ -176,9 +203,13 @@ class SimDisk:
                 return f
         return None
 
-    def _record(self, fault, f: "SimFile", offset: int, length: int, detail: str) -> None:
+    def _record(self, fault, f: "SimFile", offset: int, length: int, detail: str,
+                inode: int | None = None, path: str | None = None) -> None:
+        """Trace the fault on ``f`` (or on ``inode``/``path``: where a misdirected write
+        landed)."""
         self.faults_injected += 1
-        self.trace.append(MediaFault(fault.kind, f._inode, f.path, offset, length, detail))
+        self.trace.append(MediaFault(fault.kind, f._inode if inode is None else inode,
+                                     f.path if path is None else path, offset, length, detail))
 
     def _new_inode(self, data: bytes = b"") -> int:
         ino = len(self._inodes)

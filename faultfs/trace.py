@@ -95,8 +95,12 @@ class MediaFault:
     """A media fault the disk injected (:mod:`faultfs.media`): ``kind`` at bytes
     ``[offset, offset+length)`` of ``inode``.  ``sector-error`` makes those sectors unreadable;
     ``eio-fsync`` leaves the inode's unsynced writes pending forever; ``misdirected`` is
-    followed by the ordinary Write of where the data landed (``[offset, offset+length)``;
-    ``length`` 0: it landed nowhere, no Write follows); the rest only explain."""
+    followed by the ordinary Write of where the data landed (``[offset, offset+length)`` of
+    ``inode``, which is another file's when it landed there; ``length`` 0: it landed nowhere,
+    no Write follows); ``bit-rot`` names the byte whose bit ``offset % 8`` decayed (``length``
+    1); ``at-rest-corruption`` names the damaged byte (``length`` 1) and is
+    followed by the ordinary Write of what the drive stored, damage included; the rest only
+    explain."""
     kind: str
     inode: int
     path: str

@@ -690,3 +690,88 @@ def test_unsafe_append_persists_size_without_data():
         with pytest.raises(CrashPlanError):     # an overwrite has no size to persist alone
             b.build(CrashPlan(pos, ((overwrite_i, Choice(SIZE_ONLY, (), "zeros")),)))
         assert any("only the new file size persisted" in line for line in b.explain(plan))
+
+
+# -- tears inside a sector (devices whose sectors are not atomic) ---------------------------------
+
+def cut(disk: SimDisk, units, partial, fill: str = "zeros") -> bytes:
+    return builder(disk).build(CrashPlan(1, ((0, Choice(TEAR, tuple(units), fill, partial)),))
+                               ).files["f"]
+
+
+def test_a_one_sector_write_tears_inside_the_sector_on_nonatomic512():
+    """A one-sector write: its first n bytes new, the rest zeros, garbage or old (the write
+    head stopped inside the sector); the sector's first 16 bytes (a header) can survive new
+    while everything after them is destroyed."""
+    disk = tear_disk("nonatomic512", size=1024, offset=512, length=512)
+    assert cut(disk, (), (0, 16)) == O[:512] + N[:16] + bytes(496)
+    assert cut(disk, (), (0, 508), "old") == O[:512] + N[:508] + O[:4]
+    g = cut(disk, (), (0, 256), "garbage")
+    assert g[:768] == O[:512] + N[:256] and g[768:] not in (O[:256], N[:256], bytes(256))
+    assert cut(disk, (), (0, 256), "garbage") == g                   # deterministic
+
+
+def test_a_cut_inside_one_unit_of_a_longer_write():
+    """Units named in ``units`` arrive whole, the cut unit arrives in part, the others show the
+    fill: the shape of a write cut off mid-sector (a prefix of whole sectors, then part of
+    one)."""
+    disk = tear_disk("nonatomic512")
+    assert cut(disk, (0, 1), (2, 16)) == N[:1024] + N[:16] + bytes(496) + bytes(512)
+    assert cut(disk, (3,), (0, 256), "old") == N[:256] + O[:256] + O[:1024] + N[:512]
+    unaligned = tear_disk("nonatomic512", size=2048, offset=100, length=600)   # units 412, 188
+    assert cut(unaligned, (0,), (1, 16), "old") == O[:100] + N[:428] + O[:1520]
+
+
+def test_cuts_only_where_the_device_allows_and_inside_a_lost_unit():
+    for profile in ("sector512", "sector4k", "atomic16k", "ordered", "unsafe-append"):
+        with pytest.raises(CrashPlanError, match="whole or not at all"):
+            cut(tear_disk(profile, size=8192, length=4096), (), (0, 16), "old")
+    disk = tear_disk("nonatomic512")
+    for units, partial, why in [((0,), (0, 16), "not a lost unit"), ((), (4, 16), "not a lost"),
+                                ((), (0, 0), "0 < n < 512"), ((), (0, 512), "0 < n < 512")]:
+        with pytest.raises(CrashPlanError, match=why):
+            cut(disk, units, partial)
+    assert DEVICES["nonatomic512"].sub_sector_cuts == (16, 256, 508)
+    assert all(not p.sub_sector_cuts for n, p in DEVICES.items() if n != "nonatomic512")
+
+
+def test_a_cut_sector_is_not_remapped():
+    """A latent sector error stays: a partly written sector is no whole rewrite."""
+    disk = SimDisk("nonatomic512", image=Image({"f": b"o" * 1024}, set(),
+                                               {"f": frozenset({1})}))
+    disk.open("f").pwrite(b"n" * 512, 512)
+    img = builder(disk).build(CrashPlan(1, ((0, Choice(TEAR, (), "zeros", (0, 256))),)))
+    assert img.bad_sectors == {"f": frozenset({1})}
+
+
+def test_partial_choice_json_round_trip_and_old_plans_still_load():
+    c = Choice(TEAR, (0, 1), "zeros", (2, 16))
+    assert c.to_json() == {"kind": "tear", "units": [0, 1], "fill": "zeros", "partial": [2, 16]}
+    assert Choice.from_json(c.to_json()) == c
+    old = {"position": 9, "choices": [[3, {"kind": "tear", "units": [0], "fill": "old"}],
+                                      [4, {"kind": "drop"}]]}
+    plan = CrashPlan.from_json(old)
+    assert plan.choice(3) == Choice(TEAR, (0,), "old") and plan.choice(3).partial is None
+    assert plan.to_json() == old                       # no new key in an old plan's JSON
+    assert CrashPlan.from_json(json_roundtrip(CrashPlan(2, ((0, c),)))) == CrashPlan(2, ((0, c),))
+    for bad in ({"kind": "drop", "partial": [0, 16]}, {"kind": "tear", "partial": [0]},
+                {"kind": "tear", "partial": [0, "16"]}, {"kind": "tear", "partial": 16}):
+        with pytest.raises(CrashPlanError):
+            Choice.from_json(bad)
+
+
+def json_roundtrip(plan: CrashPlan) -> dict:
+    import json
+    return json.loads(plan.dumps())
+
+
+def test_explain_a_cut_inside_a_sector():
+    b = builder(tear_disk("nonatomic512"))
+    lines = b.explain(CrashPlan(1, ((0, Choice(TEAR, (0, 1), "zeros", (2, 16))),)))
+    assert lines[1] == ("#0 write f [0, 2048) 2048 bytes: torn: units 0-1 new, unit 2 torn "
+                        "inside: its first 16 bytes new, the rest zeros, 3 zeros (512-byte "
+                        "units)")
+    one = builder(tear_disk("nonatomic512", size=1024, offset=512, length=512))
+    assert one.explain(CrashPlan(1, ((0, Choice(TEAR, (), "garbage", (0, 508))),)))[1].endswith(
+        "torn: units none new, unit 0 torn inside: its first 508 bytes new, the rest garbage, "
+        "none garbage (512-byte units)")

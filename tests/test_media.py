@@ -382,12 +382,14 @@ def test_parse_schedule_rejects_malformed(v):
 
 def test_schedule_round_trip_and_io_classes():
     raw = [["bitflip", 0, 5], ["sector-error", 3, 1], ["eio-write", 2, 0], ["enospc", 0, 0],
-           ["misdirected", 4, 2], ["eio-fsync", 1, 0]]
+           ["misdirected", 4, 2], ["eio-fsync", 1, 0], ["at-rest-corruption", 5, 9],
+           ["bit-rot", 2, 3]]
     sched = parse_schedule(raw)
     assert [f.to_json() for f in sched] == raw
     assert parse_schedule([f.to_json() for f in sched]) == sched
     assert parse_schedule(tuple(tuple(x) for x in raw)) == sched
-    assert [f.io_class for f in sched] == ["read", "read", "write", "write", "write", "fsync"]
+    assert [f.io_class for f in sched] == ["read", "read", "write", "write", "write", "fsync",
+                                           "write", "read"]
     assert set(KINDS) == {x[0] for x in raw}
     assert parse_schedule([]) == ()
     s = WorkloadSettings(media_faults=(("eio-fsync", 1, 0),))
@@ -550,3 +552,176 @@ def test_no_dir_fsync_on_create_not_found_under_process_kill(tmp_path):
     res = campaign(tmp_path, "no-dir-fsync-on-create", 8, device="process-kill")
     assert res.findings == []
     assert res.workloads == 8 and res.crash_states > 0
+
+
+# -- at-rest corruption --------------------------------------------------------------------------
+
+def corrupted_disk(arg: int = 2 * 83, profile: str = "sector512"):
+    """A durable file; the next write (1024 bytes 'W' over sectors 1-2) is stored with one bit
+    wrong: ``arg % 2`` picks sector 1 + 0 or 1, ``(arg // 2) % 4096`` the bit (default: sector
+    1, bit 83 of the write's bytes there: byte 10, bit 3)."""
+    disk, f = durable_file(profile)
+    disk.arm([FaultSpec("at-rest-corruption", 0, arg)])
+    assert f.pwrite(b"W" * 1024, SECTOR) == 1024          # acknowledged: no error
+    return disk, f
+
+
+def test_at_rest_corruption_stores_one_bit_wrong_and_every_read_sees_it():
+    disk, f = corrupted_disk()
+    stored = bytearray(b"W" * 1024)
+    stored[10] ^= 1 << 3
+    want = PATTERN[:512] + bytes(stored) + PATTERN[1536:]
+    for _ in range(3):                                   # not transient: every read
+        assert f.pread(2048, 0) == want
+    fault, write = disk.trace.ops[-2:]
+    assert fault == MediaFault("at-rest-corruption", 0, "a", 512 + 10, 1,
+                               "write of 1024 bytes at 512 stored with bit 3 of byte 522 "
+                               "flipped (sector 1 reads back wrong)")
+    assert write == Write(0, "a", 512, bytes(stored))     # what the drive stored
+    assert bits_set(xor(f.pread(1024, 512), b"W" * 1024)) == 1
+    assert disk.faults_injected == 1
+    f.pwrite(b"X" * 4, 520)                              # the next write is clean
+    assert f.pread(4, 520) == b"XXXX"
+
+
+def test_at_rest_corruption_picks_the_sector_and_bit_from_arg():
+    disk, f = corrupted_disk(arg=1 + 2 * 4095)            # second sector, its last bit
+    diff = xor(f.pread(1024, 512), b"W" * 1024)
+    assert diff[:1023] == bytes(1023) and diff[1023] == 0x80
+    d2, f2 = durable_file()
+    d2.arm([FaultSpec("at-rest-corruption", 0, 5)])       # a 10-byte write inside sector 3
+    f2.pwrite(b"v" * 10, 3 * SECTOR + 100)
+    assert bits_set(xor(f2.pread(10, 3 * SECTOR + 100), b"v" * 10)) == 1
+    assert d2.trace.ops[-2].offset == 3 * SECTOR + 100    # 5 % 80 = bit 5 of the first byte
+
+
+def test_at_rest_corruption_is_in_every_crash_state_that_keeps_the_write():
+    disk, f = corrupted_disk()
+    w = len(disk.trace) - 1
+    damaged = disk.read_file("a")
+    b = builder(disk)
+    end = len(disk.trace)
+    assert b.build(CrashPlan(end)).files["a"] == damaged
+    assert b.build(CrashPlan(end, ((w, Choice(DROP)),))).files["a"] == PATTERN
+    torn_img = b.build(CrashPlan(end, ((w, Choice(TEAR, (1,))),))).files["a"]
+    assert torn_img == PATTERN[:512] + PATTERN[512:1024] + b"W" * 512 + PATTERN[1536:]
+    f.fsync()                                           # durable: every later crash keeps it
+    b = builder(disk)
+    assert b.pending(len(disk.trace)) == []
+    assert b.build(CrashPlan(len(disk.trace))).files["a"] == damaged
+    assert SimDisk(image=b.build(CrashPlan(len(disk.trace)))).open("a").pread(1024, 512) == \
+        damaged[512:1536]
+    f.pwrite(b"R" * 512, SECTOR)                        # a rewrite of the sector heals it
+    assert builder(disk).build(CrashPlan(len(disk.trace))).files["a"][512:1024] == b"R" * 512
+
+
+def test_write_verification_catches_at_rest_corruption_at_fsync():
+    from tornpage.engine.errors import LostWrite
+    from tornpage.engine.os_file import GuardedFile
+
+    class Owner:
+        panicked = None
+
+        def _panic(self, msg):
+            self.panicked = msg
+
+    disk, _ = durable_file()
+    owner = Owner()
+    g = GuardedFile(disk.open("a"), owner)
+    disk.arm([FaultSpec("at-rest-corruption", 0, 0)])
+    g.pwrite(b"Q" * 512, 0)
+    with pytest.raises(LostWrite, match="does not read back"):
+        g.fsync()
+    assert owner.panicked
+
+
+def test_at_rest_corruption_in_a_workload_stops_the_engine_and_its_crash_states_pass():
+    """The engine reads back its writes after each fsync, so it stops on the corruption before
+    relying on the write; every crash state (everything kept, each pending operation lost
+    alone) at every crash point is then recovered, refused on the damage (accepted), or
+    passes."""
+    s = WorkloadSettings(buffer_pool_pages=16, log_file_size=196608,
+                         media_faults=(("at-rest-corruption", 4, 297),))
+    steps = [["checkpoint"], ["bulk_update", 1, 36, 25, 749], ["rollback", 0],
+             ["range_select", 0, 20, 14], ["background", 3], ["background", 5]]
+    run = run_workload(s, steps)
+    assert run.disk.faults_injected == 1
+    assert run.stopped and run.stopped.startswith("LostWrite")
+    assert crashcheck.media_fault_probes(run)["media_at_rest_corruption"] == 1
+    b = crashcheck.builder_for(run)
+    fault = next(j for j, op in enumerate(run.trace.ops) if isinstance(op, MediaFault))
+    checked = damaged = 0
+    for pos in crashcheck.crash_points(run):
+        for plan in [CrashPlan(pos)] + [CrashPlan(pos, ((i, Choice(DROP)),))
+                                        for i in b.pending(pos)]:
+            res = crashcheck.check_crash_state(run, plan)
+            assert res.verdict.ok, res.verdict.explain()
+            corrupted = crashcheck.at_rest_corruption(run, plan, b.build(plan))
+            assert bool(corrupted) == (pos > fault + 1 and plan.choice(fault + 1).kind != DROP)
+            damaged += bool(corrupted)
+            checked += 1
+    assert checked > 6 and damaged > 0
+
+
+# -- bit rot -------------------------------------------------------------------------------------
+
+def test_bit_rot_decays_a_bit_on_the_media_seen_by_every_later_read():
+    """``arg`` 1 + 2 * 100 on a read of sectors 2-3: sector 3, byte 100 of it (offset 1636),
+    bit 1636 % 8 = 4; the read itself and every later one return it; no error."""
+    disk, f = durable_file()
+    disk.arm([FaultSpec("bit-rot", 0, 1 + 2 * 100)])
+    want = bytearray(PATTERN)
+    want[1636] ^= 1 << 4
+    assert f.pread(1024, 1024) == bytes(want[1024:])
+    for _ in range(2):
+        assert f.pread(2048, 0) == bytes(want)
+    assert disk.trace.ops[-1] == MediaFault("bit-rot", 0, "a", 1636, 1,
+                                            "bit 4 of byte 1636 decayed on the media (sector 3 "
+                                            "reads back wrong from now on)")
+    assert disk.faults_injected == 1 and disk.read_file("a") == bytes(want)
+
+
+def test_bit_rot_is_in_every_crash_state_after_it_whatever_the_byte_holds():
+    """After the rot, every crash state carries it: the keep-all state equals the live image,
+    and where a pending write of the byte is dropped the rot flips the old byte; a crash
+    before the rot has none; a later surviving write of the byte heals it."""
+    disk, f = durable_file()
+    f.pwrite(b"W" * 512, 3 * SECTOR)                   # pending over sector 3
+    w = len(disk.trace) - 1
+    disk.arm([FaultSpec("bit-rot", 0, 100)])           # one-sector read: byte 100 of sector 3
+    f.pread(512, 3 * SECTOR)
+    rot = len(disk.trace) - 1
+    b = builder(disk)
+    end = len(disk.trace)
+    assert b.build(CrashPlan(end)) == disk.live_image()
+    assert disk.read_file("a")[1636] == ord("W") ^ (1 << 4)
+    old = b.build(CrashPlan(end, ((w, Choice(DROP)),))).files["a"]
+    assert old[1636] == PATTERN[1636] ^ (1 << 4) and old[:1636] == PATTERN[:1636]
+    assert b.build(CrashPlan(rot, ((w, Choice(DROP)),))).files["a"] == PATTERN
+    f.pwrite(b"H" * 1, 1636)
+    assert builder(disk).build(CrashPlan(len(disk.trace))).files["a"][1636] == ord("H")
+
+
+def test_bit_rot_of_a_data_page_stops_the_engine_and_a_refusal_on_it_is_accepted():
+    """A page read from disk with a rotten bit fails its checksum: the engine stops; a crash
+    state keeping the rot (the page has no copy to repair it from) may be refused, which the
+    campaign accepts (probe ``refused_on_at_rest_corruption``), and every other state passes."""
+    s = WorkloadSettings(table_size=400, buffer_pool_pages=16, log_file_size=196608,
+                         media_faults=(("bit-rot", 1, 12345),))
+    steps = [["checkpoint"], ["bulk_update", 1, 36, 25, 749], ["rollback", 0],
+             ["range_select", 0, 20, 14], ["background", 3], ["background", 5]]
+    run = run_workload(s, steps)
+    assert run.stopped and "bad-checksum" in run.stopped and not run.crashed
+    assert crashcheck.media_fault_probes(run)["media_bit_rot"] == 1
+    rot = next(j for j, op in enumerate(run.trace.ops) if isinstance(op, MediaFault))
+    b = crashcheck.builder_for(run)
+    refused = 0
+    for pos in crashcheck.crash_points(run):
+        for plan in [CrashPlan(pos)] + [CrashPlan(pos, ((i, Choice(DROP)),))
+                                        for i in b.pending(pos)]:
+            res = crashcheck.check_crash_state(run, plan)
+            assert res.verdict.ok, res.verdict.explain()
+            refused += res.probes.get("refused_on_at_rest_corruption", 0)
+            # no write rewrites the rotten page after the rot: every later state keeps it
+            assert bool(crashcheck.at_rest_corruption(run, plan, b.build(plan))) == (pos > rot)
+    assert refused >= 1

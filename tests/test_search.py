@@ -49,8 +49,12 @@ def image_key(img: Image):
 def test_fates_per_operation():
     b = builder(small_disk("sector512"))
     assert [fates(b, i) for i in (0, 1, 2, 3, 5, 6)] == [2, 4, 2, 2, 2, 2]
-    nb = builder(small_disk("nonatomic512"))                # three fills
-    assert [fates(nb, i) for i in (1, 2, 6)] == [2 + 2 * 3, 2, 2]
+    nb = builder(small_disk("nonatomic512"))                # three fills, cuts 16/256/508
+    # #1 (two sectors): keep, drop, 2 edge tears x 3 fills, and a cut inside either sector at
+    # any of 3 places with the other sector kept or not, x 3 fills; #2 (one sector): keep,
+    # drop, 3 cuts x 3 fills; #6 (300 bytes inside one sector): only the cuts 16 and 256 fit
+    assert [fates(nb, i) for i in (1, 2, 6)] == [2 + 2 * 3 + 2 * 3 * 2 * 3, 2 + 3 * 3,
+                                                 2 + 2 * 3]
     ub = builder(small_disk("unsafe-append"))               # size-only for the appends
     assert ub.appends() == {1, 2}
     assert [fates(ub, i) for i in (0, 1, 2, 5, 6)] == [2, 4 + 2, 2 + 2, 2, 2]
@@ -61,7 +65,7 @@ def test_fates_per_operation():
 @pytest.mark.parametrize("profile, sizes", [
     # positions 0..8; pending: 1:[0] 2:[0,1] 3:[0,1,2] 4,5:+[3] 6:+[5] 7:+[6] 8: [1,2,5,6]
     ("sector512", [1, 2, 8, 16, 32, 32, 64, 128, 4 * 2 * 2 * 2]),
-    ("nonatomic512", [1, 2, 16, 32, 64, 64, 128, 256, 8 * 2 * 2 * 2]),
+    ("nonatomic512", [1, 2, 88, 968, 1936, 1936, 3872, 30976, 44 * 11 * 2 * 8]),
     ("sector4k", [1, 2, 4, 8, 16, 16, 32, 64, 16]),
     ("atomic16k", [1, 2, 4, 8, 16, 16, 32, 64, 16]),
     ("ordered", [1, 2, 5, 6, 7, 7, 8, 9, 1 + 3 + 1 + 1 + 1]),
@@ -124,10 +128,20 @@ def _brute_force_images(b: CrashStateBuilder, pos: int) -> set:
         if not b.profile.safe_append and i in b.appends():
             opts += [Choice(SIZE_ONLY, (), "zeros"), Choice(SIZE_ONLY, (), "garbage")]
         if isinstance(op, Write):
-            n = len(tear_units(op.offset, len(op.data), b.profile.tear_unit))
+            pieces = tear_units(op.offset, len(op.data), b.profile.tear_unit)
+            n = len(pieces)
             for k in range(1, n):
                 for units in itertools.combinations(range(n), k):
                     opts += [Choice(TEAR, units, fill) for fill in b.profile.torn_fills]
+            for u, (lo, hi) in enumerate(pieces):     # a cut inside unit u (non-atomic sectors)
+                others = [v for v in range(n) if v != u]
+                for cut in b.profile.sub_sector_cuts:
+                    if cut >= hi - lo:
+                        continue
+                    for k in range(n):
+                        for units in itertools.combinations(others, k):
+                            opts += [Choice(TEAR, units, fill, (u, cut))
+                                     for fill in b.profile.torn_fills]
         options.append([(i, c) for c in opts])
     return {image_key(b.build(CrashPlan(pos, tuple(combo))))
             for combo in itertools.product(*options)}
@@ -425,3 +439,28 @@ def test_shrink_moves_the_crash_earlier_when_it_still_fails():
 def test_signatures_are_kind_and_rule():
     assert S.signature("C", "fsck.sec_index_extra_entry") != \
         S.signature("C", "fsck.delete_marked_after_purge")
+
+
+def test_sampling_tears_one_sector_writes_inside_the_sector_on_nonatomic512_only():
+    """random_loss gives a one-sector write (which cannot tear at a sector edge) a cut inside
+    the sector where the device allows it, with the device's cuts and fills; every sampled
+    plan builds."""
+    import random
+
+    from tornpage.faultfs.search import random_loss, sample_plan
+    for profile, expect in (("nonatomic512", True), ("sector512", False)):
+        b = builder(small_disk(profile))
+        rng = random.Random(1)
+        seen = [random_loss(b, 2, rng) for _ in range(200)]      # #2: one sector
+        inside = [c for c in seen if c.kind == TEAR]
+        assert bool(inside) == expect
+        for c in inside:
+            assert c.units == () and c.partial[0] == 0
+            assert c.partial[1] in b.profile.sub_sector_cuts and c.fill in b.profile.torn_fills
+        if expect:
+            assert {c.partial[1] for c in inside} == {16, 256, 508}
+            longer = [random_loss(b, 1, rng) for _ in range(300)]  # #1: two sectors
+            assert any(c.kind == TEAR and c.partial == (1, 16) and c.units == (0,)
+                       for c in longer)                            # a prefix, then a cut
+            for _ in range(100):
+                b.build(sample_plan(b, 8, rng))
