@@ -58,7 +58,8 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None, recovery_cr
         req.append("crash_during_recovery")
     if media_faults:      # ENOSPC needs a file-extending write at the right moment: not required
         req += ["media_bitflip", "media_sector_error", "media_eio_write", "media_eio_fsync",
-                "media_misdirected", "engine_stopped_on_media_fault"]
+                "media_misdirected", "media_at_rest_corruption", "media_bit_rot",
+                "engine_stopped_on_media_fault"]
     if settings.page_size == 4096:
         # the minimum log of 4 KiB pages wraps and fills up under the campaign's log pressure
         # steps (campaigns.runner.log_pressure_strategy); the minimum log of larger pages holds
@@ -66,6 +67,8 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None, recovery_cr
         req += ["log_wrapped", "log_free_check_checkpoint"]
     if dev.power_loss and "zeros" in dev.torn_fills:
         req.append("fault_torn_zeros")
+    if dev.power_loss and dev.sub_sector_cuts:
+        req.append("fault_torn_inside_sector")
     if not dev.safe_append:
         req.append("fault_size_only")
     return tuple(req)
@@ -142,7 +145,9 @@ def _parse_shard(ctx, param, value):
                    "at most this many states.")
 @click.option("--media-faults", is_flag=True,
               help="Inject media faults while workloads run: bit flips and latent sector "
-                   "errors on read, EIO on write and fsync, ENOSPC (see faultfs.media).")
+                   "errors on read, bit rot (a flipped bit that stays), EIO on write and fsync, "
+                   "ENOSPC, misdirected writes (further on, earlier, or into another file) and "
+                   "writes stored with a wrong bit (at-rest corruption); see faultfs.media.")
 @click.option("--shrink/--no-shrink", default=True, show_default=True,
               help="Shrink each finding: the workload (Hypothesis), then the crash plan "
                    "(off: faster, larger cases).")
