@@ -24,7 +24,11 @@ statement on an empty slot begins a transaction (at the run's isolation level). 
                                            (undo spanning many pages, log pressure)
     ["bulk_delete", slot, id, n]           DELETE n consecutive ids in one transaction (purge
                                            then empties pages: merges, tree shrink)
-    ["commit", slot]  ["rollback", slot]
+    ["commit", slot]  ["rollback", slot]   on a prepared transaction: XA COMMIT / XA ROLLBACK
+    ["prepare", slot]                      XA PREPARE the slot's transaction (nothing on an empty
+                                           or prepared slot); until it is resolved by a commit or
+                                           rollback step, other statements on the slot are
+                                           skipped (a prepared transaction takes no statements)
     ["background", n]                      n steps of log writer / page cleaner / checkpoint /
                                            background rollback / purge
     ["checkpoint"]
@@ -59,6 +63,7 @@ from hypothesis import strategies as st
 from tornpage.checkers.probes import WORKLOAD_PROBES
 from tornpage.engine import DuplicateKey, Engine, EngineConfig, EngineError, LockConflict
 from tornpage.engine import row
+from tornpage.engine.trx import PREPARED
 from tornpage.faultfs import Image, SimDisk, get_device
 from tornpage.faultfs.media import KINDS, parse_schedule
 
@@ -309,7 +314,7 @@ class _Runner:
         committed and purged since it was taken."""
         for slot in sorted(self.slots):
             t = self.slots[slot]
-            if t.id in self.snap:
+            if t.id in self.snap and t.state != PREPARED:
                 self._range(t, 0, (1 << 32) - 1, "final snapshot scan: SELECT c")
 
     def _step(self, step: list) -> None:
@@ -324,6 +329,10 @@ class _Runner:
             self._purge(int(step[1]))
             return
         slot = int(step[1]) % SLOTS
+        t = self.slots.get(slot)
+        if t is not None and t.state == PREPARED and op not in ("commit", "rollback", "prepare"):
+            self._note(f"slot {slot}: trx {t.id} is prepared: {op} skipped")
+            return
         try:
             self._statement(op, slot, step)
         except LockConflict as e:
@@ -332,11 +341,31 @@ class _Runner:
             t.rollback()
             self._end(slot, "rolled back after a lock conflict")
 
+    def _mode_kw(self) -> dict:
+        return {} if self.mode == 1 else {"mode": self.mode}
+
+    def _prepare(self, slot: int) -> None:
+        """XA PREPARE: markers before (with the writes) and after (with the prepare LSN)."""
+        t = self.slots.get(slot)
+        if t is None or t.state == PREPARED:
+            return
+        writes = tuple(sorted((TABLE, k, v) for k, v in self.writes[t.id].items()))
+        self.disk.mark("xa-prepare-begin", trx=t.id, writes=writes)
+        lsn = t.prepare()
+        self.disk.mark("xa-prepare", trx=t.id, lsn=lsn, **self._mode_kw())
+        self.snap.pop(t.id, None)       # a prepared transaction reads no more
+        self._note(f"trx {t.id} XA PREPARE (LSN {lsn})")
+
     def _statement(self, op: str, slot: int, step: list) -> None:
+        if op == "prepare":
+            self._prepare(slot)
+            return
         if op == "commit":
             if slot not in self.slots:
                 return
             t = self.slots[slot]
+            if t.state == PREPARED:
+                self._note(f"trx {t.id} XA COMMIT")
             writes = tuple(sorted((TABLE, k, v) for k, v in self.writes[t.id].items()))
             self.disk.mark("commit-begin", trx=t.id, writes=writes)
             lsn = t.commit()
@@ -351,8 +380,15 @@ class _Runner:
             if slot not in self.slots:
                 return
             t = self.slots[slot]
-            self._note(f"trx {t.id} rollback")
-            t.rollback()
+            if t.state == PREPARED:
+                self._note(f"trx {t.id} XA ROLLBACK")
+                self.disk.mark("xa-rollback-begin", trx=t.id)
+                t.rollback()
+                self.disk.mark("xa-rollback", trx=t.id, lsn=self.eng.log.end_lsn,
+                               **self._mode_kw())
+            else:
+                self._note(f"trx {t.id} rollback")
+                t.rollback()
             self._end(slot, "rolled back")
             return
         t = self._trx(slot)
@@ -533,8 +569,29 @@ def media_schedule_strategy():
     return st.lists(fault, min_size=1, max_size=2).map(tuple)
 
 
-def workload_strategy(table_size: int, max_steps: int = 40):
-    return st.lists(step_strategy(table_size), min_size=1, max_size=max_steps)
+def prepare_inserts_strategy(max_steps: int = 40):
+    """Where XA PREPARE steps go in a workload: up to three ``(index, slot)`` pairs (see
+    :func:`with_prepares`)."""
+    return st.lists(st.tuples(st.integers(0, max_steps), st.integers(0, SLOTS - 1)),
+                    max_size=3)
+
+
+def with_prepares(steps: list, inserts) -> list:
+    """``steps`` with ``["prepare", slot]`` inserted before step ``index`` (or at the end) for
+    each ``(index, slot)`` of ``inserts``."""
+    out = [list(s) for s in steps]
+    for index, slot in sorted(inserts, key=lambda x: -x[0]):
+        out.insert(min(index, len(out)), ["prepare", slot])
+    return out
+
+
+def workload_strategy(table_size: int, max_steps: int = 40, xa: bool = False):
+    """Workload steps; with ``xa`` also XA PREPARE steps (drawn after the others)."""
+    steps = st.lists(step_strategy(table_size), min_size=1, max_size=max_steps)
+    if not xa:
+        return steps
+    return st.tuples(steps, prepare_inserts_strategy(max_steps)).map(
+        lambda p: with_prepares(*p))
 
 
 MAX_STEP_VALUE = 2**30      # largest id, count, seed or slot an artifact's step may hold
@@ -550,7 +607,7 @@ def validate_steps(steps) -> list:
              "delete_insert": 4, "insert": 4, "bulk_insert": 5, "bulk_update": 5, "commit": 2,
              "rollback": 2, "background": 2, "checkpoint": 1, "sum_range": 4,
              "order_range": 4, "distinct_range": 4, "k_select": 3, "oltp_trx": 4,
-             "bulk_delete": 4, "purge": 2}
+             "bulk_delete": 4, "purge": 2, "prepare": 2}
     out = []
     for s in steps:
         # ids become the row's 32-bit k column (update_index adds 1 per step): bound every field
