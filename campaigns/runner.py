@@ -47,7 +47,7 @@ from tornpage.campaigns.artifacts import Artifact, ArtifactError, from_dict, loa
 from tornpage.campaigns.mutants import planted
 from tornpage.campaigns.workload import (SLOTS, TRX_COMMIT_MODES, WorkloadSettings,
                                 ISOLATION_LEVELS, isolation_strategy,
-                                media_schedule_strategy, prepare_inserts_strategy,
+                                media_schedule_strategy, prepare_inserts,
                                 run_workload, settings_strategy, with_prepares,
                                 trx_commit_mode_strategy, workload_probes, workload_strategy)
 from tornpage.engine.config import EngineConfig
@@ -519,9 +519,9 @@ def _draw_workload(cfg: CampaignConfig, data):
             n_rollback_segments=data.draw(st.sampled_from([2, 1, 8]),
                                           label="rollback segments"))
     seed = data.draw(st.integers(0, 2 ** 32 - 1), label="crash search seed")
-    # XA PREPARE steps: drawn last, so every draw above is what it was before XA existed
-    steps = with_prepares(steps, data.draw(prepare_inserts_strategy(len(steps)),
-                                           label="XA prepares"))
+    # XA PREPARE steps, placed by a generator seeded with the crash search seed: a Hypothesis
+    # draw would change the examples generated after it (workload.prepare_inserts)
+    steps = with_prepares(steps, prepare_inserts(seed, len(steps)))
     return s, steps, seed
 
 

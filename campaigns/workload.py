@@ -24,11 +24,11 @@ statement on an empty slot begins a transaction (at the run's isolation level). 
                                            (undo spanning many pages, log pressure)
     ["bulk_delete", slot, id, n]           DELETE n consecutive ids in one transaction (purge
                                            then empties pages: merges, tree shrink)
-    ["commit", slot]  ["rollback", slot]   on a prepared transaction: XA COMMIT / XA ROLLBACK
-    ["prepare", slot]                      XA PREPARE the slot's transaction (nothing on an empty
-                                           or prepared slot); until it is resolved by a commit or
-                                           rollback step, other statements on the slot are
-                                           skipped (a prepared transaction takes no statements)
+    ["commit", slot]  ["rollback", slot]   on an empty slot, while a prepared transaction
+                                           waits: XA COMMIT / XA ROLLBACK of the oldest one
+    ["prepare", slot]                      XA PREPARE the slot's transaction (or, on an empty
+                                           slot, the next slot's, if any); the slot lets go of
+                                           it (XA END), so its next statement begins anew
     ["background", n]                      n steps of log writer / page cleaner / checkpoint /
                                            background rollback / purge
     ["checkpoint"]
@@ -54,6 +54,7 @@ lsn=`` (fsynced), from which the oracle learns which acknowledged commits must s
 """
 from __future__ import annotations
 
+import random
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -190,6 +191,7 @@ class _Runner:
         self.snap: dict[int, int] = {}        # REPEATABLE READ trx id → its snapshot's seq
         self.rc = eng.config.transaction_isolation == "READ-COMMITTED"
         self.step_no = 0
+        self.prepared: list = []              # prepared transactions no slot holds, oldest first
 
     def _mark_log(self) -> None:
         """With flush_log_at_trx_commit 0 or 2: mark the LSN the log was written to the OS up
@@ -216,8 +218,9 @@ class _Runner:
     def _note(self, words: str) -> None:
         self.run_.events.append((len(self.disk.trace), words))
 
-    def _end(self, slot: int, how: str) -> None:
-        t = self.slots.pop(slot)
+    def _end(self, slot, how: str) -> None:
+        """End the transaction of ``slot`` (or, a Trx, a detached prepared one)."""
+        t = self.slots.pop(slot) if isinstance(slot, int) else slot
         writes = self.writes.pop(t.id)
         if how == "committed":
             self.seq += 1
@@ -314,7 +317,7 @@ class _Runner:
         committed and purged since it was taken."""
         for slot in sorted(self.slots):
             t = self.slots[slot]
-            if t.id in self.snap and t.state != PREPARED:
+            if t.id in self.snap:
                 self._range(t, 0, (1 << 32) - 1, "final snapshot scan: SELECT c")
 
     def _step(self, step: list) -> None:
@@ -329,10 +332,6 @@ class _Runner:
             self._purge(int(step[1]))
             return
         slot = int(step[1]) % SLOTS
-        t = self.slots.get(slot)
-        if t is not None and t.state == PREPARED and op not in ("commit", "rollback", "prepare"):
-            self._note(f"slot {slot}: trx {t.id} is prepared: {op} skipped")
-            return
         try:
             self._statement(op, slot, step)
         except LockConflict as e:
@@ -346,9 +345,11 @@ class _Runner:
 
     def _prepare(self, slot: int) -> None:
         """XA PREPARE: markers before (with the writes) and after (with the prepare LSN)."""
-        t = self.slots.get(slot)
-        if t is None or t.state == PREPARED:
+        open_ = [s for s in (slot, (slot + 1) % SLOTS, (slot + 2) % SLOTS) if s in self.slots]
+        if not open_:
             return
+        t = self.slots.pop(open_[0])      # the session lets go of it (XA END; PREPARE)
+        self.prepared.append(t)
         writes = tuple(sorted((TABLE, k, v) for k, v in self.writes[t.id].items()))
         self.disk.mark("xa-prepare-begin", trx=t.id, writes=writes)
         lsn = t.prepare()
@@ -362,10 +363,12 @@ class _Runner:
             return
         if op == "commit":
             if slot not in self.slots:
-                return
-            t = self.slots[slot]
-            if t.state == PREPARED:
+                if not self.prepared:
+                    return
+                t = self.prepared.pop(0)            # XA COMMIT of the oldest prepared trx
                 self._note(f"trx {t.id} XA COMMIT")
+            else:
+                t = self.slots[slot]
             writes = tuple(sorted((TABLE, k, v) for k, v in self.writes[t.id].items()))
             self.disk.mark("commit-begin", trx=t.id, writes=writes)
             lsn = t.commit()
@@ -373,22 +376,24 @@ class _Runner:
                 self.disk.mark("commit-ack", trx=t.id, lsn=lsn)
             else:
                 self.disk.mark("commit-ack", trx=t.id, lsn=lsn, mode=self.mode)
-            self._end(slot, "committed")
+            self._end(slot if self.slots.get(slot) is t else t, "committed")
             self._purge(1)      # purge threads wake up after commits
             return
         if op == "rollback":
             if slot not in self.slots:
-                return
-            t = self.slots[slot]
-            if t.state == PREPARED:
+                if not self.prepared:
+                    return
+                t = self.prepared.pop(0)            # XA ROLLBACK of the oldest prepared trx
                 self._note(f"trx {t.id} XA ROLLBACK")
                 self.disk.mark("xa-rollback-begin", trx=t.id)
                 t.rollback()
                 self.disk.mark("xa-rollback", trx=t.id, lsn=self.eng.log.end_lsn,
                                **self._mode_kw())
-            else:
-                self._note(f"trx {t.id} rollback")
-                t.rollback()
+                self._end(t, "rolled back by XA ROLLBACK")
+                return
+            t = self.slots[slot]
+            self._note(f"trx {t.id} rollback")
+            t.rollback()
             self._end(slot, "rolled back")
             return
         t = self._trx(slot)
@@ -570,18 +575,38 @@ def media_schedule_strategy():
 
 
 def prepare_inserts_strategy(max_steps: int = 40):
-    """Where XA PREPARE steps go in a workload: up to three ``(index, slot)`` pairs (see
+    """Where XA PREPARE steps go in a workload: one to three ``(index, slot)`` pairs (see
     :func:`with_prepares`)."""
     return st.lists(st.tuples(st.integers(0, max_steps), st.integers(0, SLOTS - 1)),
-                    max_size=3)
+                    min_size=1, max_size=3)
+
+
+def prepare_inserts(seed: int, n_steps: int) -> list:
+    """The campaign's XA PREPARE placement (for :func:`with_prepares`): one to three
+    ``(index, slot)`` pairs from a generator seeded with ``seed`` (the workload's crash search
+    seed).  Not a Hypothesis draw: a draw of its own would change the examples Hypothesis
+    generates after it, and with them every seed's workloads; :func:`prepare_inserts_strategy`
+    is the same placement as a strategy."""
+    rng = random.Random(f"tornpage-xa:{seed}")
+    return [(rng.randint(0, n_steps), rng.randrange(SLOTS)) for _ in range(rng.randint(1, 3))]
 
 
 def with_prepares(steps: list, inserts) -> list:
-    """``steps`` with ``["prepare", slot]`` inserted before step ``index`` (or at the end) for
-    each ``(index, slot)`` of ``inserts``."""
+    """``steps`` with XA PREPARE steps: for each ``(index, slot)`` of ``inserts``, a
+    ``["prepare", s]`` right before the first ``["commit", s]`` at or after step ``index`` (two
+    phase commit: the commit step then finds its slot empty and XA COMMITs the prepared
+    transaction), or ``["prepare", slot]`` at the end when no commit follows (the transaction
+    stays prepared up to the crash).  Everything else the workload does stays as it was."""
     out = [list(s) for s in steps]
-    for index, slot in sorted(inserts, key=lambda x: -x[0]):
-        out.insert(min(index, len(out)), ["prepare", slot])
+    at = {}
+    for index, slot in inserts:
+        j = next((j for j in range(index, len(steps)) if steps[j][0] == "commit"), None)
+        if j is None:
+            at.setdefault(len(steps), []).append(["prepare", slot])
+        elif j not in at:
+            at[j] = [["prepare", steps[j][1]]]
+    for j in sorted(at, reverse=True):
+        out[j:j] = at[j]
     return out
 
 
