@@ -254,6 +254,7 @@ def run_new_work(eng: Engine, seed: int, disk: SimDisk) -> NewWork:
                 continue
             if k in holding:
                 nw.lock_ignored.append((t.id, k))
+                continue                # writing over it would only muddle the finding
             v = row_value(k, k, 7_000_000 + seed % 1000 + j)
             if cur is None:
                 t.insert(TABLE, k, v)
@@ -283,6 +284,8 @@ def _new_work(eng: Engine, seed: int, disk: SimDisk, probes: Counter) -> NewWork
         raise _Failed(Verdict.failed(kind, f"new transactions during background rollback: "
                                            f"{type(e).__name__}: {e}", _tb(e), rule=rule),
                       probes_mod.collect(eng.stats)) from None
+    if nw.lock_ignored:
+        raise _Failed(check_new_work(nw, {})[1], probes_mod.collect(eng.stats))
     if nw.during_rollback:
         probes["new_work_during_rollback"] += 1
     if nw.conflicts:
