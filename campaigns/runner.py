@@ -456,17 +456,19 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
                 break
             nested = cfg.recovery_crashes and rng.random() < 0.5
             new_work = nw_rng.randrange(2 ** 32) if nw_rng.random() < 0.5 else None
-            if nested or new_work is not None:
+            if nested:
                 out = crashcheck.check_crash_state(
                     run, plan, new_work=new_work,
-                    draw_nested=crashcheck.nested_drawer(rng, cfg.recovery_crashes)
-                    if nested else None)
+                    draw_nested=crashcheck.nested_drawer(rng, cfg.recovery_crashes))
                 seen.checked += 1
                 reused = False
             else:
+                # a repeated state reuses its twin's verdict, new work or not: the distinct
+                # states a budget covers stay those it covered before new work existed
                 image = b.build(plan)
                 out, reused = seen.judge(_state_key(run, plan, image),
-                                         lambda: crashcheck.check_crash_state(run, plan))
+                                         lambda: crashcheck.check_crash_state(
+                                             run, plan, new_work=new_work))
             if res is not None and not reused:
                 res.probes.update(out.probes)
                 res.probes.update(crashcheck.fault_probes(plan))

@@ -221,15 +221,15 @@ def campaigns(tmp_path_factory):
 MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
     # name: (seed, examples, kind)
     "ack-before-log-fsync": (0, 4, "L"),
-    "redo-apply-start-gt-page-lsn": (0, 4, "C"),
+    "redo-apply-start-gt-page-lsn": (0, 4, "L"),    # XA: a prepared trx comes back ACTIVE
     "no-doublewrite-fsync": (2, 4, "R"),
     "fsync-retry-after-eio": (3, 16, "R"),
-    "no-checksum-on-read": (5, 8, "C"),
+    "no-checksum-on-read": (11, 4, "I"),
     "no-dir-fsync-on-create": (0, 4, "R"),
     "recovery-checkpoint-ignores-dirty-pages": (0, 4, "R"),
     "ignore-write-errors": (4, 4, "U"),
     "lsn-zero-page-trusted": (0, 4, "R"),
-    "unknown-page-type-unchecked": (2, 4, "C"),
+    "unknown-page-type-unchecked": (3, 4, "C"),
     "no-write-verify": (6, 4, "C"),
     "trx-commit-2-no-write": (2, 4, "L"),
     "no-log-free-check": (0, 4, "R"),
