@@ -472,6 +472,8 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
             if res is not None and not reused:
                 res.probes.update(out.probes)
                 res.probes.update(crashcheck.fault_probes(plan))
+                for p in out.nested:        # the faults of crashes during recovery too
+                    res.probes.update(crashcheck.fault_probes(p))
             if not out.verdict.ok and (want is None or finding_signature(out.verdict) == want):
                 found = dataclasses.replace(out, plan=plan)
                 break

@@ -341,9 +341,10 @@ def check_prepared(markers, position: int, found: dict, power_loss: bool = True)
     xa = xa_promised(markers, position, power_loss)
     lost = [p for p in xa.values() if p.must_be_prepared and p.trx not in found]
     if lost:
-        return Verdict.failed(LOST, f"prepared transaction lost: trx {lost[0].trx} was "
-                                    f"prepared (LSN {lost[0].lsn}) but is not PREPARED after "
-                                    f"recovery", [f"prepared before the crash, unresolved: "
+        return Verdict.failed(LOST, f"prepared transaction lost: the XA PREPARE of trx "
+                                    f"{lost[0].trx} had been acknowledged (LSN {lost[0].lsn}) "
+                                    f"but it is not PREPARED after recovery",
+                              [f"prepared before the crash, unresolved: "
                                                   f"{sorted(p.trx for p in lost)}",
                                                   f"found PREPARED: {sorted(found)}"],
                               rule="oracle.xa_prepared_lost")
