@@ -36,14 +36,18 @@ class Artifact:
     nested: list = field(default_factory=list)      # crash plans during recovery
     engine_version: str = ENGINE_VERSION
     shrunk: bool = True             # False: saved before shrinking (a larger case)
+    new_work: int | None = None     # seed of new transactions run during background rollback
 
     def to_json(self) -> dict:
-        return {"tornpage_artifact": ARTIFACT_FORMAT, "engine_version": self.engine_version,
+        out = {"tornpage_artifact": ARTIFACT_FORMAT, "engine_version": self.engine_version,
                 "seed": self.seed, "settings": self.settings.to_json(), "mutant": self.mutant,
                 "steps": self.steps, "crash_plan": self.plan.to_json(),
                 "recovery_crash_plans": [p.to_json() for p in self.nested],
                 "trace_hash": self.trace_hash, "finding": self.finding,
                 "shrunk": self.shrunk}
+        if self.new_work is not None:
+            out["recovery_new_work"] = self.new_work
+        return out
 
     def save_as(self, path: str) -> str:
         """Write the artifact to ``path``; return it."""
@@ -177,9 +181,11 @@ def from_dict(d, path: str = "<artifact>") -> Artifact:
         engine_version = _field(d, "engine_version", lambda v: isinstance(v, str), "a string",
                                 "")
         shrunk = _field(d, "shrunk", lambda v: isinstance(v, bool), "true or false", True)
+        new_work = _field(d, "recovery_new_work", lambda v: v is None or _is_int(v),
+                          "an integer or null", None)
         return Artifact(seed=seed, settings=settings, steps=steps, plan=plan, nested=nested,
                         mutant=mutant, trace_hash=trace_hash, finding=dict(finding or {}),
-                        engine_version=engine_version, shrunk=shrunk)
+                        engine_version=engine_version, shrunk=shrunk, new_work=new_work)
     except ArtifactError:
         raise
     except (KeyError, TypeError, ValueError, CrashPlanError, UnknownDevice) as e:

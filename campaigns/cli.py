@@ -395,7 +395,8 @@ def replay(artifact, without_mutant, in_subprocess):
                 # the recorded crash position: that crash would cut the setup, not the workload
                 raise CrashPlanError(f"crash position {art.plan.position} lies in the setup, "
                                      f"which now ends at operation {run.setup_end + 1}")
-            out = crashcheck.check_crash_state(run, art.plan, nested=art.nested)
+            out = crashcheck.check_crash_state(run, art.plan, nested=art.nested,
+                                               new_work=art.new_work)
             lines = crashcheck.explain_plans(run, art.plan, art.nested)
         except CrashPlanError as e:
             _err(f"tornpage replay: the crash plan does not fit this trace: {e}")

@@ -4,26 +4,43 @@
 operation (so failures shrink towards "crash earlier, lose less"); :func:`check_crash_state`
 builds the durable image the plan describes, recovers it with the engine, finishes background
 rollback and hands the result to the oracles.
+
+XA: the committed state handed to the oracle is what a new transaction's consistent read sees
+(so a prepared transaction's writes must not show); the transactions found PREPARED are judged
+against the markers (checkers.oracle.check_prepared: found, with their writes, holding their
+locks), then resolved, XA COMMIT when the trx id is even and XA ROLLBACK when odd, and the
+result checked (checkers.oracle.check_xa_resolution).
+
+Open before recovery is finished (``new_work``, a seed, or None): the first recovery then runs
+new transactions (:func:`run_new_work`) while background rollback of the resurrected ones is
+still in progress, one background step between statements.  A row a resurrected transaction
+still holds must refuse their locks (LockConflict is expected, not a finding); their consistent
+reads must see only committed rows; what they commit must show once rollback finished.  With
+crashes during recovery, the first such crash cuts the trace of this recovery, new work
+included: the recovery after it must give the uninterrupted recovery's state with a prefix of
+the new commits, holding every one acknowledged before the crash (flush_log_at_trx_commit=1).
 """
 from __future__ import annotations
 
+import random
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 
 from tornpage.checkers import probes as probes_mod
-from tornpage.checkers.oracle import check_committed_state
+from tornpage.checkers.oracle import (check_committed_state, check_prepared,
+                                     check_xa_resolution, xa_promised)
 from tornpage.checkers.structure import check_after_recovery, check_quiesced
 from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, ISOLATION, LOST, REFUSED, UNCOMMITTED,
                               Verdict)
-from tornpage.engine import Engine
-from tornpage.engine.errors import Corruption, EngineError, RecoveryError
+from tornpage.engine import Engine, undo
+from tornpage.engine.errors import Corruption, EngineError, LockConflict, RecoveryError
 from tornpage.faultfs import (DROP, KEEP, SIZE_ONLY, TEAR, CrashPlan, CrashPlanError,
                      CrashStateBuilder, InjectedIOError,
                      MediaFault, SimDisk, Write, get_device)
 from tornpage.faultfs import search
 
-from tornpage.campaigns.workload import TABLE, WorkloadRun
+from tornpage.campaigns.workload import TABLE, WorkloadRun, row_value
 
 MAX_CHOICES = 48   # pending operations beyond this many (the oldest) are kept
 
@@ -34,6 +51,7 @@ class CrashResult:
     verdict: Verdict
     probes: dict = field(default_factory=dict)
     nested: list = field(default_factory=list)   # plans of crashes during recovery, in order
+    new_work: int | None = None     # seed of the new work run during background rollback
 
 
 def builder_for(run: WorkloadRun) -> CrashStateBuilder:
@@ -193,7 +211,7 @@ def _finish(eng: Engine, quiesce: bool) -> dict:
         if quiesce:
             while eng.run_background(3):
                 pass
-        return {(TABLE, k): v for k, v in eng.all_rows(TABLE).items()}
+        return committed_view(eng)
     except Exception as e:  # noqa: BLE001
         if caused_by_media(e):
             raise _RefusedOnMedia(str(e)) from None
@@ -206,8 +224,218 @@ def _finish(eng: Engine, quiesce: bool) -> dict:
                                      rule="engine.background_error"), probes) from None
 
 
+def committed_view(eng: Engine) -> dict:
+    """(table, key) → value of every row a new transaction's consistent read sees: the latest
+    versions when no transaction is left (after background rollback, nothing PREPARED), else a
+    whole-table read by a new transaction (a prepared transaction's writes are not committed)."""
+    if not eng.trx_sys.active:
+        return {(TABLE, k): v for k, v in eng.all_rows(TABLE).items()}
+    t = eng.begin()
+    try:
+        return {(TABLE, k): v for k, v in t.scan(TABLE, 0, (1 << 64) - 1)}
+    finally:
+        t.rollback()
+
+
+def _held(eng: Engine) -> set:
+    """Keys of TABLE that a resurrected (ACTIVE or PREPARED) transaction still has undo for,
+    and so must still lock."""
+    space = eng.tables[TABLE].space
+    out = set()
+    for t in eng.trx_sys.active.values():
+        if t.resurrected and t.undo is not None:
+            for payload in eng.trx_sys.undo_records(t):
+                _, _, sp, key, _ = undo.parse_rec(payload)
+                if sp == space:
+                    out.add(key)
+    return out
+
+
+@dataclass
+class NewWork:
+    """What the new transactions did during background rollback."""
+    reads: list = field(default_factory=list)     # (j, key, value or None)
+    scans: list = field(default_factory=list)     # (j, lo, hi, [(key, value)])
+    commits: list = field(default_factory=list)   # (j, {key: pre value}, {key: value},
+                                                  #  trace index after commit returned)
+    conflicts: int = 0
+    lock_ignored: list = field(default_factory=list)    # (trx, key)
+    during_rollback: bool = False     # resurrected ACTIVE transactions were left at the start
+
+
+def run_new_work(eng: Engine, seed: int, disk: SimDisk) -> NewWork:
+    """New transactions, run while background rollback is in progress (one background step
+    between statements): point and range consistent reads, then updates and inserts (locking;
+    a LockConflict on a row a resurrected transaction holds fails that statement only), then
+    commit (or, now and then, rollback).  Keys are drawn from the rows the resurrected
+    transactions hold and the rows there are, by a generator seeded with ``seed``."""
+    rng = random.Random(f"tornpage-new-work-run:{seed}")
+    nw = NewWork(during_rollback=bool(eng._to_roll_back()))
+    held = sorted(_held(eng))
+    keys = sorted(eng.all_rows(TABLE))
+    top = max(keys + held + [1])
+    pool = held + keys[:: max(1, len(keys) // 16)] + [top + 1 + rng.randrange(8)]
+
+    def pick() -> int:
+        return held[rng.randrange(len(held))] if held and rng.random() < 0.6 else \
+            pool[rng.randrange(len(pool))]
+    for j in range(rng.randint(1, 3)):
+        t = eng.begin()
+        for _ in range(rng.randint(1, 3)):
+            k = pick()
+            nw.reads.append((j, k, t.get(TABLE, k)))
+            eng.run_background(1)
+        lo = pick()
+        nw.scans.append((j, lo, lo + 6, t.scan(TABLE, lo, lo + 6)))
+        pre, wrote = {}, {}
+        for _ in range(rng.randint(1, 4)):
+            k = pick()
+            holding = _held(eng)
+            try:
+                cur = t.get_for_update(TABLE, k)
+            except LockConflict:
+                nw.conflicts += 1
+                eng.run_background(1)
+                continue
+            if k in holding:
+                nw.lock_ignored.append((t.id, k))
+                continue                # writing over it would only muddle the finding
+            v = row_value(k, k, 7_000_000 + seed % 1000 + j)
+            if cur is None:
+                t.insert(TABLE, k, v)
+            else:
+                t.update(TABLE, k, v)
+            pre.setdefault(k, cur)
+            wrote[k] = v
+            eng.run_background(1)
+        if rng.random() < 0.8:
+            t.commit()
+            nw.commits.append((j, pre, wrote, len(disk.trace)))
+        else:
+            t.rollback()
+    return nw
+
+
+def _new_work(eng: Engine, seed: int, disk: SimDisk, probes: Counter) -> NewWork:
+    """:func:`run_new_work` with its engine failures turned into verdicts, as :func:`_finish`
+    does for background rollback."""
+    try:
+        nw = run_new_work(eng, seed, disk)
+    except Exception as e:  # noqa: BLE001
+        if caused_by_media(e):
+            raise _RefusedOnMedia(str(e)) from None
+        kind, rule = (CORRUPT, "engine.background_corruption") if isinstance(e, EngineError) \
+            else (ENGINE_ERROR, "engine.background_error")
+        raise _Failed(Verdict.failed(kind, f"new transactions during background rollback: "
+                                           f"{type(e).__name__}: {e}", _tb(e), rule=rule),
+                      probes_mod.collect(eng.stats)) from None
+    if nw.lock_ignored:
+        raise _Failed(check_new_work(nw, {})[1], probes_mod.collect(eng.stats))
+    if nw.during_rollback:
+        probes["new_work_during_rollback"] += 1
+    if nw.conflicts:
+        probes["new_work_lock_conflict"] += nw.conflicts
+    return nw
+
+
+def _new_work_base(nw: NewWork, rows: dict) -> dict:
+    """``rows`` (after rollback finished) without the new work's commits: each row a new
+    transaction wrote holds what the first of them read under its lock."""
+    base = dict(rows)
+    for _, pre, _, _ in reversed(nw.commits):
+        for k, v in pre.items():
+            if v is None:
+                base.pop((TABLE, k), None)
+            else:
+                base[(TABLE, k)] = v
+    return base
+
+
+def _overlay(base: dict, commits) -> dict:
+    out = dict(base)
+    for _, _, wrote, _ in commits:
+        for k, v in wrote.items():
+            out[(TABLE, k)] = v
+    return out
+
+
+def check_new_work(nw: NewWork, rows: dict) -> tuple[dict, Verdict]:
+    """(the state without the new work, verdict) for new work that ran during background
+    rollback, ``rows`` the committed state once rollback finished."""
+    base = _new_work_base(nw, rows)
+    if nw.lock_ignored:
+        trx, k = nw.lock_ignored[0]
+        return base, Verdict.failed(
+            UNCOMMITTED, f"new trx {trx} locked {TABLE}:{k} during background rollback while "
+                         f"a resurrected transaction still held it",
+            [f"locked while held: {nw.lock_ignored[:8]}"], rule="recovery.new_work_lock_ignored")
+    want = _overlay(base, nw.commits)
+    lost = sorted(r for r in set(want) | set(rows) if want.get(r) != rows.get(r))
+    if lost:
+        return base, Verdict.failed(
+            LOST, f"a transaction committed during background rollback lost writes: "
+                  f"{len(lost)} rows differ once rollback finished",
+            [f"{t}:{k}: committed {_brief(want.get((t, k)))}, found {_brief(rows.get((t, k)))}"
+             for t, k in lost[:8]], rule="recovery.new_work_lost")
+    bad = []
+    for j, k, got in nw.reads:
+        exp = _overlay(base, [c for c in nw.commits if c[0] < j]).get((TABLE, k))
+        if got != exp:
+            bad.append(f"new trx #{j} read {TABLE}:{k} as {_brief(got)}, committed: "
+                       f"{_brief(exp)}")
+    for j, lo, hi, got in nw.scans:
+        snap = _overlay(base, [c for c in nw.commits if c[0] < j])
+        exp = [(k, v) for (t, k), v in sorted(snap.items()) if lo <= k <= hi]
+        if got != exp:
+            bad.append(f"new trx #{j} scanned {TABLE}:{lo}..{hi} as {[k for k, _ in got]}, "
+                       f"committed: {[k for k, _ in exp]}")
+    if bad:
+        return base, Verdict.failed(
+            UNCOMMITTED, f"a consistent read during background rollback saw rows that are not "
+                         f"committed: {bad[0]}", bad[1:8], rule="recovery.new_work_dirty_read")
+    return base, Verdict.passed()
+
+
+def _brief(v) -> str:
+    return "absent" if v is None else f"{bytes(v)[:12]!r}… ({len(v)} bytes)"
+
+
+def _prepared_facts(eng: Engine, xa: dict) -> dict:
+    """trx id → {"rows", "unlocked"} for every transaction found PREPARED (see
+    checkers.oracle.check_prepared): the latest versions of the rows its prepare marker says it
+    wrote, and those a new transaction could lock."""
+    found = {}
+    latest = eng.all_rows(TABLE)
+    for p in eng.prepared_transactions():
+        writes = xa[p.id].writes if p.id in xa else ()
+        rows = {(t, k): latest.get(k) for t, k, _ in writes}
+        unlocked = []
+        probe = eng.begin()
+        for t, k, _ in writes:
+            try:
+                probe.get_for_update(TABLE, k)
+                unlocked.append((t, k))
+            except LockConflict:
+                pass
+        probe.rollback()
+        found[p.id] = {"rows": rows, "unlocked": unlocked}
+    return found
+
+
+def resolve_prepared(eng: Engine, xa: dict) -> tuple[list, dict, dict]:
+    """XA COMMIT (even trx id) or XA ROLLBACK (odd) of every transaction found PREPARED, by
+    id; returns (resolved, committed state before, state after)."""
+    before = committed_view(eng)
+    resolved = []
+    for p in eng.prepared_transactions():
+        how = "commit" if p.id % 2 == 0 else "rollback"
+        (eng.commit if how == "commit" else eng.rollback)(p)
+        resolved.append((p.id, how, xa[p.id].writes if p.id in xa else ()))
+    return resolved, before, committed_view(eng)
+
+
 def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = None,
-                      draw_nested=None) -> CrashResult:
+                      draw_nested=None, new_work: int | None = None) -> CrashResult:
     """Recover the crash state ``plan`` describes and judge it.  Never raises for an engine
     failure: every failure is a verdict.
 
@@ -236,6 +464,11 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
     image = b.build(plan)
     corrupted = at_rest_corruption(run, plan, image)
     reference = None
+    nw = None                   # the new work of the first recovery, if any
+    nw_base = None              # ... and its state without the new work
+    power_loss = bool(misdirected_writes(run, plan.position)) or bool(corrupted) or \
+        (b.profile.power_loss and any(c.kind != KEEP for _, c in plan.choices))
+    markers = run.trace.markers()
     try:
         depth = 0
         while True:
@@ -247,14 +480,22 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
                 break
             disk = SimDisk(b.profile, image)
             eng = _open(disk, cfg)
+            if depth == 0 and new_work is not None:
+                nw = _new_work(eng, new_work, disk, probes)
             rows = _finish(eng, quiesce=True)
             probes.update(probes_mod.collect(eng.stats))
+            if nw is not None and depth == 0:
+                nw_base, v = check_new_work(nw, rows)
+                if not v.ok:
+                    raise _Failed(v)
             if reference is None:
                 reference = rows
             nb = CrashStateBuilder(image, disk.trace, b.profile)
             nplan = pick(nb)
             used.append(nplan)
             probes["crash_during_recovery"] += 1
+            if nw is not None and depth == 0:
+                probes["crash_after_new_work"] += 1
             image = nb.build(nplan)
             depth += 1
         disk = SimDisk(b.profile, image)
@@ -263,16 +504,31 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         if problems:
             raise _Failed(Verdict.from_problems(CORRUPT, problems),
                           probes_mod.collect(eng.stats))
+        if not used and new_work is not None:
+            nw = _new_work(eng, new_work, disk, probes)
         rows = _finish(eng, quiesce=False)
         probes.update(probes_mod.collect(eng.stats))
+        judged = rows
+        if nw is not None and not used:
+            judged, v = check_new_work(nw, rows)
+            if not v.ok:
+                raise _Failed(v)
+        elif nw is not None:
+            # the crash after the new work keeps a prefix of its commits: every one acknowledged
+            # before it (flush_log_at_trx_commit=1), perhaps more
+            cut = used[0].position
+            must = sum(1 for c in nw.commits if c[3] <= cut) if cfg.flush_log_at_trx_commit == 1 \
+                else 0
+            refs = [_overlay(nw_base, nw.commits[:i]) for i in range(must, len(nw.commits) + 1)]
+            match = next((r for r in refs if r == rows), None)
+            reference = match if match is not None else \
+                min(refs, key=lambda r: sum(r.get(k) != rows.get(k) for k in set(r) | set(rows)))
+            judged = nw_base
         # what the OS was given but not fsynced survives a process kill, unless the drive
         # misdirected a write: then it may hold anything, and only what was fsynced (and so
         # read back by the engine) was promised, as after a power loss
-        v = check_committed_state(run.trace.markers(), plan.position, rows, run.writers,
-                                  power_loss=bool(misdirected_writes(run, plan.position)) or
-                                  bool(corrupted) or
-                                  (b.profile.power_loss and
-                                   any(c.kind != KEEP for _, c in plan.choices)))
+        v = check_committed_state(markers, plan.position, judged, run.writers,
+                                  power_loss=power_loss)
         if not v.ok:
             raise _Failed(v)
         if reference is not None and rows != reference:
@@ -285,32 +541,44 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
                 [f"{t}:{k}: uninterrupted recovery {'present' if reference.get((t, k)) else 'absent'}"
                  f", after the nested crash {'present' if rows.get((t, k)) else 'absent'}"
                  for t, k in diff[:8]], rule="recovery.not_idempotent"))
+        xa = xa_promised(markers, plan.position, power_loss)
+        found = _prepared_facts(eng, xa)
+        v = check_prepared(markers, plan.position, found, power_loss)
+        if not v.ok:
+            raise _Failed(v)
+        if found:
+            resolved, before, after = resolve_prepared(eng, xa)
+            for _, how, _ in resolved:
+                probes[f"xa_resolved_{how}"] += 1
+            v = check_xa_resolution(before, after, resolved)
+            if not v.ok:
+                raise _Failed(v)
         problems = check_quiesced(eng)      # runs purge to the end first
         probes["purge_after_recovery"] += eng.stats["purge_logs_freed"]
         if problems:
             raise _Failed(Verdict.from_problems(CORRUPT, problems))
-        return CrashResult(plan, Verdict.passed(), probes, used)
+        return CrashResult(plan, Verdict.passed(), probes, used, new_work)
     except _RefusedOnMedia:
         probes["refused_on_media_error"] += 1
-        return CrashResult(plan, Verdict.passed(), probes, used)
+        return CrashResult(plan, Verdict.passed(), probes, used, new_work)
     except _Failed as f:
         probes.update(f.probes)
         if f.verdict.kind in (REFUSED, CORRUPT) and \
                 any(op.length for op in misdirected_writes(run, plan.position)):
             probes["refused_on_misdirected_write"] += 1
-            return CrashResult(plan, Verdict.passed(), probes, used)
+            return CrashResult(plan, Verdict.passed(), probes, used, new_work)
         if f.verdict.kind in (REFUSED, CORRUPT) and corrupted:
             probes["refused_on_at_rest_corruption"] += 1
-            return CrashResult(plan, Verdict.passed(), probes, used)
+            return CrashResult(plan, Verdict.passed(), probes, used, new_work)
         if used:
             f.verdict.details.append(f"after {len(used)} crash(es) during recovery")
-        return CrashResult(plan, f.verdict, probes, used)
+        return CrashResult(plan, f.verdict, probes, used, new_work)
     except CrashPlanError:
         raise                   # a plan that does not fit the trace: the caller's input is bad
     except Exception as e:  # noqa: BLE001 - the code under test failed in a checker's phase
         if caused_by_media(e):  # a checker reading an unreadable sector, say
             probes["refused_on_media_error"] += 1
-            return CrashResult(plan, Verdict.passed(), probes, used)
+            return CrashResult(plan, Verdict.passed(), probes, used, new_work)
         # any other exception of the engine under test, in any phase, is a finding: the
         # campaign never dies on the code it checks
         v = Verdict.failed(ENGINE_ERROR, f"checking the recovered database raised "
@@ -318,7 +586,7 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
                            rule="engine.check_error")
         if used:
             v.details.append(f"after {len(used)} crash(es) during recovery")
-        return CrashResult(plan, v, probes, used)
+        return CrashResult(plan, v, probes, used, new_work)
 
 
 def describe_write(run: WorkloadRun):

@@ -47,7 +47,8 @@ from tornpage.campaigns.artifacts import Artifact, ArtifactError, from_dict, loa
 from tornpage.campaigns.mutants import planted
 from tornpage.campaigns.workload import (SLOTS, TRX_COMMIT_MODES, WorkloadSettings,
                                 ISOLATION_LEVELS, isolation_strategy,
-                                media_schedule_strategy, run_workload, settings_strategy,
+                                media_schedule_strategy, prepare_inserts,
+                                run_workload, settings_strategy, with_prepares,
                                 trx_commit_mode_strategy, workload_probes, workload_strategy)
 from tornpage.engine.config import EngineConfig
 
@@ -435,6 +436,9 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
     Returns the first failing :class:`crashcheck.CrashResult` (with ``want``: the first whose
     finding has that signature), or None.  Counts and probes go into ``res`` when given."""
     rng = random.Random(f"tornpage-nested:{seed}")
+    # new transactions during background rollback: a generator of its own, so that the
+    # crashes during recovery stay what the nested generator gave before it existed
+    nw_rng = random.Random(f"tornpage-new-work:{seed}")
     seen = search.Seen()
     cov = Coverage()
     budget = cfg.crash_states_per_workload
@@ -451,18 +455,25 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
             if limit is not None and seen.checked - start >= limit:
                 break
             nested = cfg.recovery_crashes and rng.random() < 0.5
+            new_work = nw_rng.randrange(2 ** 32) if nw_rng.random() < 0.5 else None
             if nested:
                 out = crashcheck.check_crash_state(
-                    run, plan, draw_nested=crashcheck.nested_drawer(rng, cfg.recovery_crashes))
+                    run, plan, new_work=new_work,
+                    draw_nested=crashcheck.nested_drawer(rng, cfg.recovery_crashes))
                 seen.checked += 1
                 reused = False
             else:
+                # a repeated state reuses its twin's verdict, new work or not: the distinct
+                # states a budget covers stay those it covered before new work existed
                 image = b.build(plan)
                 out, reused = seen.judge(_state_key(run, plan, image),
-                                         lambda: crashcheck.check_crash_state(run, plan))
+                                         lambda: crashcheck.check_crash_state(
+                                             run, plan, new_work=new_work))
             if res is not None and not reused:
                 res.probes.update(out.probes)
                 res.probes.update(crashcheck.fault_probes(plan))
+                for p in out.nested:        # the faults of crashes during recovery too
+                    res.probes.update(crashcheck.fault_probes(p))
             if not out.verdict.ok and (want is None or finding_signature(out.verdict) == want):
                 found = dataclasses.replace(out, plan=plan)
                 break
@@ -512,6 +523,9 @@ def _draw_workload(cfg: CampaignConfig, data):
             n_rollback_segments=data.draw(st.sampled_from([2, 1, 8]),
                                           label="rollback segments"))
     seed = data.draw(st.integers(0, 2 ** 32 - 1), label="crash search seed")
+    # XA PREPARE steps, placed by a generator seeded with the crash search seed: a Hypothesis
+    # draw would change the examples generated after it (workload.prepare_inserts)
+    steps = with_prepares(steps, prepare_inserts(seed, len(steps)))
     return s, steps, seed
 
 
@@ -609,7 +623,7 @@ def _shrink_plan(f: _Failing, res: CampaignResult) -> None:
     def still(plan: CrashPlan, nested: list) -> object:
         res.shrink_runs += 1
         try:
-            o = crashcheck.check_crash_state(run, plan, nested=nested)
+            o = crashcheck.check_crash_state(run, plan, nested=nested, new_work=out.new_work)
         except CrashPlanError:
             return None          # the nested plans no longer fit the recovery's trace
         return o if not o.verdict.ok and finding_signature(o.verdict) == f.signature else None
@@ -636,6 +650,7 @@ def _merge_coverage(into: Coverage, c: Coverage) -> None:
 def _artifact(cfg: CampaignConfig, cseed: int, f: _Failing, shrunk: bool) -> Artifact:
     return Artifact(seed=cseed, settings=f.settings, steps=[list(x) for x in f.steps],
                     plan=f.out.plan, nested=list(f.out.nested), mutant=cfg.mutant,
+                    new_work=f.out.new_work,
                     trace_hash=f.run.trace.hash(), finding=f.out.verdict.to_json(),
                     shrunk=shrunk)
 
@@ -658,7 +673,8 @@ def determinism_check(art: Artifact, runs: int = 2) -> str:
         if run.trace.hash() != art.trace_hash:
             return (f"replay {n} gave trace hash {run.trace.hash()[:16]}, the artifact has "
                     f"{art.trace_hash[:16]}: the workload is not deterministic")
-        out = crashcheck.check_crash_state(run, art.plan, nested=art.nested)
+        out = crashcheck.check_crash_state(run, art.plan, nested=art.nested,
+                                           new_work=art.new_work)
         if out.verdict.to_json() != art.finding:
             return (f"replay {n} gave verdict {out.verdict.signature()!r}, the artifact has "
                     f"{art.finding.get('kind')}:{art.finding.get('summary')!r}")

@@ -165,7 +165,8 @@ def explain(art: Artifact, context: int = 12) -> list[str]:
     """Words on an artifact: the finding, the trace around the crash, the choices that matter,
     expected versus found rows.  The mutant, if any, must already be planted."""
     run = run_workload(art.settings, art.steps)
-    out = crashcheck.check_crash_state(run, art.plan, nested=art.nested)
+    out = crashcheck.check_crash_state(run, art.plan, nested=art.nested,
+                                               new_work=art.new_work)
     lines = [f"finding: {out.verdict.explain().splitlines()[0] if not out.verdict.ok else 'none'}"
              + ("" if not out.verdict.ok else " (the artifact no longer fails)")]
     trace = run.trace

@@ -24,7 +24,11 @@ statement on an empty slot begins a transaction (at the run's isolation level). 
                                            (undo spanning many pages, log pressure)
     ["bulk_delete", slot, id, n]           DELETE n consecutive ids in one transaction (purge
                                            then empties pages: merges, tree shrink)
-    ["commit", slot]  ["rollback", slot]
+    ["commit", slot]  ["rollback", slot]   on an empty slot, while a prepared transaction
+                                           waits: XA COMMIT / XA ROLLBACK of the oldest one
+    ["prepare", slot]                      XA PREPARE the slot's transaction (or, on an empty
+                                           slot, the next slot's, if any); the slot lets go of
+                                           it (XA END), so its next statement begins anew
     ["background", n]                      n steps of log writer / page cleaner / checkpoint /
                                            background rollback / purge
     ["checkpoint"]
@@ -50,6 +54,7 @@ lsn=`` (fsynced), from which the oracle learns which acknowledged commits must s
 """
 from __future__ import annotations
 
+import random
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,6 +64,7 @@ from hypothesis import strategies as st
 from tornpage.checkers.probes import WORKLOAD_PROBES
 from tornpage.engine import DuplicateKey, Engine, EngineConfig, EngineError, LockConflict
 from tornpage.engine import row
+from tornpage.engine.trx import PREPARED
 from tornpage.faultfs import Image, SimDisk, get_device
 from tornpage.faultfs.media import KINDS, parse_schedule
 
@@ -185,6 +191,7 @@ class _Runner:
         self.snap: dict[int, int] = {}        # REPEATABLE READ trx id → its snapshot's seq
         self.rc = eng.config.transaction_isolation == "READ-COMMITTED"
         self.step_no = 0
+        self.prepared: list = []              # prepared transactions no slot holds, oldest first
 
     def _mark_log(self) -> None:
         """With flush_log_at_trx_commit 0 or 2: mark the LSN the log was written to the OS up
@@ -211,8 +218,9 @@ class _Runner:
     def _note(self, words: str) -> None:
         self.run_.events.append((len(self.disk.trace), words))
 
-    def _end(self, slot: int, how: str) -> None:
-        t = self.slots.pop(slot)
+    def _end(self, slot, how: str) -> None:
+        """End the transaction of ``slot`` (or, a Trx, a detached prepared one)."""
+        t = self.slots.pop(slot) if isinstance(slot, int) else slot
         writes = self.writes.pop(t.id)
         if how == "committed":
             self.seq += 1
@@ -332,11 +340,35 @@ class _Runner:
             t.rollback()
             self._end(slot, "rolled back after a lock conflict")
 
+    def _mode_kw(self) -> dict:
+        return {} if self.mode == 1 else {"mode": self.mode}
+
+    def _prepare(self, slot: int) -> None:
+        """XA PREPARE: markers before (with the writes) and after (with the prepare LSN)."""
+        open_ = [s for s in (slot, (slot + 1) % SLOTS, (slot + 2) % SLOTS) if s in self.slots]
+        if not open_:
+            return
+        t = self.slots.pop(open_[0])      # the session lets go of it (XA END; PREPARE)
+        self.prepared.append(t)
+        writes = tuple(sorted((TABLE, k, v) for k, v in self.writes[t.id].items()))
+        self.disk.mark("xa-prepare-begin", trx=t.id, writes=writes)
+        lsn = t.prepare()
+        self.disk.mark("xa-prepare", trx=t.id, lsn=lsn, **self._mode_kw())
+        self.snap.pop(t.id, None)       # a prepared transaction reads no more
+        self._note(f"trx {t.id} XA PREPARE (LSN {lsn})")
+
     def _statement(self, op: str, slot: int, step: list) -> None:
+        if op == "prepare":
+            self._prepare(slot)
+            return
         if op == "commit":
             if slot not in self.slots:
-                return
-            t = self.slots[slot]
+                if not self.prepared:
+                    return
+                t = self.prepared.pop(0)            # XA COMMIT of the oldest prepared trx
+                self._note(f"trx {t.id} XA COMMIT")
+            else:
+                t = self.slots[slot]
             writes = tuple(sorted((TABLE, k, v) for k, v in self.writes[t.id].items()))
             self.disk.mark("commit-begin", trx=t.id, writes=writes)
             lsn = t.commit()
@@ -344,11 +376,20 @@ class _Runner:
                 self.disk.mark("commit-ack", trx=t.id, lsn=lsn)
             else:
                 self.disk.mark("commit-ack", trx=t.id, lsn=lsn, mode=self.mode)
-            self._end(slot, "committed")
+            self._end(slot if self.slots.get(slot) is t else t, "committed")
             self._purge(1)      # purge threads wake up after commits
             return
         if op == "rollback":
             if slot not in self.slots:
+                if not self.prepared:
+                    return
+                t = self.prepared.pop(0)            # XA ROLLBACK of the oldest prepared trx
+                self._note(f"trx {t.id} XA ROLLBACK")
+                self.disk.mark("xa-rollback-begin", trx=t.id)
+                t.rollback()
+                self.disk.mark("xa-rollback", trx=t.id, lsn=self.eng.log.end_lsn,
+                               **self._mode_kw())
+                self._end(t, "rolled back by XA ROLLBACK")
                 return
             t = self.slots[slot]
             self._note(f"trx {t.id} rollback")
@@ -534,8 +575,49 @@ def media_schedule_strategy():
     return st.lists(fault, min_size=1, max_size=2).map(tuple)
 
 
-def workload_strategy(table_size: int, max_steps: int = 40):
-    return st.lists(step_strategy(table_size), min_size=1, max_size=max_steps)
+def prepare_inserts_strategy(max_steps: int = 40):
+    """Where XA PREPARE steps go in a workload: one to three ``(index, slot)`` pairs (see
+    :func:`with_prepares`)."""
+    return st.lists(st.tuples(st.integers(0, max_steps), st.integers(0, SLOTS - 1)),
+                    min_size=1, max_size=3)
+
+
+def prepare_inserts(seed: int, n_steps: int) -> list:
+    """The campaign's XA PREPARE placement (for :func:`with_prepares`): one to three
+    ``(index, slot)`` pairs from a generator seeded with ``seed`` (the workload's crash search
+    seed).  Not a Hypothesis draw: a draw of its own would change the examples Hypothesis
+    generates after it, and with them every seed's workloads; :func:`prepare_inserts_strategy`
+    is the same placement as a strategy."""
+    rng = random.Random(f"tornpage-xa:{seed}")
+    return [(rng.randint(0, n_steps), rng.randrange(SLOTS)) for _ in range(rng.randint(1, 3))]
+
+
+def with_prepares(steps: list, inserts) -> list:
+    """``steps`` with XA PREPARE steps: for each ``(index, slot)`` of ``inserts``, a
+    ``["prepare", s]`` right before the first ``["commit", s]`` at or after step ``index`` (two
+    phase commit: the commit step then finds its slot empty and XA COMMITs the prepared
+    transaction), or ``["prepare", slot]`` at the end when no commit follows (the transaction
+    stays prepared up to the crash).  Everything else the workload does stays as it was."""
+    out = [list(s) for s in steps]
+    at = {}
+    for index, slot in inserts:
+        j = next((j for j in range(index, len(steps)) if steps[j][0] == "commit"), None)
+        if j is None:
+            at.setdefault(len(steps), []).append(["prepare", slot])
+        elif j not in at:
+            at[j] = [["prepare", steps[j][1]]]
+    for j in sorted(at, reverse=True):
+        out[j:j] = at[j]
+    return out
+
+
+def workload_strategy(table_size: int, max_steps: int = 40, xa: bool = False):
+    """Workload steps; with ``xa`` also XA PREPARE steps (drawn after the others)."""
+    steps = st.lists(step_strategy(table_size), min_size=1, max_size=max_steps)
+    if not xa:
+        return steps
+    return st.tuples(steps, prepare_inserts_strategy(max_steps)).map(
+        lambda p: with_prepares(*p))
 
 
 MAX_STEP_VALUE = 2**30      # largest id, count, seed or slot an artifact's step may hold
@@ -551,7 +633,7 @@ def validate_steps(steps) -> list:
              "delete_insert": 4, "insert": 4, "bulk_insert": 5, "bulk_update": 5, "commit": 2,
              "rollback": 2, "background": 2, "checkpoint": 1, "sum_range": 4,
              "order_range": 4, "distinct_range": 4, "k_select": 3, "oltp_trx": 4,
-             "bulk_delete": 4, "purge": 2}
+             "bulk_delete": 4, "purge": 2, "prepare": 2}
     out = []
     for s in steps:
         # ids become the row's 32-bit k column (update_index adds 1 per step): bound every field

@@ -36,6 +36,26 @@ The rules a failed verdict names (checkers.rules.RULES), first match wins:
     later commit wrote them), some hold its value and some do not;
   * ``oracle.no_committed_prefix`` (L): any other state that is no allowed prefix, such as a
     later commit present whole and an earlier one absent.
+
+XA (:func:`check_prepared`, :func:`check_xa_resolution`).  Markers: ``xa-prepare-begin``
+(``trx``, ``writes``) before XA PREPARE, ``xa-prepare`` (``trx``, ``lsn``, ``mode``) once it
+returned; ``xa-rollback-begin`` / ``xa-rollback`` (``trx``, ``lsn``, ``mode``) around XA
+ROLLBACK; XA COMMIT is an ordinary ``commit-begin`` / ``commit-ack``.  A prepared transaction is
+no commit: its writes are in no committed prefix, so :func:`check_committed_state` (given the
+state a new transaction's consistent read sees) already fails when they show.  What a prepare
+promises follows the commit rules (mode, crash).  After recovery:
+  * ``oracle.xa_prepared_lost`` (L): a transaction whose prepare was promised to survive, and
+    which no XA COMMIT or XA ROLLBACK had begun to resolve, is not found PREPARED;
+  * ``oracle.xa_prepared_unexpected`` (U): a transaction is found PREPARED that never began to
+    prepare before the crash, or whose XA COMMIT or XA ROLLBACK was promised to survive;
+  * ``oracle.xa_prepared_changed`` (L): a transaction found PREPARED does not hold its writes
+    (the latest versions of the rows it wrote differ from what it wrote);
+  * ``oracle.xa_prepared_unlocked`` (U): another transaction could lock a row a transaction
+    found PREPARED wrote;
+and once the campaign resolved each transaction found PREPARED (commit or rollback):
+  * ``oracle.xa_commit_lost`` (L): a committed one's writes do not all show;
+  * ``oracle.xa_rollback_visible`` (U): after a rollback the state is not the committed state
+    it had before (its writes show, or rows changed).
 """
 from __future__ import annotations
 
@@ -244,3 +264,145 @@ def _half_applied(commits: list[Commit], recovered: dict[Row, bytes]) -> list:
             out.append((j, c, got, missing))
         later |= {(t, k) for t, k, _ in c.writes}
     return out[::-1]
+
+
+# -- XA ------------------------------------------------------------------------------------------
+@dataclass
+class Prepare:
+    """What the markers before the crash say of one XA transaction."""
+    trx: int
+    writes: tuple                 # ((table, key, value | None), ...), final value per row
+    acked: bool = False           # xa-prepare: XA PREPARE returned
+    lsn: int = 0
+    mode: int = 1
+    commit_began: bool = False    # commit-begin (XA COMMIT) seen
+    committed: bool = False       # ... acknowledged and promised to survive this crash
+    rollback_began: bool = False  # xa-rollback-begin seen
+    rolled_back: bool = False     # xa-rollback acknowledged and promised to survive
+    must_be_prepared: bool = False
+
+    @property
+    def may_be_prepared(self) -> bool:
+        return not self.committed and not self.rolled_back
+
+
+def xa_promised(markers, position: int, power_loss: bool = True) -> dict[int, Prepare]:
+    """trx id → :class:`Prepare` for every transaction that began XA PREPARE before
+    ``position``; ``power_loss`` as for :func:`check_committed_state`."""
+    log = LogMarks()
+    out: dict[int, Prepare] = {}
+    acks: list[tuple[Prepare, str, Commit]] = []
+    for i, m in markers:
+        if i >= position:
+            break
+        label = m.label
+        if label == "xa-prepare-begin":
+            out[int(m.get("trx"))] = Prepare(int(m.get("trx")), tuple(m.get("writes", ())))
+        elif label in ("xa-prepare", "xa-rollback", "commit-ack", "xa-rollback-begin",
+                       "commit-begin"):
+            p = out.get(int(m.get("trx")))
+            if p is None:
+                continue
+            if label == "commit-begin":
+                p.commit_began = True
+            elif label == "xa-rollback-begin":
+                p.rollback_began = True
+            else:
+                c = Commit(p.trx, (), True, int(m.get("lsn", 0) or 0), int(m.get("mode", 1)))
+                acks.append((p, label, c))
+                if label == "xa-prepare":
+                    p.acked, p.lsn, p.mode = True, c.lsn, c.mode
+        elif label == "log-written":
+            log.written = max(log.written, int(m.get("lsn")))
+        elif label == "log-durable":
+            log.durable = max(log.durable, int(m.get("lsn")))
+    for p, label, c in acks:
+        promise = _must_survive(c, power_loss, log)
+        if label == "xa-prepare":
+            p.must_be_prepared = promise and c.lsn > 0 and not p.commit_began and \
+                not p.rollback_began      # a prepare that changed nothing leaves nothing
+        elif label == "commit-ack":
+            p.committed = promise
+        else:
+            p.rolled_back = promise
+    return out
+
+
+def check_prepared(markers, position: int, found: dict, power_loss: bool = True) -> Verdict:
+    """Demand that the transactions recovery found PREPARED are exactly those the markers
+    allow, each holding its writes under its locks.
+
+    Args:
+        found: trx id → ``{"rows": {(table, key): latest value or None}, "unlocked":
+            [(table, key), ...]}`` for every transaction found PREPARED after recovery: the
+            latest versions of the rows its prepare marker says it wrote, and those of them
+            another transaction could lock.
+    """
+    xa = xa_promised(markers, position, power_loss)
+    lost = [p for p in xa.values() if p.must_be_prepared and p.trx not in found]
+    if lost:
+        return Verdict.failed(LOST, f"prepared transaction lost: the XA PREPARE of trx "
+                                    f"{lost[0].trx} had been acknowledged (LSN {lost[0].lsn}) "
+                                    f"but it is not PREPARED after recovery",
+                              [f"prepared before the crash, unresolved: "
+                                                  f"{sorted(p.trx for p in lost)}",
+                                                  f"found PREPARED: {sorted(found)}"],
+                              rule="oracle.xa_prepared_lost")
+    extra = [t for t in sorted(found) if t not in xa or not xa[t].may_be_prepared]
+    if extra:
+        t = extra[0]
+        why = "never began XA PREPARE before the crash" if t not in xa else \
+            "its XA COMMIT had been acknowledged" if xa[t].committed else \
+            "its XA ROLLBACK had returned"
+        return Verdict.failed(UNCOMMITTED, f"trx {t} is PREPARED after recovery, but {why}",
+                              [f"found PREPARED: {sorted(found)}"],
+                              rule="oracle.xa_prepared_unexpected")
+    for t in sorted(found):
+        rows = found[t].get("rows", {})
+        bad = [(tb, k, v) for tb, k, v in xa[t].writes
+               if rows.get((tb, k)) != (None if v is None else bytes(v))]
+        if bad:
+            tb, k, v = bad[0]
+            return Verdict.failed(LOST, f"prepared trx {t} lost its writes: {len(bad)} of "
+                                        f"{len(xa[t].writes)} rows it wrote hold other values",
+                                  [f"{tb}:{k} expected {_short(v)}, found "
+                                   f"{_short(rows.get((tb, k)))}" for tb, k, v in bad[:8]],
+                                  rule="oracle.xa_prepared_changed")
+        unlocked = list(found[t].get("unlocked", ()))
+        if unlocked:
+            return Verdict.failed(UNCOMMITTED, f"prepared trx {t} does not hold its locks: "
+                                               f"another transaction locked {_rows(unlocked)}",
+                                  rule="oracle.xa_prepared_unlocked")
+    return Verdict.passed()
+
+
+def check_xa_resolution(before: dict[Row, bytes], after: dict[Row, bytes],
+                        resolved: list) -> Verdict:
+    """After the transactions found PREPARED were resolved: ``before`` is the committed state
+    before (a consistent read), ``after`` the state after, ``resolved`` ``(trx, "commit" |
+    "rollback", writes)`` in the order they were resolved.  A commit's writes must show, a
+    rollback must change nothing."""
+    want = dict(before)
+    for trx, how, writes in resolved:
+        if how == "commit":
+            for t, k, v in writes:
+                if v is None:
+                    want.pop((t, k), None)
+                else:
+                    want[(t, k)] = bytes(v)
+    d = sorted(r for r in set(want) | set(after) if want.get(r) != after.get(r))
+    if not d:
+        return Verdict.passed()
+    committed = {(t, k) for trx, how, w in resolved if how == "commit" for t, k, _ in w}
+    details = [f"resolved: {', '.join(f'trx {t} by {how}' for t, how, _ in resolved)}"] + [
+        f"{t}:{k} expected {_short(want.get((t, k)))}, found {_short(after.get((t, k)))}"
+        for t, k in d[:8]]
+    if any(r in committed for r in d):
+        trx = next(t for t, how, w in resolved if how == "commit" and
+                   any((tb, k) in d for tb, k, _ in w))
+        return Verdict.failed(LOST, f"XA COMMIT of recovered prepared trx {trx} lost writes: "
+                                    f"{len(d)} rows differ", details,
+                              rule="oracle.xa_commit_lost")
+    return Verdict.failed(UNCOMMITTED, f"XA ROLLBACK of recovered prepared transactions left "
+                                       f"{len(d)} rows changed", details,
+                          rule="oracle.xa_rollback_visible")

@@ -21,6 +21,8 @@ PROBES: dict[str, tuple[str, str]] = {
     "trx_resurrected": ("recv_trx_resurrected", "ACTIVE transaction found in undo at recovery"),
     "background_rollback": ("trx_rolled_back_background",
                             "resurrected transaction rolled back in background steps"),
+    "xa_prepared_recovered": ("recv_trx_prepared",
+                              "PREPARED transaction found in undo at recovery (XA)"),
     "redo_scan_stopped_checksum": ("recv_scan_stop_checksum",
                                    "redo scan ended at a block with a bad checksum"),
     "redo_scan_stopped_stale_block": ("recv_scan_stop_stale-block",
@@ -60,6 +62,7 @@ WORKLOAD_PROBES: dict[str, tuple[str, str]] = {
                                    "purge stopped at a history log an open read view needs"),
     "insert_over_delete_marked": ("insert_over_delete_marked",
                                   "insert reused a delete-marked record purge had not removed"),
+    "xa_prepare": ("trx_prepared", "workload transaction XA PREPAREd"),
     "btr_page_merge": ("btr_page_merges",
                        "B+tree page below the merge threshold merged into a sibling after a "
                        "delete (btr_compress)"),
@@ -83,6 +86,15 @@ FAULT_PROBES: dict[str, str] = {
     "crash_during_recovery": "crash while recovering or rolling back after a crash",
     "purge_after_recovery": "undo log the crash left in a history list purged after recovery "
                             "(purge cut by the crash resumes)",
+    "xa_resolved_commit": "transaction found PREPARED after recovery committed (XA COMMIT)",
+    "xa_resolved_rollback": "transaction found PREPARED after recovery rolled back "
+                            "(XA ROLLBACK)",
+    "new_work_during_rollback": "new transactions ran while background rollback of "
+                                "resurrected transactions was in progress",
+    "new_work_lock_conflict": "a new transaction hit a row lock a resurrected transaction "
+                              "held (expected)",
+    "crash_after_new_work": "crash during recovery after new transactions ran during "
+                            "background rollback",
     "media_bitflip": "a read returned one flipped bit (media faults)",
     "media_sector_error": "a latent sector error failed a read, and every later read of it",
     "media_eio_write": "a write failed with EIO",
@@ -106,7 +118,8 @@ FAULT_PROBES: dict[str, str] = {
 
 # the branches the default campaign must reach (issue: doublewrite repair, redo skipped by page
 # LSN, background rollback)
-REQUIRED_DEFAULT = ("doublewrite_repair", "redo_skipped_by_page_lsn", "background_rollback")
+REQUIRED_DEFAULT = ("doublewrite_repair", "redo_skipped_by_page_lsn", "background_rollback",
+                    "xa_prepared_recovered", "new_work_during_rollback")
 
 
 def collect(stats) -> Counter:

@@ -62,6 +62,19 @@ RULES: dict[str, str] = {
                                   "recovered, others not",
     "oracle.no_committed_prefix": "the recovered state is no committed prefix (e.g. a later "
                                   "commit present, an earlier one absent)",
+    # -- XA: transactions found PREPARED after recovery, and their resolution ----------------
+    "oracle.xa_prepared_lost": "a transaction whose prepare was promised to survive, and not "
+                               "being resolved, is not PREPARED after recovery",
+    "oracle.xa_prepared_unexpected": "a transaction is PREPARED after recovery that never "
+                                     "began to prepare, or whose resolution was promised",
+    "oracle.xa_prepared_changed": "a transaction PREPARED after recovery does not hold the "
+                                  "writes it prepared",
+    "oracle.xa_prepared_unlocked": "another transaction could lock a row a transaction "
+                                   "PREPARED after recovery wrote",
+    "oracle.xa_commit_lost": "XA COMMIT of a recovered prepared transaction did not make all "
+                             "its writes visible",
+    "oracle.xa_rollback_visible": "XA ROLLBACK of a recovered prepared transaction left rows "
+                                  "changed",
     # -- the campaign's own verdicts (campaigns/crashcheck.py) ----------------------------------
     "engine.refused": "recovery refused to open the database (RecoveryError or Corruption)",
     "engine.unexpected_error": "recovery raised an exception other than RecoveryError or "
@@ -74,6 +87,12 @@ RULES: dict[str, str] = {
                           "database was checked",
     "recovery.not_idempotent": "a crash during recovery, then recovery again, gave another "
                                "state than the uninterrupted recovery",
+    "recovery.new_work_lock_ignored": "a new transaction locked a row a resurrected "
+                                      "transaction still held during background rollback",
+    "recovery.new_work_dirty_read": "a consistent read during background rollback saw a row "
+                                    "value that is not committed",
+    "recovery.new_work_lost": "a transaction committed during background rollback lost "
+                              "writes once rollback finished",
     "workload.read_anomaly": "a consistent read during the workload disagreed with the "
                              "snapshot model",
     "workload.engine_crashed": "the engine crashed (raised unexpectedly) during the workload",

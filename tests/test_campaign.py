@@ -221,7 +221,7 @@ def campaigns(tmp_path_factory):
 MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
     # name: (seed, examples, kind)
     "ack-before-log-fsync": (0, 4, "L"),
-    "redo-apply-start-gt-page-lsn": (0, 4, "C"),
+    "redo-apply-start-gt-page-lsn": (0, 4, "L"),    # XA: a prepared trx comes back ACTIVE
     "no-doublewrite-fsync": (2, 4, "R"),
     "fsync-retry-after-eio": (6, 16, "C"),
     "no-checksum-on-read": (3, 4, "E"),

@@ -337,3 +337,54 @@ def test_oracle_on_a_real_workload_trace():
     bad = check_committed_state(markers, len(run.trace), lost, run.writers)
     assert not bad.ok and bad.kind == LOST
     assert f"{TABLE}:30" in bad.explain()
+
+
+# -- XA ------------------------------------------------------------------------------------------
+def _xa_disk(*events):
+    from tornpage.faultfs import SimDisk
+    d = SimDisk()
+    d.mark("initial-state", rows=(("t", 1, b"a"),))
+    for label, kw in events:
+        d.mark(label, **kw)
+    return d
+
+
+def _xa_verdict(d, found, power_loss=True):
+    from tornpage.checkers.oracle import check_prepared
+    return check_prepared(d.trace.markers(), len(d.trace), found, power_loss)
+
+
+W = (("t", 1, b"x"),)
+FOUND = {7: {"rows": {("t", 1): b"x"}, "unlocked": []}}
+
+
+def test_prepares_in_doubt_may_be_found_either_way():
+    begun = _xa_disk(("xa-prepare-begin", {"trx": 7, "writes": W}))
+    committing = _xa_disk(("xa-prepare-begin", {"trx": 7, "writes": W}),
+                          ("xa-prepare", {"trx": 7, "lsn": 10}),
+                          ("commit-begin", {"trx": 7, "writes": W}))
+    rolling = _xa_disk(("xa-prepare-begin", {"trx": 7, "writes": W}),
+                       ("xa-prepare", {"trx": 7, "lsn": 10}), ("xa-rollback-begin", {"trx": 7}))
+    mode0 = _xa_disk(("xa-prepare-begin", {"trx": 7, "writes": W}),
+                     ("xa-prepare", {"trx": 7, "lsn": 10, "mode": 0}))
+    for d in (begun, committing, rolling, mode0):
+        assert _xa_verdict(d, {}).ok and _xa_verdict(d, FOUND).ok
+    # mode 0 after the log was made durable past the prepare: it must be there
+    mode0.mark("log-durable", lsn=20)
+    assert _xa_verdict(mode0, {}).rule == "oracle.xa_prepared_lost"
+
+
+def test_resolved_prepares_must_not_come_back():
+    committed = _xa_disk(("xa-prepare-begin", {"trx": 7, "writes": W}),
+                         ("xa-prepare", {"trx": 7, "lsn": 10}),
+                         ("commit-begin", {"trx": 7, "writes": W}),
+                         ("commit-ack", {"trx": 7, "lsn": 12}))
+    rolled = _xa_disk(("xa-prepare-begin", {"trx": 7, "writes": W}),
+                      ("xa-prepare", {"trx": 7, "lsn": 10}), ("xa-rollback-begin", {"trx": 7}),
+                      ("xa-rollback", {"trx": 7, "lsn": 14}))
+    for d in (committed, rolled):
+        assert _xa_verdict(d, {}).ok
+        assert _xa_verdict(d, FOUND).rule == "oracle.xa_prepared_unexpected"
+    # a read-only prepare (LSN 0) leaves nothing to find
+    ro = _xa_disk(("xa-prepare-begin", {"trx": 8, "writes": ()}), ("xa-prepare", {"trx": 8, "lsn": 0}))
+    assert _xa_verdict(ro, {}).ok

@@ -32,7 +32,7 @@ from tornpage.campaigns.artifacts import from_dict
 from tornpage.campaigns.runner import Finding
 from tornpage.campaigns.workload import TABLE, WorkloadSettings, row_value, run_workload
 from tornpage.checkers import structure
-from tornpage.checkers.oracle import check_committed_state
+from tornpage.checkers.oracle import check_committed_state, check_prepared, check_xa_resolution
 from tornpage.checkers.rules import RULES, Problem
 from tornpage.checkers.structure import check_after_recovery, check_quiesced
 from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, ISOLATION, LOST, REFUSED,
@@ -482,6 +482,92 @@ def not_idempotent(fault: bool):
         return crash_check(small_run(), draw_nested=draw)
 
 
+# -- XA and new work during background rollback ------------------------------------------------------
+XA_WRITES = {1: b"1-xa20", 5: b"5-xa20"}
+
+
+def xa_script() -> Script:
+    """Two acknowledged commits, then trx 20 prepared (acknowledged, unresolved)."""
+    s = two_acked()
+    s.disk.mark("xa-prepare-begin", trx=20,
+                writes=tuple(sorted((TABLE, k, v) for k, v in XA_WRITES.items())))
+    s.disk.mark("xa-prepare", trx=20, lsn=2000)
+    return s
+
+
+def xa_found(**edit) -> dict:
+    rows = {(TABLE, k): v for k, v in XA_WRITES.items()}
+    return {20: {"rows": edit.get("rows", rows), "unlocked": edit.get("unlocked", [])}}
+
+
+def xa_case(faulty: dict):
+    def run(fault: bool):
+        s = xa_script()
+        return check_prepared(s.disk.trace.markers(), len(s.disk.trace),
+                              faulty if fault else xa_found())
+    return run
+
+
+def xa_resolution_case(how: str):
+    """trx 20 resolved by ``how``; under fault the state after is the other outcome's."""
+    before = {(TABLE, k): v for k, v in AFTER_11.items()}
+    with_xa = {**before, **{(TABLE, k): v for k, v in XA_WRITES.items()}}
+    writes = tuple((TABLE, k, v) for k, v in XA_WRITES.items())
+
+    def run(fault: bool):
+        right = with_xa if how == "commit" else before
+        wrong = before if how == "commit" else with_xa
+        return check_xa_resolution(before, wrong if fault else right, [(20, how, writes)])
+    return run
+
+
+NEW_WORK_SEED = 1          # its new transactions try to lock the loser's row 7 (measured)
+
+
+def rollback_run():
+    """The small run with its uncommitted transaction's redo made durable (a checkpoint): a
+    loser for background rollback."""
+    if "rollback" not in _RUN:
+        _RUN["rollback"] = run_workload(SMALL, [["update_non_index", 0, 5, 11], ["commit", 0],
+                                                ["update_non_index", 1, 7, 12], ["checkpoint"]])
+    return _RUN["rollback"]
+
+
+def new_work_edited(edit):
+    """``run(fault)``: the crash check of the small run with new work during background
+    rollback; under fault ``edit`` changes what the new work recorded."""
+    def run(fault: bool):
+        if not fault:
+            return crash_check(rollback_run(), new_work=NEW_WORK_SEED)
+        real = crashcheck.run_new_work
+
+        def edited(*a, **k):
+            nw = real(*a, **k)
+            edit(nw)
+            return nw
+        mp = pytest.MonkeyPatch()
+        with mp.context() as m:
+            m.setattr(crashcheck, "run_new_work", edited)
+            return crash_check(rollback_run(), new_work=NEW_WORK_SEED)
+    return run
+
+
+def no_lock_conflicts(fault: bool):
+    """Under fault row locks never conflict: a new transaction locks a row the resurrected
+    transaction still holds."""
+    from tornpage.engine.trx import LockSys
+    if not fault:
+        return crash_check(rollback_run(), new_work=NEW_WORK_SEED)
+
+    def acquire(self, trx, table, space, key, mode):
+        self.locks.setdefault((space, key), (mode, set()))[1].add(trx.id)
+        trx.locks.add((space, key))
+    mp = pytest.MonkeyPatch()
+    with mp.context() as m:
+        m.setattr(LockSys, "acquire", acquire)
+        return crash_check(rollback_run(), new_work=NEW_WORK_SEED)
+
+
 # -- the table ------------------------------------------------------------------------------------------------
 @dataclass
 class Case:
@@ -537,6 +623,20 @@ CASES = [
     Case("oracle.no_committed_prefix", LOST,
          oracle_case({**AFTER_11, 5: b"5-t13"}, {**AFTER_11, 3: b"3-t12", 5: b"5-t13"},
                      with_hole)),
+    # XA
+    Case("oracle.xa_prepared_lost", LOST, xa_case({})),
+    Case("oracle.xa_prepared_unexpected", UNCOMMITTED, xa_case({**xa_found(), 21: {}})),
+    Case("oracle.xa_prepared_changed", LOST,
+         xa_case(xa_found(rows={(TABLE, 1): b"1-t10", (TABLE, 5): b"5-xa20"}))),
+    Case("oracle.xa_prepared_unlocked", UNCOMMITTED, xa_case(xa_found(unlocked=[(TABLE, 5)]))),
+    Case("oracle.xa_commit_lost", LOST, xa_resolution_case("commit")),
+    Case("oracle.xa_rollback_visible", UNCOMMITTED, xa_resolution_case("rollback")),
+    # new transactions during background rollback
+    Case("recovery.new_work_lock_ignored", UNCOMMITTED, no_lock_conflicts),
+    Case("recovery.new_work_dirty_read", UNCOMMITTED,
+         new_work_edited(lambda nw: nw.reads.append((0, 7, b"dirty")))),
+    Case("recovery.new_work_lost", LOST,
+         new_work_edited(lambda nw: nw.commits.append((9, {9999: None}, {9999: b"new"}, 0)))),
     # the campaign's verdict sites
     Case("engine.refused", REFUSED,
          patched(Engine, "open", raising(RecoveryError("no valid checkpoint")))),
