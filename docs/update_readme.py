@@ -11,6 +11,8 @@ A generated block sits between ``<!-- BEGIN generated:NAME -->`` and
 * ``walkthrough``: a planted bug found, replayed, explained, shrunk, inspected and turned into a
   regression test;
 * ``devices``: ``tornpage devices``;
+* ``every-device``: 40 workloads on every device with media faults and crashes during recovery;
+* ``speed``: ``benchmarks/campaign_speed.py`` (figures only: not shape-checked);
 * ``selftest``: ``tornpage selftest`` as a table: every planted bug with the fault model it needs,
   what the campaign found (kind and checker rule) and the time from the start of its campaign
   to the saved, shrunk artifact; then the clean engine on every device.
@@ -104,8 +106,51 @@ def walkthrough(cwd: str) -> str:
     return "```\n" + "\n".join(out).rstrip() + "\n```\n"
 
 
+MEDIA_PROBES = ["media_bitflip", "media_bit_rot", "media_sector_error", "media_eio_write",
+                "media_enospc", "media_eio_fsync", "media_misdirected",
+                "media_at_rest_corruption", "lost_write_detected", "crash_during_recovery",
+                "refused_on_media_error", "refused_on_misdirected_write",
+                "refused_on_at_rest_corruption"]
+
+
+def every_device(cwd: str) -> str:
+    """Every device with media faults and two crashes during recovery, 40 workloads each."""
+    from tornpage.faultfs.devices import DEVICES
+    head = ["device", "exit", "crash states", "findings"] + [p.replace("media_", "")
+                                                             for p in MEDIA_PROBES]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in DEVICES:
+        rc, _ = _run(["run", "--examples", "40", "--seed", "0", "--device", name,
+                      "--media-faults", "--recovery-crashes", "2", "--quiet", "--json",
+                      f"{name}.json", "--artifacts", f"art-{name}"], cwd)
+        with open(os.path.join(cwd, f"{name}.json")) as f:
+            d = json.load(f)
+        cells = [f"`{name}`", str(rc), str(d["crash_states"]), str(len(d["findings"]))]
+        cells += [str(d["probes"].get(p, 0)) for p in MEDIA_PROBES]
+        rows.append("| " + " | ".join(cells) + " |")
+    return ("`tornpage run --examples 40 --seed 0 --device D --media-faults --recovery-crashes 2`"
+            " for each device (exit 1 with no finding: a required probe never fired in 40 "
+            "workloads):\n\n" + "\n".join(rows) + "\n")
+
+
+def speed(cwd: str) -> str:
+    """benchmarks/campaign_speed.py against its reference commit, with the load it ran under."""
+    load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
+    bench = os.path.join(os.path.dirname(README), "benchmarks", "campaign_speed.py")
+    r = subprocess.run([sys.executable, bench, "--examples", "24", "--repeat", "3"], cwd=cwd,
+                       capture_output=True, text=True)
+    lines = [ln for ln in r.stdout.splitlines() if not ln.startswith("run ")]
+    return ("```\n$ python benchmarks/campaign_speed.py --examples 24 --repeat 3\n"
+            + "\n".join(lines).strip() + "\n```\n"
+            + (f"(load average {' '.join(load)} when it started, 2-core machine)\n" if load
+               else ""))
+
+
 GENERATORS = {"default-run": default_run, "walkthrough": walkthrough, "devices": devices,
-              "selftest": selftest}
+              "every-device": every_device, "selftest": selftest, "speed": speed}
+# blocks of measured figures whose shape varies between runs (phases sorted by their share):
+# regenerated, never shape-checked
+FIGURES_ONLY = {"speed"}
 
 
 def shape(text: str) -> str:
@@ -130,7 +175,7 @@ def main() -> int:
         print(f"README.md has no generated block for {', '.join(sorted(missing))}",
               file=sys.stderr)
         return 2
-    wanted = a.only or sorted(GENERATORS)
+    wanted = a.only or sorted(set(GENERATORS) - (FIGURES_ONLY if a.check else set()))
     new = {}
     with tempfile.TemporaryDirectory() as cwd:
         for name in wanted:
