@@ -364,7 +364,8 @@ def test_replay_of_a_mutant_artifact_reproduces_it(campaigns, name):
 # replays and passes without the mutant (exit 0)
 PLAN_DOES_NOT_FIT_WITHOUT_MUTANT = {
     "ack-before-log-fsync", "no-doublewrite-fsync", "fsync-retry-after-eio", "no-checksum-on-read",
-    "no-dir-fsync-on-create", "ignore-write-errors", "no-write-verify"}
+    "no-dir-fsync-on-create", "ignore-write-errors", "no-write-verify",
+    "extend-without-fsync"}
 
 
 @pytest.mark.parametrize("name", MUTANT_PARAMS)
