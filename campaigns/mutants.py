@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 from unittest import mock
 
-from tornpage.engine import btr, buf, dblwr, log, os_file, purge, read_view, recovery, trx
+from tornpage.engine import (btr, buf, dblwr, fil, log, mtr_log, os_file, purge, read_view,
+                            recovery, trx, undo)
 from tornpage.engine import page as fil_page
 from tornpage.engine.engine import Engine
-from tornpage.engine.page import PAGE_OK
+from tornpage.engine.mtr import Mtr
+from tornpage.engine.page import PAGE_BAD_CHECKSUM, PAGE_OK
 
 _verify = fil_page.verify       # the real verification, which the mutants below wrap
 
@@ -151,6 +153,209 @@ def _sec_index_not_rolled_back(self, m, sidx, k: int, pk: int, marked: bool) -> 
     return None
 
 
+_parse_mtr = log.parse_mtr
+
+
+def _parse_mtr_without_end_marker(buf_, pos: int):
+    # bug 3: a multi-record mtr is stored record by record, without waiting for its
+    # MLOG_MULTI_REC_END: when the bytes end inside a group, the records complete so far are
+    # taken as if the group had ended there
+    got = _parse_mtr(buf_, pos)
+    if got is not None:
+        return got
+    recs, n = [], len(buf_)
+    while pos + mtr_log.REC_HDR <= n and buf_[pos] != mtr_log.MLOG_MULTI_REC_END:
+        t, space, page_no, ln = mtr_log._HDR.unpack_from(buf_, pos)
+        if pos + mtr_log.REC_HDR + ln > n:
+            break
+        recs.append(mtr_log.RedoRecord(t & ~mtr_log.MLOG_SINGLE_REC_FLAG, space, page_no,
+                                       bytes(buf_[pos + mtr_log.REC_HDR:
+                                                  pos + mtr_log.REC_HDR + ln])))
+        pos += mtr_log.REC_HDR + ln
+    return (recs, pos) if recs else None
+
+
+_block_problem = log._block_problem
+
+
+def _block_checksum_not_checked(blk: bytes, block_lsn: int, prev_ckno):
+    # bug 4: the scan goes on past a block whose checksum fails (the block is judged on its
+    # number, data length and checkpoint number alone)
+    why = _block_problem(blk, block_lsn, prev_ckno)
+    if why == log.STOP_CHECKSUM:
+        fixed = bytearray(blk)
+        fil_page.put_u32(fixed, log.LOG_BLOCK_CHECKSUM, log.block_checksum(fixed))
+        return _block_problem(bytes(fixed), block_lsn, prev_ckno)
+    return why
+
+
+def _checkpoint_always_slot_1(no: int) -> int:
+    # bug 5: every checkpoint goes to the first slot, so a torn checkpoint write destroys the
+    # only checkpoint there is
+    return log.LOG_CHECKPOINT_1
+
+
+def _dblwr_first_copy_any_lsn(self, checkpoint_lsn: int, scanned_lsn: int) -> dict:
+    # bug 7 (MDEV-11799): the first valid copy of a page found in the area is the one restored,
+    # whatever its LSN: a stale copy older than the checkpoint may win over the newest one
+    best: dict = {}
+    for i in range(self.n_pages):
+        img = self.space.read_page(self.first_page + i)
+        if fil_page.verify(img, self.page_size) != PAGE_OK:
+            continue
+        best.setdefault((fil_page.page_space(img), fil_page.page_no(img)), img)
+    return best
+
+
+def _dblwr_copy_not_verified(self, checkpoint_lsn: int, scanned_lsn: int) -> dict:
+    # bug 8: copies are chosen by their LSN without verifying their checksum, so a copy torn
+    # while it was being written can be restored
+    best: dict = {}
+    for i in range(self.n_pages):
+        img = self.space.read_page(self.first_page + i)
+        if len(img) != self.page_size:
+            continue
+        lsn = fil_page.page_lsn(img)
+        if lsn == 0 or not checkpoint_lsn <= lsn <= scanned_lsn:
+            continue
+        key = (fil_page.page_space(img), fil_page.page_no(img))
+        if key not in best or fil_page.page_lsn(best[key]) < lsn:
+            best[key] = img
+    return best
+
+
+def _zero_checksum_taken_as_empty(page, page_size, log_end_lsn=None, expect=None) -> str:
+    # bug 9 (MySQL #73689): a stored checksum of 0 is taken to mean an empty page that was never
+    # checksummed, and the page is used without verifying the rest of it
+    if len(page) == page_size and any(page) and \
+            fil_page.u32(page, fil_page.FIL_PAGE_SPACE_OR_CHKSUM) == 0:
+        return PAGE_OK
+    return _verify(page, page_size, log_end_lsn, expect)
+
+
+def _either_checksum_field(page, page_size, log_end_lsn=None, expect=None) -> str:
+    # bug 10 (MDEV-27931): the checksum is accepted when either stored field matches it
+    v = _verify(page, page_size, log_end_lsn, expect)
+    if v == PAGE_BAD_CHECKSUM:
+        c = fil_page.page_checksum(page)
+        if c in (fil_page.u32(page, fil_page.FIL_PAGE_SPACE_OR_CHKSUM),
+                 fil_page.u32(page, page_size - fil_page.FIL_PAGE_END_LSN_OLD_CHKSUM)):
+            fixed = bytearray(page)
+            fil_page.put_u32(fixed, fil_page.FIL_PAGE_SPACE_OR_CHKSUM, c)
+            fil_page.put_u32(fixed, page_size - fil_page.FIL_PAGE_END_LSN_OLD_CHKSUM, c)
+            return _verify(bytes(fixed), page_size, log_end_lsn, expect)
+    return v
+
+
+class _AppendedFlushList(list):
+    """A flush list that takes every page at its newest end (buf_flush_insert_into_flush_list),
+    right for pages an mtr commit adds, in LSN order; wrong for recovered pages."""
+    add = list.append
+
+
+def _install_recovered_appended(self, space: int, page_no: int, data, oldest: int,
+                                newest: int) -> None:
+    # bug 11: recovered pages are appended to the flush list in the order redo apply reaches
+    # them (page order), not inserted sorted by oldest_modification: the list head is no longer
+    # the oldest page, and a checkpoint taken from it advances past unflushed pages
+    assert (space, page_no) not in self.frames
+    if not isinstance(self.flush_list, _AppendedFlushList):
+        self.flush_list = _AppendedFlushList(self.flush_list)
+    f = self._install(buf.Frame(space, page_no, data))
+    f.oldest_modification = oldest
+    f.newest_modification = newest
+    self.flush_list.add(f)
+
+
+def _checkpoint_before_data_fsync(self) -> None:
+    # bug 13: the checkpoint is written without fsyncing the data files first
+    return None
+
+
+def _page_write_before_log_durable(self, lsn: int) -> None:
+    # bug 14: pages are written without making the log durable to their newest_modification
+    return None
+
+
+def _undo_count_not_logged(self, m, hf, n_recs: int) -> None:
+    # bug 15 (MDEV-23806): a byte change to an undo page (TRX_UNDO_N_RECS of the undo log
+    # header) is made to the page, which the mtr marks modified, but no redo record describes it
+    hf.data[undo.TRX_UNDO_N_RECS:undo.TRX_UNDO_N_RECS + 4] = n_recs.to_bytes(4, "big")
+    m.modified[hf.key] = hf
+
+
+_apply_hash = recovery.apply_hash
+_resurrect = trx.TrxSys.resurrect
+
+
+def _resurrect_then_apply(engine, h: dict, recovered_lsn: int) -> None:
+    # bug 16 (MDEV-34212): transactions are resurrected from the undo pages as they are on disk,
+    # before redo apply; the pages it read are then brought up to date by redo, the transactions
+    # are not
+    before = set(engine.buf.frames)
+    _resurrect(engine.trx_sys)
+    for key in [k for k in engine.buf.frames if k not in before]:
+        if not engine.buf.frames[key].oldest_modification:
+            del engine.buf.frames[key]
+    _apply_hash(engine, h, recovered_lsn)
+
+
+def _already_resurrected(self) -> list:
+    return []
+
+
+@contextlib.contextmanager
+def _resurrect_before_redo_apply() -> Iterator[None]:
+    with mock.patch.object(recovery, "apply_hash", _resurrect_then_apply), \
+            mock.patch.object(trx.TrxSys, "resurrect", _already_resurrected):
+        yield
+
+
+def _bg_roll_limit_off_by_one(self, t) -> int:
+    # bug 17 (MySQL #55283): background rollback of a resurrected transaction stops at undo
+    # number 1, not 0: the transaction's first change is never undone
+    return 1 if t.resurrected else 0
+
+
+class _MtrWithoutRedo(Mtr):
+    """An mtr whose commit marks its pages modified (at the current LSN, as InnoDB's
+    MTR_LOG_NO_REDO does) but writes no redo."""
+
+    def commit(self) -> None:
+        try:
+            if self.records:
+                lsn = self.engine.log.end_lsn
+                for f in self.modified.values():
+                    if f.oldest_modification == 0:
+                        f.oldest_modification = lsn
+                        self.buf.flush_list.add(f)
+                    f.newest_modification = lsn
+                    fil_page.put_u64(f.data, fil_page.FIL_PAGE_LSN, lsn)
+        finally:
+            self._release()
+
+
+def _rollback_step_without_redo(self):
+    # bug 18: a rollback step (the undo record's pop and its inverse row change) is not
+    # redo-logged: a crash during rollback leaves whichever of its pages were flushed
+    m = self.engine.mtr()
+    m.__class__ = _MtrWithoutRedo
+    return m
+
+
+_write_pages = fil.Tablespace.write_pages
+
+
+def _extend_without_fsync(self, page_no: int, data: bytes) -> None:
+    # bug 21 (MySQL #45892): a write that extends a data file is not followed by an fsync of
+    # that file (the new size and pages are taken as durable)
+    extends = page_no * self.page_size + len(data) > self.file.size()
+    unsynced = self.unsynced
+    _write_pages(self, page_no, data)
+    if extends:
+        self.unsynced = unsynced
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
@@ -277,6 +482,85 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "C: after purge the structural check finds a row with no live index entry on k",
            lambda: mock.patch.object(trx.TrxSys, "_sec_undo_mark", _sec_index_not_rolled_back),
            needs="a rolled-back (or crash-interrupted) delete or update of k"),
+    Mutant("partial-mtr-applied", 3,
+           "a multi-record mtr is stored without waiting for its MLOG_MULTI_REC_END: a group "
+           "the crash cut is applied in part",
+           "C/R: half of a page split, allocation or row change is redone",
+           lambda: mock.patch.object(log, "parse_mtr", _parse_mtr_without_end_marker)),
+    Mutant("log-scan-past-bad-checksum", 4,
+           "the redo scan continues past a log block whose checksum fails",
+           "C/R: the bytes of a damaged block are parsed and applied as redo",
+           lambda: mock.patch.object(log, "_block_problem", _block_checksum_not_checked)),
+    Mutant("checkpoint-same-slot", 5,
+           "every checkpoint is written to the same slot instead of alternating",
+           "R: a torn checkpoint write leaves no valid checkpoint",
+           lambda: mock.patch.object(log, "checkpoint_slot_for", _checkpoint_always_slot_1)),
+    Mutant("dblwr-first-copy-any-lsn", 7,
+           "doublewrite recovery restores the first valid copy of a page it finds, ignoring "
+           "the LSN window [checkpoint, scanned end] and newer copies (MDEV-11799)",
+           "C/L: a torn page is replaced by a stale copy older than the checkpoint, and the "
+           "redo between is not replayed",
+           lambda: mock.patch.object(dblwr.Doublewrite, "_pick_copies",
+                                     _dblwr_first_copy_any_lsn)),
+    Mutant("dblwr-copy-not-verified", 8,
+           "doublewrite recovery restores a copy without validating its checksum",
+           "C: a copy torn while it was written is written in place",
+           lambda: mock.patch.object(dblwr.Doublewrite, "_pick_copies",
+                                     _dblwr_copy_not_verified)),
+    Mutant("zero-checksum-taken-as-empty", 9,
+           "a page whose stored checksum is 0 is taken as an empty, never-checksummed page and "
+           "used unverified (MySQL #73689)",
+           "C/R: a torn page whose first sector reads back as zeros is accepted",
+           lambda: mock.patch.object(fil_page, "verify", _zero_checksum_taken_as_empty),
+           needs="zero-filled torn sectors (--device nonatomic512)"),
+    Mutant("either-checksum-field", 10,
+           "a page is accepted when either of its two stored checksum fields matches "
+           "(MDEV-27931)",
+           "C: a page with one damaged checksum field is accepted",
+           lambda: mock.patch.object(fil_page, "verify", _either_checksum_field)),
+    Mutant("recovered-pages-appended-unsorted", 11,
+           "pages recovery applied redo to are appended to the flush list in page order, not "
+           "inserted sorted by oldest_modification",
+           "L/C/R: the checkpoint after recovery advances past unflushed pages; a second crash "
+           "loses their redo",
+           lambda: mock.patch.object(buf.BufferPool, "install_recovered",
+                                     _install_recovered_appended),
+           needs="--recovery-crashes >= 1"),
+    Mutant("checkpoint-before-data-fsync", 13,
+           "a checkpoint is written without fsyncing the data files first",
+           "L: the checkpoint moves past page writes that were not durable",
+           lambda: mock.patch.object(Engine, "_sync_data_files", _checkpoint_before_data_fsync)),
+    Mutant("page-write-before-log-durable", 14,
+           "a page is written before the log is durable up to its newest_modification (a WAL "
+           "violation)",
+           "R/C: after a crash the page is from the future: its LSN is beyond the recovered log",
+           lambda: mock.patch.object(buf.BufferPool, "_log_durable_up_to",
+                                     _page_write_before_log_durable)),
+    Mutant("undo-n-recs-not-logged", 15,
+           "appending an undo record changes TRX_UNDO_N_RECS of the undo log header without a "
+           "redo record (MDEV-23806)",
+           "C/R: the recovered undo header disagrees with its records",
+           lambda: mock.patch.object(trx.TrxSys, "_undo_count_appended",
+                                     _undo_count_not_logged)),
+    Mutant("resurrect-before-redo-apply", 16,
+           "transactions are resurrected from the undo pages before redo apply (MDEV-34212)",
+           "U/L/R: transactions the redo started are not rolled back, or ones it committed are",
+           _resurrect_before_redo_apply),
+    Mutant("bg-rollback-off-by-one", 17,
+           "background rollback of a resurrected transaction stops at undo number 1: its first "
+           "change is never undone (MySQL #55283)",
+           "U: a change of a transaction that never committed survives recovery",
+           lambda: mock.patch.object(trx.TrxSys, "_roll_limit", _bg_roll_limit_off_by_one)),
+    Mutant("rollback-not-redo-logged", 18,
+           "rollback steps are not redo-logged",
+           "U/C: a crash during rollback leaves a half-rolled-back transaction",
+           lambda: mock.patch.object(trx.TrxSys, "_rollback_step_mtr",
+                                     _rollback_step_without_redo)),
+    Mutant("extend-without-fsync", 21,
+           "a page write that extends a data file is not followed by an fsync of the file "
+           "(MySQL #45892)",
+           "L/R: a checkpoint moves past pages the file lost with its new size",
+           lambda: mock.patch.object(fil.Tablespace, "write_pages", _extend_without_fsync)),
 )}
 
 

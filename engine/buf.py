@@ -197,7 +197,7 @@ class BufferPool:
             raise EnginePanic(f"no page is written after the engine stopped: "
                               f"{self.owner.panicked}")
         newest = max(f.newest_modification for f in frames)
-        self.log.write_up_to(newest, flush=True)          # the WAL rule
+        self._log_durable_up_to(newest)                   # the WAL rule
         images = [fil_page.stamp_for_write(f.data, f.newest_modification) for f in frames]
         if self.dblwr is not None:
             if single:
@@ -211,6 +211,11 @@ class BufferPool:
             self.flush_list.remove(f)
             f.oldest_modification = 0
         self.stats["buf_pages_written"] += len(frames)
+
+    def _log_durable_up_to(self, lsn: int) -> None:
+        """The WAL rule before a page write: the log is durable up to the newest modification
+        of the pages about to be written (mutant ``page-write-before-log-durable`` skips it)."""
+        self.log.write_up_to(lsn, flush=True)
 
     def _check(self) -> None:
         assert len(self.frames) <= self.capacity

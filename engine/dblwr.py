@@ -52,9 +52,11 @@ class Doublewrite:
         self.stats["dblwr_single"] += 1
         self.stats["dblwr_pages_written"] += 1
 
-    def recover(self, fil, checkpoint_lsn: int, scanned_lsn: int, stats) -> list[tuple[int, int]]:
-        """Restore torn or zeroed data pages from valid copies; return the (space, page) pairs
-        restored.  Data files written to are fsynced before returning."""
+    def _pick_copies(self, checkpoint_lsn: int, scanned_lsn: int) -> dict[tuple[int, int], bytes]:
+        """(space, page) → the copy recovery may restore it from: of the copies in the area that
+        are valid and whose LSN lies in [checkpoint LSN, scanned log end], the one with the
+        highest LSN (mutants ``dblwr-first-copy-any-lsn`` and ``dblwr-copy-not-verified`` pick
+        otherwise)."""
         best: dict[tuple[int, int], bytes] = {}
         for i in range(self.n_pages):
             img = self.space.read_page(self.first_page + i)
@@ -66,6 +68,12 @@ class Doublewrite:
             key = (page_space(img), page_no(img))
             if key not in best or page_lsn(best[key]) < lsn:
                 best[key] = img
+        return best
+
+    def recover(self, fil, checkpoint_lsn: int, scanned_lsn: int, stats) -> list[tuple[int, int]]:
+        """Restore torn or zeroed data pages from valid copies; return the (space, page) pairs
+        restored.  Data files written to are fsynced before returning."""
+        best = self._pick_copies(checkpoint_lsn, scanned_lsn)
         restored = []
         for key in sorted(best):
             space_id, pno = key

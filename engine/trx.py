@@ -227,8 +227,13 @@ class TrxSys:
         off = undo.page_free(lf.data)
         from tornpage.engine import mtr_log
         m.log(lf, mtr_log.RedoRecord(mtr_log.MLOG_UNDO_INSERT, 0, lf.page_no, payload))
-        m.write(hf, undo.TRX_UNDO_N_RECS, (n + 1).to_bytes(4, "big"))
+        self._undo_count_appended(m, hf, n + 1)
         return undo.make_roll_ptr(rtype == undo.TRX_UNDO_INSERT_REC, u.rseg_id, lf.page_no, off)
+
+    def _undo_count_appended(self, m, hf, n_recs: int) -> None:
+        """TRX_UNDO_N_RECS of the undo log header after an undo record was appended, in mtr
+        ``m`` (mutant ``undo-n-recs-not-logged`` changes the byte without redo)."""
+        m.write(hf, undo.TRX_UNDO_N_RECS, n_recs.to_bytes(4, "big"))
 
     def undo_chain(self, hdr_page: int) -> list[int]:
         """Page numbers of the undo log whose header page is ``hdr_page``, header first."""
@@ -351,10 +356,10 @@ class TrxSys:
             return False
         u = trx.undo
         eng = self.engine
-        with eng.mtr() as m:
+        with self._rollback_step_mtr() as m:
             hf = m.page(0, u.hdr_page)
             n = undo.header_n_recs(hf.data)
-            if n == 0:
+            if n <= self._roll_limit(trx):
                 self._free_undo_log(m, trx)
                 done = True
             else:
@@ -389,6 +394,17 @@ class TrxSys:
             self._finish(trx)
             return False
         return True
+
+    def _rollback_step_mtr(self):
+        """The mtr of one rollback step: the pop of an undo record and its inverse row change
+        are redo-logged together (mutant ``rollback-not-redo-logged`` logs nothing)."""
+        return self.engine.mtr()
+
+    def _roll_limit(self, trx: Trx) -> int:
+        """The undo number rollback stops at: every record numbered at or above it is undone,
+        so 0 for a whole rollback (trx_roll_limit; mutant ``bg-rollback-off-by-one`` stops one
+        record early in background rollback)."""
+        return 0
 
     def _undo_row(self, m, trx: Trx, rtype: int, space: int, key: int, old: bytes) -> None:
         """The inverse of one row change (row0uins.cc, row0umod.cc), in mtr ``m``: the clustered
