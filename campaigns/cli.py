@@ -537,6 +537,8 @@ def mutants():
 @click.option("--examples-per-mutant", type=click.IntRange(min=1), default=40,
               show_default=True, help="Workloads each mutant campaign may run (it stops at "
                                       "the first finding): a deterministic budget.")
+@click.option("--seeds", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Campaigns per mutant, seed, seed+1, …, until one finds it.")
 @click.option("--clean-examples", type=click.IntRange(min=1), default=8, show_default=True,
               help="Workloads of each clean campaign (every device, with and without media "
                    "faults): any finding there is a false positive.")
@@ -548,14 +550,15 @@ def mutants():
               show_default=True, help="Directory for the mutants' artifacts.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               default=None, help="Write the report as JSON here.")
-def selftest(examples_per_mutant, clean_examples, seed, jobs, shrink_steps, artifacts,
+def selftest(examples_per_mutant, seeds, clean_examples, seed, jobs, shrink_steps, artifacts,
              json_path):
     """Prove the harness: every planted bug found, no finding on the clean engine."""
     from tornpage.campaigns import selftest as st
     _check_writable(json_path, "--json")
     with _executor(jobs, None) as executor:
         report = st.selftest(examples=examples_per_mutant, clean_examples=clean_examples,
-                             seed=seed, artifacts_dir=artifacts, shrink_steps=shrink_steps,
+                             seed=seed, seeds=seeds, artifacts_dir=artifacts,
+                             shrink_steps=shrink_steps,
                              executor=executor, progress=click.echo)
     click.echo(f"mutants killed {report['killed']} of {report['total']}"
                + (f"; survived: {', '.join(report['survivors'])}" if report["survivors"] else ""))

@@ -64,7 +64,6 @@ from hypothesis import strategies as st
 from tornpage.checkers.probes import WORKLOAD_PROBES
 from tornpage.engine import DuplicateKey, Engine, EngineConfig, EngineError, LockConflict
 from tornpage.engine import row
-from tornpage.engine.trx import PREPARED
 from tornpage.faultfs import Image, SimDisk, get_device
 from tornpage.faultfs.media import KINDS, parse_schedule
 

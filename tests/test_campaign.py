@@ -219,6 +219,8 @@ def campaigns(tmp_path_factory):
 # the kind of the one finding.  Campaigns run by --examples, never by a time budget, so the
 # outcome does not depend on the machine's speed.
 MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
+    "log-scan-past-bad-checksum": (0, 4, "R"),
+    "checkpoint-same-slot": (0, 4, "R"),
     # name: (seed, examples, kind)
     "ack-before-log-fsync": (0, 4, "L"),
     "redo-apply-start-gt-page-lsn": (0, 4, "L"),    # XA: a prepared trx comes back ACTIVE
@@ -238,11 +240,11 @@ MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
     "rr-read-view-per-statement": (0, 4, "I"),
     "sec-index-not-rolled-back": (0, 4, "C"),
     "partial-mtr-applied": (0, 4, "C"),
-    "zero-checksum-taken-as-empty": (0, 4, "R"),
+    "zero-checksum-taken-as-empty": (2, 8, "R"),
     "recovered-pages-appended-unsorted": (0, 4, "C"),
     "page-write-before-log-durable": (0, 4, "R"),
     "undo-n-recs-not-logged": (0, 4, "U"),
-    "resurrect-before-redo-apply": (0, 4, "R"),
+    "resurrect-before-redo-apply": (0, 4, "L"),
     "bg-rollback-off-by-one": (0, 4, "U"),
     "rollback-not-redo-logged": (0, 4, "U"),
     "extend-without-fsync": (0, 4, "C"),
@@ -252,17 +254,6 @@ MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
 # why, and what would expose them.  An equivalent mutant is a sign the bug cannot happen here;
 # the others are blind spots of the fault model or the workload.
 UNKILLABLE: dict[str, str] = {
-    "log-scan-past-bad-checksum":
-        "no fault leaves a log block with its own block number and a bad checksum: blocks are "
-        "whole 512-byte sectors, which the crash model keeps, drops or replaces whole (a "
-        "zeroed or garbage sector fails the block-number check first), and bit flips are "
-        "transient read faults during the workload, never at rest under recovery's scan "
-        "(needs persistent bit rot in faultfs)",
-    "checkpoint-same-slot":
-        "a checkpoint write is one 512-byte sector, and the crash model tears only writes of "
-        "two or more tear units (faultfs/search.py), so no device can destroy a checkpoint "
-        "slot; a nonatomic512 sector whose single-sector write is cut should be able to read "
-        "back zeroed or garbage",
     "dblwr-first-copy-any-lsn":
         "batches fill the area from its first slot, so a stale copy can precede a newer one "
         "only when the newer is in the single-page (LRU) slot: it needs an LRU flush of a "
