@@ -441,11 +441,9 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
     nw_rng = random.Random(f"tornpage-new-work:{seed}")
     seen = search.Seen()
     cov = Coverage()
-    budget = cfg.crash_states_per_workload
     searches = [_crash_search(cfg, run, seed, "sample")]
-    if cfg.search == "systematic":
+    if cfg.search == "systematic":     # every position first, unbounded; then the samples
         searches.insert(0, _crash_search(cfg, run, seed, "positions"))
-        budget = None
     b = crashcheck.builder_for(run)
     found = None
     for n, crashes in enumerate(searches):
@@ -460,7 +458,7 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
                 out = crashcheck.check_crash_state(
                     run, plan, new_work=new_work,
                     draw_nested=crashcheck.nested_drawer(rng, cfg.recovery_crashes))
-                seen.checked += 1
+                seen.count_unkeyed()
                 reused = False
             else:
                 # a repeated state reuses its twin's verdict, new work or not: the distinct
@@ -488,7 +486,6 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
         res.crash_states_reused += seen.reused
         if found is None:
             _merge_coverage(res.coverage, cov)
-    del budget
     return found
 
 

@@ -13,6 +13,7 @@ A generated block sits between ``<!-- BEGIN generated:NAME -->`` and
 * ``devices``: ``tornpage devices``;
 * ``every-device``: 40 workloads on every device with media faults and crashes during recovery;
 * ``speed``: ``benchmarks/campaign_speed.py`` (figures only: not shape-checked);
+* ``benchmarks``: the recovery-scaling and engine-throughput benchmarks (figures only);
 * ``selftest``: ``tornpage selftest`` as a table: every planted bug with the fault model it needs,
   what the campaign found (kind and checker rule) and the time from the start of its campaign
   to the saved, shrunk artifact; then the clean engine on every device.
@@ -146,11 +147,30 @@ def speed(cwd: str) -> str:
                else ""))
 
 
+def benchmarks(cwd: str) -> str:
+    """The recovery-scaling and engine-throughput benchmarks' summary lines."""
+    here = os.path.join(os.path.dirname(README), "benchmarks")
+    out = []
+    for script, args, keep in (("recovery_scaling.py", ["--repeat", "5"], ("1x:", "8x:", "redo ratio",
+                                                                         "flush-list insert cost",
+                                                                         "recovery time ratio")),
+                               ("engine_throughput.py", [], ("median", "ratio", "SimDisk",
+                                                             "OsVFS", "history"))):
+        r = subprocess.run([sys.executable, os.path.join(here, script), *args], cwd=cwd,
+                           capture_output=True, text=True)
+        out.append(f"$ python benchmarks/{script} {' '.join(args)}".rstrip())
+        out += [ln for ln in r.stdout.splitlines() if ln.startswith(keep)] or \
+            r.stdout.splitlines()[-6:]
+        out.append("")
+    return "```\n" + "\n".join(out).rstrip() + "\n```\n"
+
+
 GENERATORS = {"default-run": default_run, "walkthrough": walkthrough, "devices": devices,
-              "every-device": every_device, "selftest": selftest, "speed": speed}
+              "every-device": every_device, "selftest": selftest, "speed": speed,
+              "benchmarks": benchmarks}
 # blocks of measured figures whose shape varies between runs (phases sorted by their share):
 # regenerated, never shape-checked
-FIGURES_ONLY = {"speed"}
+FIGURES_ONLY = {"speed", "benchmarks"}
 
 
 def shape(text: str) -> str:

@@ -21,6 +21,10 @@ the applied pages into the flush list.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+from typing import Iterator
+
 from tornpage.engine import page as fil_page, trx_sys
 from tornpage.engine.errors import (Corruption, LayoutError, PageFromFuture, RecoveryError,
                                    TornPageUnrepairable)
@@ -108,14 +112,38 @@ def apply_hash(engine, h: dict, recovered_lsn: int) -> None:
             st["recv_pages_applied"] += 1
 
 
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Recovery allocates objects in proportion to the redo (parsed records, the per-page hash,
+    decoded pages) and creates no reference cycles that need collecting while it runs; Python's
+    cyclic collector would still traverse all of them at each full collection, so with it on,
+    recovery time grows faster than the redo (measured: 8x the redo took 10.3x the time, 7.6x
+    without the collector's time).  Paused for the recovery, then restored; reference counting
+    frees everything as before, and any cycle left is collected once the collector runs again."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def recover(engine) -> None:
-    """Run steps 1-6 on an engine whose files are open (see the module docstring).
+    """Run steps 1-6 on an engine whose files are open (see the module docstring), with
+    Python's cyclic garbage collector paused (:func:`_cyclic_gc_paused`).  O(redo bytes) to
+    scan, parse and apply, plus O(dirty pages · log(dirty pages)) for the flush list.
 
     Raises:
         RecoveryError: no valid checkpoint; the log ends before its checkpoint; unparseable redo.
         TornPageUnrepairable: a torn page with no valid doublewrite copy and no re-creating redo.
         PageFromFuture / Corruption: a page that cannot be trusted.
     """
+    with _cyclic_gc_paused():
+        _recover(engine)
+
+
+def _recover(engine) -> None:
     res = scan_log(engine)
     engine.log.restart_at(res.recovered_lsn, res.checkpoint)
     if engine.dblwr is not None:

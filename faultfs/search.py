@@ -319,6 +319,12 @@ class Seen:
         self.checked += 1
         return v, False
 
+    def count_unkeyed(self) -> None:
+        """Count a state checked without a key (its identity is only known after the check,
+        e.g. one whose recovery was crashed at a point drawn from the recovery's own trace):
+        never reused, always counted as checked."""
+        self.checked += 1
+
 
 SCHEDULES = ("sample", "positions")
 
