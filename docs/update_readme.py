@@ -100,10 +100,12 @@ def walkthrough(cwd: str) -> str:
     show(["shrink", art])
     show(["inspect", art], keep=14)
     show(["regress", art, "-o", "test_regress_ack.py"])
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "test_regress_ack.py"], cwd=cwd, capture_output=True, text=True)
-    out.append("$ python -m pytest -q test_regress_ack.py")
-    out.extend(ln for ln in r.stdout.rstrip().splitlines()[-2:])
+    # no traceback and no short summary: their width depends on the terminal and on CI
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "--tb=no", "-rN", "-p",
+                        "no:cacheprovider", "test_regress_ack.py"], cwd=cwd,
+                       capture_output=True, text=True)
+    out.append("$ python -m pytest -q --tb=no test_regress_ack.py")
+    out.extend(ln for ln in r.stdout.rstrip().splitlines()[-1:])
     return "```\n" + "\n".join(out).rstrip() + "\n```\n"
 
 
