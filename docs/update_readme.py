@@ -12,6 +12,8 @@ A generated block sits between ``<!-- BEGIN generated:NAME -->`` and
   regression test;
 * ``devices``: ``tornpage devices``;
 * ``every-device``: 40 workloads on every device with media faults and crashes during recovery;
+* ``doublewrite``: the doublewrite buffer off, on 512-byte sectors and on ``atomic16k``;
+* ``shards``: two CI shards of the ``ci`` profile;
 * ``speed``: ``benchmarks/campaign_speed.py`` (figures only: not shape-checked);
 * ``benchmarks``: the recovery-scaling and engine-throughput benchmarks (figures only);
 * ``selftest``: ``tornpage selftest`` as a table: every planted bug with the fault model it needs,
@@ -37,8 +39,8 @@ BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)
                    r"(<!-- END generated:(?P=name) -->)", re.S)
 
 
-def _run(args: list[str], cwd: str) -> tuple[int, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="100")
+def _run(args: list[str], cwd: str, **extra_env: str) -> tuple[int, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="100", **extra_env)
     r = subprocess.run(["tornpage", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     return r.returncode, r.stdout
@@ -149,6 +151,38 @@ def speed(cwd: str) -> str:
                else ""))
 
 
+def _tail(args: list[str], cwd: str, start: str) -> list[str]:
+    """The command line and its output from the first line starting with ``start``."""
+    rc, text = _run(args, cwd)
+    lines = text.rstrip().splitlines()
+    at = next((i for i, ln in enumerate(lines) if ln.startswith(start)), 0)
+    return ["$ tornpage " + " ".join(args), "..."] + lines[at:] + [f"(exit status {rc})", ""]
+
+
+def doublewrite(cwd: str) -> str:
+    """The doublewrite buffer off: torn pages found on 512-byte sectors, clean on atomic16k."""
+    out = _tail(["run", "--no-doublewrite", "--examples", "40", "--seed", "0", "--quiet",
+                 "--artifacts", "dw"], cwd, "findings")
+    out += _tail(["run", "--no-doublewrite", "--device", "atomic16k", "--examples", "40",
+                  "--seed", "0", "--quiet", "--artifacts", "dw16"], cwd, "findings")
+    return "```\n" + "\n".join(out).rstrip() + "\n```\n"
+
+
+def shards(cwd: str) -> str:
+    """Two CI shards cover the ci profile's chunks without overlap."""
+    out = []
+    for k in (1, 2):
+        args = ["run", "--profile", "ci", "--shard", f"{k}/2", "--quiet", "--json",
+                f"s{k}.json", "--junit", f"s{k}.xml", "--artifacts", f"sh{k}"]
+        rc, _ = _run(args, cwd, CI="true")
+        out.append("$ CI=true tornpage " + " ".join(a for a in args[:-2]) + f"   # exit {rc}")
+    chunks = [json.load(open(os.path.join(cwd, f"s{k}.json")))["chunks"] for k in (1, 2)]
+    out.append("$ python -c \"import json; print(json.load(open('s1.json'))['chunks'], "
+               "json.load(open('s2.json'))['chunks'])\"")
+    out.append(f"{chunks[0]} {chunks[1]}")
+    return "```\n" + "\n".join(out) + "\n```\n"
+
+
 def benchmarks(cwd: str) -> str:
     """The recovery-scaling and engine-throughput benchmarks' summary lines."""
     here = os.path.join(os.path.dirname(README), "benchmarks")
@@ -169,7 +203,7 @@ def benchmarks(cwd: str) -> str:
 
 GENERATORS = {"default-run": default_run, "walkthrough": walkthrough, "devices": devices,
               "every-device": every_device, "selftest": selftest, "speed": speed,
-              "benchmarks": benchmarks}
+              "benchmarks": benchmarks, "doublewrite": doublewrite, "shards": shards}
 # blocks of measured figures whose shape varies between runs (phases sorted by their share):
 # regenerated, never shape-checked
 FIGURES_ONLY = {"speed", "benchmarks"}
