@@ -36,7 +36,7 @@ from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, ISOLATION, LOST, R
 from tornpage.engine import Engine, undo
 from tornpage.engine.errors import Corruption, EngineError, LockConflict, RecoveryError
 from tornpage.faultfs import (DROP, KEEP, SIZE_ONLY, TEAR, CrashPlan, CrashPlanError,
-                     CrashStateBuilder, InjectedIOError,
+                     CrashStateBuilder, Image, InjectedIOError,
                      MediaFault, SimDisk, Write, get_device)
 from tornpage.faultfs import search
 
@@ -435,9 +435,11 @@ def resolve_prepared(eng: Engine, xa: dict) -> tuple[list, dict, dict]:
 
 
 def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = None,
-                      draw_nested=None, new_work: int | None = None) -> CrashResult:
+                      draw_nested=None, new_work: int | None = None,
+                      image: Image | None = None) -> CrashResult:
     """Recover the crash state ``plan`` describes and judge it.  Never raises for an engine
-    failure: every failure is a verdict.
+    failure: every failure is a verdict.  ``image``: the state's durable image when the caller
+    built it already (``builder_for(run).build(plan)``), so it is not built twice.
 
     Crashes during recovery: ``nested`` (plans, e.g. from an artifact) or ``draw_nested``
     (``depth -> None`` to stop, or ``builder -> plan``) crash the recovery run itself, whose trace is the
@@ -461,7 +463,8 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
     cfg = run.settings.engine_config()
     used: list[CrashPlan] = []
     probes: Counter = Counter()
-    image = b.build(plan)
+    if image is None:
+        image = b.build(plan)
     corrupted = at_rest_corruption(run, plan, image)
     reference = None
     nw = None                   # the new work of the first recovery, if any

@@ -409,9 +409,20 @@ def _state_key(run, plan: CrashPlan, image) -> str:
     """What makes two crash states of one workload the same state for the oracles: the durable
     image, the markers (promises) and media faults issued before the crash, and whether the
     crash lost anything (a lossless crash on a power-loss device is judged like a process kill)."""
-    before = sum(1 for op in run.trace.ops[:plan.position] if isinstance(op, (Marker, MediaFault)))
     lossy = any(c.kind != KEEP for _, c in plan.choices)
-    return search.image_key(image, f"promises:{before}", f"lossy:{lossy}")
+    return search.image_key(image, f"promises:{_events_before(run)[plan.position]}",
+                            f"lossy:{lossy}")
+
+
+def _events_before(run) -> list[int]:
+    """``[n]``: markers and media faults among the first ``n`` operations of the workload's
+    trace, for every ``n`` (computed once per workload, O(trace))."""
+    if not hasattr(run, "_events_before"):
+        counts = [0]
+        for op in run.trace.ops:
+            counts.append(counts[-1] + isinstance(op, (Marker, MediaFault)))
+        run._events_before = counts
+    return run._events_before
 
 
 def _crash_search(cfg: CampaignConfig, run, seed: int, schedule: str) -> search.CrashSearch:
@@ -466,7 +477,7 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
                 image = b.build(plan)
                 out, reused = seen.judge(_state_key(run, plan, image),
                                          lambda: crashcheck.check_crash_state(
-                                             run, plan, new_work=new_work))
+                                             run, plan, new_work=new_work, image=image))
             if res is not None and not reused:
                 res.probes.update(out.probes)
                 res.probes.update(crashcheck.fault_probes(plan))
