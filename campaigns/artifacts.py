@@ -57,14 +57,12 @@ class Artifact:
         return path
 
     def save(self, directory: str) -> str:
+        """Write the artifact into ``directory`` (created if missing) under a name made of its
+        kind, seed, trace hash and crash position; return the path."""
         os.makedirs(directory, exist_ok=True)
         name = f"finding-{self.finding.get('kind', 'X')}-seed{self.seed}-{self.trace_hash[:10]}" \
                f"-p{self.plan.position}{'' if self.shrunk else '-unshrunk'}.json"
-        path = os.path.join(directory, name)
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=1, sort_keys=True)
-            f.write("\n")
-        return path
+        return self.save_as(os.path.join(directory, name))
 
 
 def load(path: str) -> Artifact:

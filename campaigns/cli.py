@@ -141,8 +141,9 @@ def _parse_shard(ctx, param, value):
               show_default=True, help="How crash states are chosen: " + "; ".join(
                   f"{k}: {v}" for k, v in sorted(SEARCH_MODES.items())))
 @click.option("--exhaustive-bound", type=click.IntRange(min=1), default=64, show_default=True,
-              help="systematic search: enumerate a crash point completely when its space has "
-                   "at most this many states.")
+              help="Enumerate a crash point completely when its space has at most this many "
+                   "states (a quarter of it is the number of samples per larger point in the "
+                   "systematic search).")
 @click.option("--media-faults", is_flag=True,
               help="Inject media faults while workloads run: bit flips and latent sector "
                    "errors on read, bit rot (a flipped bit that stays), EIO on write and fsync, "

@@ -1,9 +1,9 @@
 """Turn one recorded workload into crash states and judge each one.
 
-:func:`draw_plan` lets Hypothesis choose a crash position and a fate for every pending
-operation (so failures shrink towards "crash earlier, lose less"); :func:`check_crash_state`
-builds the durable image the plan describes, recovers it with the engine, finishes background
-rollback and hands the result to the oracles.
+Which crash states a campaign tries is :mod:`faultfs.search`'s job (driven by
+``campaigns.runner.check_workload``); :func:`check_crash_state` builds the durable image a plan
+describes, recovers it with the engine, finishes background rollback and hands the result to
+the oracles.
 
 XA: the committed state handed to the oracle is what a new transaction's consistent read sees
 (so a prepared transaction's writes must not show); the transactions found PREPARED are judged

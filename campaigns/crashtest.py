@@ -21,18 +21,19 @@ the VFS protocol); ``"pyfakefs"`` hands it the path of a directory in a fake fil
 disk.  Either way the operation runs **once**; its trace is cut into crash states by
 :class:`~faultfs.crash.CrashStateBuilder` (ALICE's and CrashMonkey's approach).
 
-Which states, in this order (the first failure found is already a small one):
+Which states, in this order (the one crash-state search of :mod:`faultfs.search`, its
+``positions`` schedule; the first failure found is already a small one):
 
 * every position ``p`` of the trace in order (``p`` operations issued, then the power went);
 * at most positions only the state that kept every issued operation;
 * at a *crash point* (just before an ``fsync``/``fsync_dir``, just after an ``ack``, the end)
   every state of :func:`faultfs.search.enumerate_plans` (fewest losses first) when the space has
   at most ``exhaustive_bound`` states; beyond it the all-kept state, each pending operation
-  dropped alone, then ``samples_per_point`` plans drawn by ``random.Random(f"{seed}:{p}")``,
-  fewest losses first.
+  dropped alone, then ``samples_per_point`` plans sampled from the seed, fewest losses first.
 
 States already judged (same durable image, same promises) are not run again.  A failing state is
-shrunk by giving back its lost operations one at a time while it still fails, then reported as
+shrunk by :func:`faultfs.search.shrink_plan` (lost operations given back, tears made plain
+drops, the crash moved earlier) while it still fails the same way, then reported as
 :class:`CrashConsistencyError`: the crash position and the last operation, one line per lost or
 torn operation (:meth:`CrashStateBuilder.explain`), the promises, what recovery or the check said, the plan
 as JSON and the reproduction command.  Same seed, same operation: same states, same report.
@@ -374,8 +375,8 @@ def _search(runner: _Runner, base: Image, trace: Trace, profile: DeviceProfile, 
         promised = promised_at(trace, plan.position)
         image = b.build(plan)
         key = search.image_key(image, promised._key())
-        err = seen.judge(key, lambda: runner.judge(image, promised, recover, check))[0]
-        if err is None and recovery_crashes:
+        err, reused = seen.judge(key, lambda: runner.judge(image, promised, recover, check))
+        if err is None and recovery_crashes and not reused:   # a repeat's were crashed before
             err = _judge_recovery_crashes(runner, image, promised, recover, check, profile,
                                           seen, key)
         return err
@@ -403,7 +404,7 @@ def _search(runner: _Runner, base: Image, trace: Trace, profile: DeviceProfile, 
             break
     if failures:
         raise _explain_all(b, list(failures.values()), seed=seed, reproduce=reproduce,
-                           planned=planned, checked=seen.checked)
+                           planned=planned, checked=seen.checked, max_failures=max_failures)
     return CrashTestResult(len(trace), trace.hash(), crashes.positions, len(crashes.points),
                            crashes.whole_points, seen.checked, seen.reused, complete, planned)
 
@@ -446,7 +447,7 @@ def _recovery_trace(runner: _Runner, image: Image, recover) -> Trace:
 
 
 def _explain_all(b: CrashStateBuilder, found: list[tuple], *, seed: int, reproduce: str | None,
-                 planned: int, checked: int) -> "CrashConsistencyError":
+                 planned: int, checked: int, max_failures: int) -> "CrashConsistencyError":
     errors = [_explain(b, plan, err, promised_at(b.trace, plan.position), seed=seed,
                        states=states, shrunk=shrunk, reproduce=None)
               for plan, err, states, shrunk in found]
@@ -455,7 +456,7 @@ def _explain_all(b: CrashStateBuilder, found: list[tuple], *, seed: int, reprodu
         msg = str(first)
     else:
         msg = (f"{len(errors)} distinct crash-consistency failures (the search stops at "
-               f"{MAX_FAILURES}; {checked} of {planned} planned crash states checked)\n" +
+               f"{max_failures}; {checked} of {planned} planned crash states checked)\n" +
                "\n".join(f"--- failure {n} ---\n{e}" for n, e in enumerate(errors, 1)))
     if any(plan.position <= _first_ack(b.trace) for plan, _, _, _ in found):
         msg += ("\n  hint: a failure lies in a crash before the operation's first ack (while "

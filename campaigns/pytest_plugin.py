@@ -76,8 +76,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--tornpage-budget", type=_budget, default=None, metavar="N|Ns",
                 help="per crash test: N crash states, or N seconds with an 's' suffix")
     g.addoption("--tornpage-recovery-crashes", action="store_true", default=False,
-                help="also crash your recovery itself (about half the crash states): it must "
-                     "recover to a state the checker accepts from a crash in its own IO")
+                help="also crash your recovery itself (up to 8 crashes in its IO after each "
+                     "passing crash state): it must recover to a state the checker accepts")
     g.addoption("--tornpage-incomplete", choices=("fail", "skip"), default="fail",
                 help="a crash test whose budget ends before every planned crash state was "
                      "checked: fail (default) or skip, with how many were checked; never a pass")

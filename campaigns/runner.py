@@ -77,7 +77,7 @@ class CampaignConfig:
     required_probes: tuple = probes_mod.REQUIRED_DEFAULT
     shard: tuple[int, int] = (1, 1)      # (K, N): this process runs chunks i with i % N == K-1
     search: str = "sample"               # "sample" or "systematic" (see SEARCH_MODES)
-    exhaustive_bound: int = 64           # systematic: enumerate crash points with <= this many states
+    exhaustive_bound: int = 64           # crash points with <= this many states are enumerated whole
     check_determinism: bool = True       # replay every finding twice: same trace hash, verdict
     media_faults: bool = False           # draw a media fault schedule for each workload
     database: str | None = None          # Hypothesis example database directory (nightly)
@@ -87,10 +87,12 @@ class CampaignConfig:
 
 
 SEARCH_MODES = {
-    "sample": "Hypothesis draws crash positions and fault choices (fast, shrinks well)",
-    "systematic": "every prefix of the trace (all issued operations kept), every crash point "
-                  "(before each fsync and at the end) enumerated exhaustively when its space "
-                  "has at most --exhaustive-bound states, sampled beyond; plus the samples",
+    "sample": "the one crash-state search, seeded per workload: the all-kept end state, small "
+              "crash points whole, then samples that favour losses",
+    "systematic": "first every prefix of the trace (all issued operations kept) and every crash "
+                  "point (before each fsync or fsync_dir, after each commit acknowledgement, "
+                  "at the end) enumerated whole when its space has at most --exhaustive-bound "
+                  "states, its single drops and samples beyond; then the samples",
 }
 
 
@@ -103,12 +105,11 @@ class Finding:
     plan_lines: list
     determinism: str | None = None    # None unchecked, "ok", or what differed between replays
     artifact_json: dict | None = None
-    sig: str = ""                     # finding_signature: kind and checker rule
     shrink_steps: int = 0             # shrink steps spent on it
     unshrunk_artifact: str = ""       # saved before shrinking (removed once the shrunk is saved)
 
     def signature(self) -> str:
-        return self.sig or stored_signature(self.verdict)
+        return stored_signature(self.verdict)
 
     def to_json(self) -> dict:
         return {"kind": self.verdict["kind"], "summary": self.verdict["summary"],
@@ -349,7 +350,7 @@ def _keep_interrupted_findings(cfg: CampaignConfig, res: CampaignResult, before:
         res.findings.append(Finding(v, path, art.seed,
                                     f"[{v.get('kind')}] {v.get('summary')} (interrupted while "
                                     f"shrinking: the artifact is the unshrunk case)",
-                                    [], None, art.to_json(), sig, 0, path))
+                                    [], None, art.to_json(), 0, path))
 
 
 def _merge(cfg: CampaignConfig, into: CampaignResult, part: CampaignResult) -> None:
@@ -428,7 +429,7 @@ def _events_before(run) -> list[int]:
 def _crash_search(cfg: CampaignConfig, run, seed: int, schedule: str) -> search.CrashSearch:
     return search.CrashSearch(crashcheck.builder_for(run), run.setup_end + 1, len(run.trace),
                               seed=seed, schedule=schedule, exhaustive_bound=cfg.exhaustive_bound,
-                              samples_per_point=cfg.exhaustive_bound // 4,
+                              samples_per_point=max(1, cfg.exhaustive_bound // 4),
                               promise_labels=crashcheck.PROMISE_LABELS,
                               max_choices=crashcheck.MAX_CHOICES)
 
@@ -461,8 +462,6 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
         limit = None if n < len(searches) - 1 else cfg.crash_states_per_workload
         start = seen.checked
         for plan in crashes:
-            if limit is not None and seen.checked - start >= limit:
-                break
             nested = cfg.recovery_crashes and rng.random() < 0.5
             new_work = nw_rng.randrange(2 ** 32) if nw_rng.random() < 0.5 else None
             if nested:
@@ -483,9 +482,11 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
                 res.probes.update(crashcheck.fault_probes(plan))
                 for p in out.nested:        # the faults of crashes during recovery too
                     res.probes.update(crashcheck.fault_probes(p))
-            if not out.verdict.ok and (want is None or finding_signature(out.verdict) == want):
+            if not out.verdict.ok and (want is None or out.verdict.signature() == want):
                 found = dataclasses.replace(out, plan=plan)
                 break
+            if limit is not None and seen.checked - start >= limit:
+                break               # before asking the search for a plan it would not check
         if found is not None:
             break
         if crashes.schedule == "positions":
@@ -498,12 +499,6 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
         if found is None:
             _merge_coverage(res.coverage, cov)
     return found
-
-
-def finding_signature(verdict) -> str:
-    """A finding's identity: its kind and the id of the checker rule that failed
-    (:func:`faultfs.search.signature`, :data:`checkers.rules.RULES`)."""
-    return search.signature(verdict.kind, verdict.rule)
 
 
 def _draw_workload(cfg: CampaignConfig, data):
@@ -598,7 +593,7 @@ def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignRe
         out = check_workload(cfg, run, seed, res)
         if out is None:
             return
-        f = _Failing(s, steps, seed, run, out, finding_signature(out.verdict),
+        f = _Failing(s, steps, seed, run, out, out.verdict.signature(),
                      search.ShrinkBudget(cfg.shrink_steps if cfg.shrink else 0))
         failing.append(f)
         if cfg.shrink:              # saved before shrinking starts: an interrupt loses nothing
@@ -634,13 +629,13 @@ def _shrink_plan(f: _Failing, res: CampaignResult) -> None:
             o = crashcheck.check_crash_state(run, plan, nested=nested, new_work=out.new_work)
         except CrashPlanError:
             return None          # the nested plans no longer fit the recovery's trace
-        return o if not o.verdict.ok and finding_signature(o.verdict) == f.signature else None
+        return o if not o.verdict.ok and o.verdict.signature() == f.signature else None
 
     if out.nested and f.budget.take():
         o = still(out.plan, [])
         if o is not None:
             out = o
-    small, o, _ = search.shrink_plan(crashcheck.builder_for(run), out.plan,
+    _, o, _ = search.shrink_plan(crashcheck.builder_for(run), out.plan,
                                      lambda p: still(p, list(out.nested)), f.budget,
                                      lo=run.setup_end + 1)
     f.out = o if o is not None else out
@@ -669,7 +664,7 @@ def _save_finding(cfg: CampaignConfig, cseed: int, f: _Failing, res: CampaignRes
     plan_lines = crashcheck.explain_plans(f.run, f.out.plan, f.out.nested)
     det = determinism_check(art) if cfg.check_determinism else None
     res.findings.append(Finding(f.out.verdict.to_json(), "", cseed, f.out.verdict.explain(),
-                                plan_lines, det, art.to_json(), f.signature, f.budget.used,
+                                plan_lines, det, art.to_json(), f.budget.used,
                                 unshrunk))
 
 

@@ -6,8 +6,8 @@ FIL header, type, LSN and verification verdict; the log header, both checkpoint 
 blocks a recovery would scan.  ``explain`` replays an artifact and tells, in words, the trace
 around the crash, which of the crash plan's choices matter (the finding disappears when that
 choice alone is undone) and the expected versus found rows.  ``shrink`` makes an artifact
-smaller while the same finding reproduces: steps after the crash go, then single steps, then
-single faults.
+smaller while the same finding reproduces: steps after the crash go, then the crash plan is
+shrunk by :func:`faultfs.search.shrink_plan`, then single steps go, within a step budget.
 """
 from __future__ import annotations
 
@@ -191,7 +191,8 @@ def explain(art: Artifact, context: int = 12) -> list[str]:
             if c.kind == KEEP:
                 continue
             rest = tuple((j, d) for j, d in art.plan.choices if j != i)
-            alt = crashcheck.check_crash_state(run, CrashPlan(pos, rest), nested=art.nested)
+            alt = crashcheck.check_crash_state(run, CrashPlan(pos, rest), nested=art.nested,
+                                         new_work=art.new_work)
             if alt.verdict.ok:
                 matters.append(f"  {trace.describe(i)}: {c.kind} MATTERS (keeping it, the "
                                f"state passes)")
@@ -209,7 +210,8 @@ def explain(art: Artifact, context: int = 12) -> list[str]:
 def _fails_same(art: Artifact, steps: list, plan: CrashPlan) -> bool:
     try:
         run = run_workload(art.settings, steps)
-        out = crashcheck.check_crash_state(run, plan, nested=art.nested)
+        out = crashcheck.check_crash_state(run, plan, nested=art.nested,
+                                         new_work=art.new_work)
     except CrashPlanError:
         return False
     return not out.verdict.ok and out.verdict.same_finding(art.finding)
@@ -243,7 +245,8 @@ def shrink(art: Artifact, log=lambda s: None, steps: int = 500) -> Artifact:
 
     def still(cand: CrashPlan):
         try:
-            out = crashcheck.check_crash_state(run, cand, nested=art.nested)
+            out = crashcheck.check_crash_state(run, cand, nested=art.nested,
+                                         new_work=art.new_work)
         except CrashPlanError:
             return None
         return out if not out.verdict.ok and out.verdict.same_finding(art.finding) else None
@@ -262,7 +265,8 @@ def shrink(art: Artifact, log=lambda s: None, steps: int = 500) -> Artifact:
             i += 1
     log(f"{budget.used} of {budget.steps} shrink steps used")
     run = run_workload(art.settings, wl)
-    out = crashcheck.check_crash_state(run, plan, nested=art.nested)
+    out = crashcheck.check_crash_state(run, plan, nested=art.nested,
+                                         new_work=art.new_work)
     return dataclasses.replace(art, steps=wl, plan=plan, trace_hash=run.trace.hash(),
                                finding=out.verdict.to_json(), shrunk=True)
 
@@ -295,7 +299,9 @@ def test_{name}():
         else:       # the code changed its IO: every crash point of the workload instead
             plans = list(workload_plans(run))
         for plan in plans:
-            out = check_crash_state(run, plan, nested=art.nested if plan is art.plan else [])
+            recorded = plan is art.plan
+            out = check_crash_state(run, plan, nested=art.nested if recorded else [],
+                                    new_work=art.new_work if recorded else None)
             assert out.verdict.ok, out.verdict.explain()
 '''
 

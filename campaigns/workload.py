@@ -574,19 +574,11 @@ def media_schedule_strategy():
     return st.lists(fault, min_size=1, max_size=2).map(tuple)
 
 
-def prepare_inserts_strategy(max_steps: int = 40):
-    """Where XA PREPARE steps go in a workload: one to three ``(index, slot)`` pairs (see
-    :func:`with_prepares`)."""
-    return st.lists(st.tuples(st.integers(0, max_steps), st.integers(0, SLOTS - 1)),
-                    min_size=1, max_size=3)
-
-
 def prepare_inserts(seed: int, n_steps: int) -> list:
     """The campaign's XA PREPARE placement (for :func:`with_prepares`): one to three
     ``(index, slot)`` pairs from a generator seeded with ``seed`` (the workload's crash search
     seed).  Not a Hypothesis draw: a draw of its own would change the examples Hypothesis
-    generates after it, and with them every seed's workloads; :func:`prepare_inserts_strategy`
-    is the same placement as a strategy."""
+    generates after it, and with them every seed's workloads."""
     rng = random.Random(f"tornpage-xa:{seed}")
     return [(rng.randint(0, n_steps), rng.randrange(SLOTS)) for _ in range(rng.randint(1, 3))]
 
@@ -610,13 +602,9 @@ def with_prepares(steps: list, inserts) -> list:
     return out
 
 
-def workload_strategy(table_size: int, max_steps: int = 40, xa: bool = False):
-    """Workload steps; with ``xa`` also XA PREPARE steps (drawn after the others)."""
-    steps = st.lists(step_strategy(table_size), min_size=1, max_size=max_steps)
-    if not xa:
-        return steps
-    return st.tuples(steps, prepare_inserts_strategy(max_steps)).map(
-        lambda p: with_prepares(*p))
+def workload_strategy(table_size: int, max_steps: int = 40):
+    """Workload steps (XA PREPARE steps are placed afterwards by :func:`prepare_inserts`)."""
+    return st.lists(step_strategy(table_size), min_size=1, max_size=max_steps)
 
 
 MAX_STEP_VALUE = 2**30      # largest id, count, seed or slot an artifact's step may hold

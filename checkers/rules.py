@@ -107,7 +107,8 @@ class Problem(str):
     rule: str
 
     def __new__(cls, rule: str, message: str) -> "Problem":
-        assert rule in RULES, f"unknown rule {rule!r}: add it to checkers.rules.RULES"
+        if rule not in RULES:
+            raise ValueError(f"unknown rule {rule!r}: add it to checkers.rules.RULES")
         self = super().__new__(cls, message)
         self.rule = rule
         return self

@@ -37,9 +37,15 @@ class Verdict:
     @classmethod
     def failed(cls, kind: str, summary: str, details: list[str] | None = None,
                rule: str = "") -> "Verdict":
-        """A failed verdict; ``rule`` (required) is the id of the rule that failed."""
-        assert kind in KIND_NAMES, kind
-        assert rule in RULES, f"unknown rule {rule!r}: add it to checkers.rules.RULES"
+        """A failed verdict; ``rule`` (required) is the id of the rule that failed.
+
+        Raises:
+            ValueError: an unknown kind or rule id (a checker's bug: findings would merge).
+        """
+        if kind not in KIND_NAMES:
+            raise ValueError(f"unknown finding kind {kind!r}")
+        if rule not in RULES:
+            raise ValueError(f"unknown rule {rule!r}: add it to checkers.rules.RULES")
         return cls(False, kind, str(summary), [str(d) for d in details or []], rule)
 
     @classmethod

@@ -160,7 +160,9 @@ class Index:
         path = self.search_path(mtr, key)
         leaf = path[-1]
         cur = bp.lookup(leaf.data, key)
-        assert cur is not None, key
+        if cur is None:
+            raise Corruption(f"{self.name}: key {key} to update is not in leaf page "
+                             f"{self.space}:{leaf.page_no}")
         if bp.free_space(leaf.data) + len(cur) >= len(payload):
             mtr.log(leaf, mtr_log.RedoRecord(mtr_log.MLOG_REC_UPDATE_IN_PLACE, self.space,
                                              leaf.page_no, payload))

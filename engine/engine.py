@@ -310,8 +310,8 @@ class Engine:
             self._dblwr_pages()
 
     def check_sys_geometry(self, frame, where: str) -> trx_sys.SysGeometry:
-        """Read the geometry a verified TRX_SYS page records, refuse a configuration that
-        disagrees with it, and take the rollback segment count from it.
+        """Read the geometry a verified TRX_SYS page records and refuse a configuration that
+        disagrees with it (rollback segments, doublewrite area).
 
         Raises:
             ConfigMismatch: n_rollback_segments or doublewrite_batch_pages differ.
@@ -327,7 +327,6 @@ class Engine:
             raise Corruption(f"{where}: doublewrite area of {g.dblwr_pages} pages at page "
                              f"{g.dblwr_first}, recovery used {self.dblwr.n_pages} at "
                              f"{self.dblwr.first_page}")
-        self.trx_sys.n_rsegs = g.n_rsegs
         return g
 
     @staticmethod

@@ -48,10 +48,16 @@ class DeviceProfile:
     sub_sector_cuts: tuple = ()
 
     def __post_init__(self) -> None:
-        assert self.sector_size > 0 and self.atomic_write_unit % self.sector_size == 0, self
-        assert self.torn_fills and set(self.torn_fills) <= {"old", "zeros", "garbage"}, self
-        assert all(0 < c < self.tear_unit for c in self.sub_sector_cuts), self
-        assert list(self.sub_sector_cuts) == sorted(set(self.sub_sector_cuts)), self
+        # a DeviceProfile is public API (tornpage.DeviceProfile): bad fields are refused
+        if not (self.sector_size > 0 and self.atomic_write_unit % self.sector_size == 0):
+            raise ValueError(f"{self.name}: the atomic write unit must be a positive multiple "
+                             f"of the sector size")
+        if not (self.torn_fills and set(self.torn_fills) <= {"old", "zeros", "garbage"}):
+            raise ValueError(f"{self.name}: torn_fills must be some of old, zeros, garbage")
+        if not all(0 < c < self.tear_unit for c in self.sub_sector_cuts) or \
+                list(self.sub_sector_cuts) != sorted(set(self.sub_sector_cuts)):
+            raise ValueError(f"{self.name}: sub_sector_cuts must be distinct, ascending and "
+                             f"inside a tear unit")
 
     @property
     def tear_unit(self) -> int:

@@ -77,6 +77,8 @@ def fates(builder: CrashStateBuilder, i: int) -> int:
         return 2
     units = tear_units(op.offset, len(op.data), builder.profile.tear_unit)
     n = len(units)
+    if n == 0:
+        return 2            # an empty write: kept or dropped, nothing to tear
     extra = 2 if _size_only_allowed(builder, i) else 0
     fills = len(builder.profile.torn_fills)
     inside = sum(len(_cuts(builder, a, b)) for a, b in units) << (n - 1)
@@ -293,7 +295,7 @@ def image_key(image: Image, *extra: str) -> str:
     for p in sorted(image.files):
         h.update(p.encode() + b"\0" + hashlib.blake2b(image.files[p], digest_size=20).digest())
     h.update(repr(sorted(image.dirs)).encode())
-    h.update(repr(sorted(image.bad_sectors.items())).encode())
+    h.update(repr(sorted((p, sorted(s)) for p, s in image.bad_sectors.items())).encode())
     for e in extra:
         h.update(b"\1" + e.encode())
     return h.hexdigest()
@@ -357,8 +359,9 @@ class CrashSearch:
         max_choices: sampled plans lose only among the newest this many pending operations.
 
     Iterating yields :class:`CrashPlan` s; :attr:`coverage` then tells, per crash point, how
-    many plans were yielded and how big its space is.  ``"sample"`` never ends by itself (it
-    keeps sampling): the caller's budget stops it.
+    many plans were yielded and how big its space is.  ``"sample"`` keeps sampling until the
+    caller's budget stops it, or until 1,000 samples in a row were all plans already yielded (a
+    small trace whose whole space is used up).
     """
 
     def __init__(self, builder: CrashStateBuilder, lo: int = 0, hi: int | None = None, *,
@@ -518,10 +521,10 @@ def shrink_plan(builder: CrashStateBuilder, plan: CrashPlan, still_fails: Callab
             if key in tried:
                 continue
             tried.add(key)
-            if not budget.take():
-                return plan, failure, accepted
             if not _fits(builder, cand):
                 continue             # an operation the plan names is not pending there
+            if not budget.take():
+                return plan, failure, accepted
             f = still_fails(cand)
             if f is not None:
                 plan, failure, progress = cand, f, True

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from tornpage.engine import (Corruption, Engine, EngineConfig, EngineError, EnginePanic,
+from tornpage.engine import (Corruption, Engine, EngineConfig, EnginePanic,
                              LockConflict, LogFull)
 from tornpage.engine import RecoveryError, btr_page as bp, mtr_log, trx_sys, undo
 from tornpage.engine.config import ConfigError, ConfigMismatch

@@ -704,14 +704,14 @@ def test_problem_is_its_message_and_knows_its_rule():
     assert p.rule == "fsck.btr_order" and p.message == str(p)
     q = pickle.loads(pickle.dumps(p))
     assert (q, q.rule) == (p, p.rule)
-    with pytest.raises(AssertionError, match="unknown rule"):
+    with pytest.raises(ValueError, match="unknown rule"):
         Problem("fsck.no_such_rule", "x")
 
 
 def test_verdict_needs_a_known_rule():
-    with pytest.raises(AssertionError, match="unknown rule"):
+    with pytest.raises(ValueError, match="unknown rule"):
         Verdict.failed(LOST, "lost")
-    with pytest.raises(AssertionError, match="unknown rule"):
+    with pytest.raises(ValueError, match="unknown rule"):
         Verdict.failed(LOST, "lost", rule="oracle.nope")
 
 
