@@ -399,7 +399,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "fresh checksum",
            lambda: mock.patch.object(buf.BufferPool, "_verify_read", _no_checksum_on_read),
            needs="--media-faults (bitflip)"),
-    Mutant("no-dir-fsync-on-create", 0,
+    Mutant("no-dir-fsync-on-create", 22,
            "the directory is not fsynced after a tablespace file is created",
            "R/L: the table's file name is lost by a power loss",
            lambda: mock.patch.object(Engine, "_sync_dir", _no_dir_fsync_on_create),

@@ -13,6 +13,9 @@ Options:
   ``--tornpage-seed N``         seed (default: a fresh random one per run, shown in the header);
   ``--tornpage-profile ci|nightly``  ``ci``: a small deterministic budget; ``nightly``: larger;
   ``--tornpage-budget B``       per crash test: ``B`` crash states, or ``Bs`` seconds.
+  ``--tornpage-incomplete fail|skip``  a budget that ends before every planned crash state was
+                                checked fails the test (default) or skips it; never a pass;
+  ``--tornpage-recovery-crashes``  also crash the user's recovery itself.
 
 A failing crash test gets the one-line command that reruns it (same seed, profile and budget)
 under its traceback, in the terminal summary and as the JUnit property ``tornpage_reproduce``.

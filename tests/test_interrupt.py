@@ -45,9 +45,14 @@ def test_a_signal_stops_the_campaign_with_reports_and_exit_130(tmp_path: Path, s
                                         "--json", str(out_json), "--junit", str(out_xml),
                                         "--artifacts", str(tmp_path / "art")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_progress(proc)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        _wait_for_progress(proc)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:                    # never leave a 4000-workload campaign running behind a failure
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr and "Aborted!" not in stdout + stderr
     assert stdout.rstrip().endswith("result: INTERRUPTED")

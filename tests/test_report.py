@@ -79,11 +79,11 @@ def report(runs, tmp_path_factory):
 def test_the_page_shows_the_finding_with_its_timeline(report):
     _, html, f, art = report
     # the mutant acknowledges XA PREPARE early too: the first workload's prepared trx is lost
-    assert f["rule"] in ("oracle.durable_commit_lost", "oracle.xa_prepared_lost")
+    assert f["rule"] == "oracle.xa_prepared_lost"          # measured with this seed
     assert f'<span class="rule">{f["rule"]}</span>' in html
     assert f'<span class="kind" title="committed data lost">{f["kind"]}</span>' in html
     assert f"tornpage replay {f['artifact']}" in html
-    assert "acknowledged commit lost" in html or "had been acknowledged" in html
+    assert "had been acknowledged" in html
     # the timeline: the dropped write is a box of its own, the crash line is drawn, the
     # operations after the crash position (if any) are not issued
     lost = [i for i, c in art.plan.choices if c.kind == DROP]
