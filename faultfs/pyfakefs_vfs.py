@@ -367,9 +367,10 @@ def _audit(event: str, args: tuple) -> None:
 
 
 def tempfile_dir() -> str:
-    """The directory tempfile uses by default (in the fake file system while it runs)."""
+    """The directory tempfile uses by default, for messages: the cached one, else ``/tmp``
+    (``tempfile.gettempdir()`` would probe the fake file system with writes to find one)."""
     import tempfile
-    return tempfile.gettempdir()
+    return tempfile.tempdir or "/tmp"
 
 
 def _install_audit_hook() -> None:
@@ -664,8 +665,7 @@ class FakeFSAdapter:
         global _GUARD_THREAD, _NET_THREAD
         prev, prev_bc, prev_net = _GUARD_THREAD, sys.dont_write_bytecode, _NET_THREAD
         # a profiler already running keeps its hook (then real descriptor calls are not caught)
-        net = self.fd_guard and _fd_profile is not None and \
-            sys.getprofile() in (None, _fd_profile)
+        net = self.fd_guard and sys.getprofile() in (None, _fd_profile)
         _GUARD_THREAD, sys.dont_write_bytecode = threading.get_ident(), True
         if net:
             _NET_THREAD = _GUARD_THREAD
