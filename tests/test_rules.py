@@ -44,9 +44,9 @@ from tornpage.engine.errors import Corruption, RecoveryError
 from tornpage.engine.page import (FIL_PAGE_NEXT, FIL_PAGE_OFFSET, FIL_PAGE_TYPE, FIL_PAGE_UNDO_LOG)
 from tornpage.faultfs import CrashPlan, SimDisk
 
-SETTINGS = WorkloadSettings(table_size=150)       # 4 KiB pages: a two-level tree, 15 leaves
-PS = SETTINGS.page_size
-IBD = TABLE + ".ibd"
+# one database shape and its image helpers, shared with the structural checker's tests
+from test_structure import IBD, PS, SETTINGS, get_page, open_image, put_page  # noqa: E402
+
 SPACE = 1                                         # sbtest1's tablespace id
 SMALL = WorkloadSettings(table_size=20)           # for whole crash checks: fast
 
@@ -60,25 +60,6 @@ def base_image():
     if "image" not in _BASE:
         _BASE["image"] = run_workload(SETTINGS, []).disk.live_image()
     return _BASE["image"]
-
-
-def open_image(image) -> Engine:
-    return Engine.open(SimDisk(SETTINGS.device, image), SETTINGS.engine_config())
-
-
-def get_page(image, pno: int, path: str = IBD) -> bytearray:
-    return bytearray(image.files[path][pno * PS:(pno + 1) * PS])
-
-
-def put_page(image, pno: int, page: bytes, path: str = IBD):
-    """A copy of ``image`` with page ``pno`` of ``path`` replaced (or appended)."""
-    out = image.copy()
-    data = bytearray(out.files[path])
-    if len(data) < (pno + 1) * PS:
-        data += bytes((pno + 1) * PS - len(data))
-    data[pno * PS:(pno + 1) * PS] = page
-    out.files[path] = bytes(data)
-    return out
 
 
 def restamp(page: bytearray, lsn: int | None = None) -> bytes:

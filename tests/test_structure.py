@@ -38,9 +38,12 @@ def get_page(image, pno: int, path: str = IBD) -> bytearray:
 
 
 def put_page(image, pno: int, page: bytes, path: str = IBD):
-    """A copy of ``image`` with page ``pno`` of ``path`` replaced (the base stays intact)."""
+    """A copy of ``image`` with page ``pno`` of ``path`` replaced or appended (the base stays
+    intact)."""
     out = image.copy()
     data = bytearray(out.files[path])
+    if len(data) < (pno + 1) * PS:
+        data += bytes((pno + 1) * PS - len(data))
     data[pno * PS:(pno + 1) * PS] = page
     out.files[path] = bytes(data)
     return out
