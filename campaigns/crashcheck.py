@@ -54,6 +54,14 @@ class CrashResult:
     new_work: int | None = None     # seed of the new work run during background rollback
 
 
+def _markers(run: WorkloadRun) -> list:
+    """The workload trace's markers, ``(index, marker)``, read once per workload (every crash
+    state's oracle reads them)."""
+    if not hasattr(run, "_markers"):
+        run._markers = run.trace.markers()
+    return run._markers
+
+
 def builder_for(run: WorkloadRun) -> CrashStateBuilder:
     if not hasattr(run, "_builder"):
         run._builder = CrashStateBuilder(run.base, run.trace, get_device(run.settings.device))
@@ -471,7 +479,7 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
     nw_base = None              # ... and its state without the new work
     power_loss = bool(misdirected_writes(run, plan.position)) or bool(corrupted) or \
         (b.profile.power_loss and any(c.kind != KEEP for _, c in plan.choices))
-    markers = run.trace.markers()
+    markers = _markers(run)
     try:
         depth = 0
         while True:
