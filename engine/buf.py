@@ -147,6 +147,20 @@ class BufferPool:
                 return
         raise BufferPoolFull(f"buffer pool of {self.capacity} pages: every frame is fixed")
 
+    def discard_space(self, space: int) -> int:
+        """Drop every frame of ``space`` (a dropped table's), dirty ones unwritten
+        (buf_LRU_flush_or_remove_pages with BUF_REMOVE_ALL_NO_WRITE); returns how many.  The
+        caller made the drop durable in the log first."""
+        gone = [f for f in self.frames.values() if f.space == space]
+        for f in gone:
+            assert f.fix_count == 0, f
+            if f.oldest_modification:
+                self.flush_list.remove(f)
+                f.oldest_modification = 0
+            del self.frames[f.key]
+        self.stats["buf_pages_discarded"] += len(gone)
+        return len(gone)
+
     # -- modification ----------------------------------------------------------------------------
     def note_modification(self, f: Frame, start_lsn: int, end_lsn: int) -> None:
         """Record that an mtr [start_lsn, end_lsn) changed ``f`` (buf_flush_note_modification)."""

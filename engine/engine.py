@@ -27,6 +27,8 @@ from tornpage.engine.errors import (Corruption, DuplicateKey, EngineError, Engin
 from tornpage.engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE, Fil
 from tornpage.engine.log import LogSys
 from tornpage.engine.mtr import Mtr
+from tornpage.engine import mtr_log
+from tornpage.engine.mtr_log import MLOG_FILE_CREATE, MLOG_FILE_DELETE, MLOG_FILE_RENAME
 from tornpage.engine import page as fil_page
 from tornpage.engine.page import (PAGE_OK, FIL_PAGE_INDEX, FIL_PAGE_TYPE_DICT_HDR, FIL_PAGE_TYPE_FSP_HDR,
                          FIL_PAGE_TYPE_RSEG, FIL_PAGE_TYPE_TRX_SYS)
@@ -59,6 +61,7 @@ class Engine:
         self.panicked: str | None = None
         self.recovered_lsn = 0
         self._bg_step = 0
+        self._marker_end = 0     # end LSN of the last checkpoint's MLOG_CHECKPOINT mtr
         self.closed = False
 
     # -- wiring -----------------------------------------------------------------------------------
@@ -145,41 +148,125 @@ class Engine:
         return eng
 
     def create_table(self, name: str, k_index: bool = False) -> None:
-        """Create table ``name`` in its own tablespace ``<name>.ibd``; durable on return
-        (the DDL is made durable by a full flush and checkpoint, not by redo alone).  With
-        ``k_index`` the table gets a non-unique secondary index on ``k``, the first 4 bytes of
-        every value (a big-endian u32, as sysbench's ``k`` column); its values must then be at
-        least 4 bytes and its keys below 2**32.
+        """CREATE TABLE ``name`` in its own tablespace ``<name>.ibd``, atomic and durable on
+        return by redo alone: one mtr logs MLOG_FILE_CREATE, initialises the new space's pages
+        and adds the table to the dictionary; the file is created only once that mtr is durable
+        (as fil_ibd_create logs before it creates), and recovery creates it again if the crash
+        came first.  With ``k_index`` the table gets a non-unique secondary index on ``k``, the
+        first 4 bytes of every value (a big-endian u32, as sysbench's ``k`` column); its values
+        must then be at least 4 bytes and its keys below 2**32.  Space ids are never reused
+        (DICT_HDR_MAX_SPACE_ID).
 
         Raises:
-            EngineError: the table exists, or the name is not a plain identifier of at most
-                64 bytes (UTF-8).
+            EngineError: the table exists, a file of that name exists (an orphan), or the name
+                is not a plain identifier of at most 64 bytes (UTF-8).
         """
         self._usable()
+        self._check_table_name(name)
         if name in self.tables:
             raise EngineError(f"table {name} exists")
-        if not name.isidentifier() or len(name.encode()) > 64:
-            raise EngineError(f"bad table name {name!r}")
-        space = max(self.fil.spaces) + 1
         path = name + IBD_SUFFIX
-        self.fil.open_space(space, path, create=True)
+        if self.vfs.exists(path):
+            raise EngineError(f"{path} exists but no table {name} does (an orphan tablespace "
+                              f"file: remove it first)")
         ps = self.config.page_size
         sec_root = SEC_INDEX_ROOT_PAGE_NO if k_index else FIL_NULL
         first_free = INDEX_ROOT_PAGE_NO + 1 + bool(k_index)
         with self.mtr() as m:
+            d = m.page(0, trx_sys.DICT_HDR_PAGE_NO)
+            space = trx_sys.max_space_id(d.data) + 1
+            m.log_file_op(mtr_log.file_record(MLOG_FILE_CREATE, space, path))
             f0 = m.new_page(space, 0, FIL_PAGE_TYPE_FSP_HDR)
             m.write(f0, fsp.FSP_SPACE_ID, fsp.header_bytes(space, ps, first_free, first_free))
             m.write(f0, fsp.FSP_BITMAP, bytes([(1 << first_free) - 1]))
             m.new_page(space, INDEX_ROOT_PAGE_NO, FIL_PAGE_INDEX, 0, space)
             if k_index:
                 m.new_page(space, sec_root, FIL_PAGE_INDEX, 0, space | bp.SECONDARY_INDEX_FLAG)
-            d = m.page(0, trx_sys.DICT_HDR_PAGE_NO)
             tables = trx_sys.decode_dict(d.data) + [(name, space, INDEX_ROOT_PAGE_NO, sec_root)]
-            m.write(d, trx_sys.DICT_HDR_N_TABLES, trx_sys.encode_dict(tables))
-        self._add_index(name, space, INDEX_ROOT_PAGE_NO, sec_root)
-        self.buf.flush_all()
-        self.make_checkpoint()
+            m.write(d, trx_sys.DICT_HDR_N_TABLES, trx_sys.encode_dict(tables, space))
+        self._ddl_log_durable(m.end_lsn)
+        self.fil.open_space(space, path, create=True)
         self._sync_dir()
+        self._add_index(name, space, INDEX_ROOT_PAGE_NO, sec_root)
+        self.stats["ddl_create_table"] += 1
+
+    def drop_table(self, name: str) -> None:
+        """DROP TABLE ``name``: one mtr removes it from the dictionary and logs MLOG_FILE_DELETE;
+        once that is durable the table's pages leave the buffer pool unwritten and its file is
+        unlinked (recovery unlinks it if the crash came first, and discards the redo of the
+        dropped space: bug 19).  Durable on return.
+
+        Raises:
+            EngineError: no such table, or a transaction holds a lock on it (an active or
+                prepared transaction changed it; rolled back or committed, it lets go).
+        """
+        self._usable()
+        idx = self._index(name)
+        space = idx.space
+        if any(s == space for s, _ in self.trx_sys.lock_sys.locks):
+            raise EngineError(f"table {name} is in use: a transaction holds a lock on it")
+        path = self.fil.space(space).path
+        with self.mtr() as m:
+            d = m.page(0, trx_sys.DICT_HDR_PAGE_NO)
+            tables = [t for t in trx_sys.decode_dict(d.data) if t[1] != space]
+            m.log_file_op(mtr_log.file_record(MLOG_FILE_DELETE, space, path))
+            m.write(d, trx_sys.DICT_HDR_N_TABLES,
+                    trx_sys.encode_dict(tables, trx_sys.max_space_id(d.data)))
+        self._ddl_log_durable(m.end_lsn)
+        self.buf.discard_space(space)
+        self.fil.close_space(space)
+        del self.tables[name]
+        del self._by_space[space]
+        self._sec_by_space.pop(space, None)
+        self.vfs.unlink(path)
+        self._sync_dir()
+        self.stats["ddl_drop_table"] += 1
+
+    def rename_table(self, old: str, new: str) -> None:
+        """RENAME TABLE ``old`` TO ``new``: one mtr renames it in the dictionary and logs
+        MLOG_FILE_RENAME; once that is durable the file is renamed and the directory synced
+        (recovery renames it if the crash came first).  Durable on return.
+
+        Raises:
+            EngineError: no table ``old``; ``new`` exists, names an existing file or is not a
+                plain identifier of at most 64 bytes.
+        """
+        self._usable()
+        idx = self._index(old)
+        self._check_table_name(new)
+        if new in self.tables:
+            raise EngineError(f"table {new} exists")
+        space = idx.space
+        src, dst = self.fil.space(space).path, new + IBD_SUFFIX
+        if self.vfs.exists(dst):
+            raise EngineError(f"{dst} exists but no table {new} does (an orphan tablespace "
+                              f"file: remove it first)")
+        with self.mtr() as m:
+            d = m.page(0, trx_sys.DICT_HDR_PAGE_NO)
+            tables = [(new if t[1] == space else t[0],) + tuple(t[1:])
+                      for t in trx_sys.decode_dict(d.data)]
+            m.log_file_op(mtr_log.file_record(MLOG_FILE_RENAME, space, src, dst))
+            m.write(d, trx_sys.DICT_HDR_N_TABLES,
+                    trx_sys.encode_dict(tables, trx_sys.max_space_id(d.data)))
+        self._ddl_log_durable(m.end_lsn)
+        self.vfs.rename(src, dst)
+        self._sync_dir()
+        self.fil.space(space).path = dst
+        sec = self._sec_by_space.get(space)
+        del self.tables[old], self._by_space[space]
+        self._sec_by_space.pop(space, None)
+        self._add_index(new, space, idx.root, sec.root if sec is not None else FIL_NULL)
+        self.stats["ddl_rename_table"] += 1
+
+    @staticmethod
+    def _check_table_name(name: str) -> None:
+        if not isinstance(name, str) or not name.isidentifier() or len(name.encode()) > 64:
+            raise EngineError(f"bad table name {name!r}")
+
+    def _ddl_log_durable(self, lsn: int) -> None:
+        """A DDL mtr's redo is made durable before its file operation (the log is the DDL's
+        commit)."""
+        self.log.write_up_to(lsn, flush=True)
 
     def _sync_dir(self) -> None:
         """fsync the directory so a new tablespace file's name is durable (mutant
@@ -232,29 +319,12 @@ class Engine:
         if eng.log.file.size() != config.log_file_size:
             raise ConfigMismatch("log_file_size", config.log_file_size, eng.log.file.size(),
                                  f"the size of {LOG_FILE}")
-        for name, space, root, _ in eng._read_dictionary():
-            path = name + IBD_SUFFIX
-            if not vfs.exists(path):
-                raise RecoveryError(f"table {name}: tablespace file {path} is missing")
-            ts = eng.fil.open_space(space, path)
-            head = ts.read_page(0)
-            if fil_page.verify(head, config.page_size) == PAGE_OK:
-                if fil_page.page_space(head) != space:
-                    raise RecoveryError(f"{path} holds space {fil_page.page_space(head)}, the "
-                                        f"dictionary says {space}")
-                if fil_page.u32(head, fsp.FSP_PAGE_SIZE) != config.page_size:
-                    raise Corruption(f"{path}: its FSP header says page size "
-                                     f"{fil_page.u32(head, fsp.FSP_PAGE_SIZE)}, the system "
-                                     f"tablespace's is {config.page_size}")
         recovery.recover(eng)
         f0 = eng.buf.get(0, 0)
         if fil_page.u32(f0.data, fsp.FSP_PAGE_SIZE) != config.page_size:
             raise Corruption(f"{SYS_FILE}: the recovered FSP header says page size "
                              f"{fil_page.u32(f0.data, fsp.FSP_PAGE_SIZE)}, its pages are "
                              f"{config.page_size} bytes")
-        for name, space, root, sec_root in trx_sys.decode_dict(
-                eng.buf.get(0, trx_sys.DICT_HDR_PAGE_NO).data):
-            eng._add_index(name, space, root, sec_root)
         return eng
 
     def _page_size_on_disk(self) -> int:
@@ -334,21 +404,40 @@ class Engine:
         if configured != on_disk:
             raise ConfigMismatch(setting, configured, on_disk, where)
 
-    def _read_dictionary(self) -> list[tuple[str, int, int, int]]:
-        """(table, space id, root page, secondary root page) from DICT_HDR read straight from disk, before recovery:
-        the dictionary tells which tablespace files to open (InnoDB: SYS_TABLES/SYS_DATAFILES).
-        The page is written only by DDL, which flushes and checkpoints, so it is never torn by
-        a crash outside DDL.
+    def open_dictionary(self) -> None:
+        """After redo apply (engine.recovery): open every table the recovered dictionary lists
+        whose file the redo log did not name, check each table's FSP header (space id, page
+        size), and refuse a space the redo named that no table owns.
 
         Raises:
-            RecoveryError: the page does not verify or the page size is wrong.
+            RecoveryError: a table's file is missing; a file holds another space; a space the
+                redo log named is no table's.
+            Corruption: a tablespace's page size differs from the system tablespace's.
         """
-        raw = self.fil.space(0).read_page(trx_sys.DICT_HDR_PAGE_NO)
-        v = fil_page.verify(raw, self.config.page_size)
-        if v != PAGE_OK:
-            raise RecoveryError(f"the data dictionary header page 0:{trx_sys.DICT_HDR_PAGE_NO} "
-                                f"is {v} (page size {self.config.page_size} right?)")
-        return trx_sys.decode_dict(raw)
+        d = self.buf.get(0, trx_sys.DICT_HDR_PAGE_NO).data
+        tables = trx_sys.decode_dict(d)
+        owned = {space for _, space, _, _ in tables}
+        for space in sorted(set(self.fil.spaces) - owned - {0}):
+            raise RecoveryError(f"the redo log names {self.fil.space(space).path} (space "
+                                f"{space}), which no table of the recovered dictionary owns")
+        for name, space, root, sec_root in tables:
+            path = name + IBD_SUFFIX
+            if space not in self.fil.spaces:
+                if not self.vfs.exists(path):
+                    raise RecoveryError(f"table {name}: tablespace file {path} is missing")
+                self.fil.open_space(space, path)
+            elif self.fil.space(space).path != path:
+                raise RecoveryError(f"table {name} (space {space}): the redo log names its file "
+                                    f"{self.fil.space(space).path}, the dictionary {path}")
+            head = self.buf.get(space, 0).data
+            if fil_page.u32(head, fsp.FSP_SPACE_ID) != space:
+                raise RecoveryError(f"{path} holds space {fil_page.u32(head, fsp.FSP_SPACE_ID)}"
+                                    f", the dictionary says {space}")
+            if fil_page.u32(head, fsp.FSP_PAGE_SIZE) != self.config.page_size:
+                raise Corruption(f"{path}: its FSP header says page size "
+                                 f"{fil_page.u32(head, fsp.FSP_PAGE_SIZE)}, the system "
+                                 f"tablespace's is {self.config.page_size}")
+            self._add_index(name, space, root, sec_root)
 
     # -- transactions -----------------------------------------------------------------------------
     def begin(self, isolation: str | None = None) -> Trx:
@@ -607,8 +696,10 @@ class Engine:
         return self.buf.flush_batch(self.config.page_cleaner_batch) > 0
 
     def _bg_checkpoint(self) -> bool:
-        target = self.buf.oldest_modification() or self.log.end_lsn
-        if target <= self.log.checkpoint_lsn:
+        oldest = self.buf.oldest_modification()
+        if not oldest and self.log.end_lsn == self._marker_end:
+            return False        # nothing logged since the last checkpoint's own marker
+        if (oldest or self.log.end_lsn) <= self.log.checkpoint_lsn:
             return False
         self.make_checkpoint()
         return True
@@ -674,8 +765,13 @@ class Engine:
         # be a block not yet written (LogSys._close_block) whose slot still holds stale blocks
         lsn = self.buf.oldest_modification() or self.log.end_lsn
         lsn = max(lsn, self.log.checkpoint_lsn)
-        self.log.write_up_to(lsn, flush=True)
+        # the file names of every space changed after lsn, then the MLOG_CHECKPOINT marker
+        # (fil_names_clear), durable before the checkpoint slot names lsn
+        marker = self.fil.checkpoint_names(lsn) + [mtr_log.checkpoint_marker(lsn)]
+        _, self._marker_end = self.log.append(mtr_log.encode_mtr(marker))
+        self.log.write_up_to(self._marker_end, flush=True)
         self.log.write_checkpoint(lsn)
+        self.stats["checkpoint_file_names"] += len(marker) - 1
         return lsn
 
     def _sync_data_files(self) -> None:

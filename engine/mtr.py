@@ -63,13 +63,21 @@ class Mtr:
         self.records.append(rec)
         self.modified[frame.key] = frame
 
+    def log_file_op(self, rec: RedoRecord) -> None:
+        """A file-level record (MLOG_FILE_CREATE / RENAME / DELETE) in this mtr: it changes no
+        page; the caller performs the file operation once the mtr is durable."""
+        assert rec.type in mtr_log.FILE_RECORD_TYPES
+        self.records.append(rec)
+
     def write(self, frame, offset: int, data: bytes) -> None:
         """MLOG_WRITE_STRING: ``data`` at byte ``offset`` of the page."""
         self.log(frame, mtr_log.write_string(frame.space, frame.page_no, offset, data))
 
     def commit(self) -> None:
         """Append the records to the log as one group, stamp every changed page with its end
-        LSN and put it on the flush list, then unfix the pages (mtr_commit).
+        LSN and put it on the flush list, then unfix the pages (mtr_commit).  The group starts
+        with MLOG_FILE_NAME for each table space it changes that the log has not named since
+        the last checkpoint (engine.fil).
 
         Raises:
             LogFull: the group would overwrite redo newer than the last checkpoint.
@@ -78,12 +86,17 @@ class Mtr:
         """
         try:
             if self.records:
-                data = mtr_log.encode_mtr(self.records)
-                self.start_lsn, self.end_lsn = self.engine.log.append(data)
+                fil = self.engine.fil
+                spaces = {space for space, _ in self.modified}
+                named_here = {r.space for r in self.records
+                              if r.type in mtr_log.FILE_RECORD_TYPES}
+                recs = fil.name_records(spaces - named_here) + self.records
+                self.start_lsn, self.end_lsn = self.engine.log.append(mtr_log.encode_mtr(recs))
+                fil.note_changed(spaces | named_here, self.end_lsn)
                 for f in self.modified.values():
                     self.buf.note_modification(f, self.start_lsn, self.end_lsn)
                 self.engine.stats["mtr_committed"] += 1
-                self.engine.stats["redo_records_written"] += len(self.records)
+                self.engine.stats["redo_records_written"] += len(recs)
         except BaseException as e:
             if self.records:
                 self.engine._panic(f"mtr commit failed after changing pages: "

@@ -24,6 +24,20 @@ Record types and bodies:
     MLOG_LIST_END_DELETE    key u64                       remove records with key >= key
     MLOG_LIST_END_COPY_CREATED  ([u16 len][payload])*     fill an empty index page
     MLOG_UNDO_INSERT        undo record payload           append at TRX_UNDO_PAGE_FREE
+
+File-level records (log0recv.cc, fil0fil.cc of MySQL 5.7; page number 0, never applied to a
+page): they name tablespace files and replay file operations, so recovery learns which files to
+open from the redo log itself, not from a dictionary page that may be stale or torn.
+    MLOG_FILE_NAME          path (UTF-8)                  the first change to a space since the
+                                                          last checkpoint (and, at a checkpoint,
+                                                          every space still changed after it)
+    MLOG_FILE_CREATE        path                          CREATE TABLE: the file is created only
+                                                          once this is durable
+    MLOG_FILE_RENAME        old path | 0x00 | new path    RENAME TABLE, durable before the rename
+    MLOG_FILE_DELETE        path                          DROP TABLE, durable before the unlink
+    MLOG_CHECKPOINT         checkpoint LSN u64            end of a checkpoint's file names: a
+                                                          scan from a checkpoint must find the
+                                                          marker carrying that LSN
 """
 from __future__ import annotations
 
@@ -44,17 +58,28 @@ MLOG_PAGE_INIT = 29             # MLOG_INIT_FILE_PAGE
 MLOG_WRITE_STRING = 30
 MLOG_MULTI_REC_END = 31
 MLOG_LIST_END_COPY_CREATED = 45
+MLOG_FILE_DELETE = 35
+MLOG_FILE_NAME = 44
+MLOG_FILE_CREATE = 47           # MLOG_FILE_CREATE2
+MLOG_FILE_RENAME = 49           # MLOG_FILE_RENAME2
+MLOG_CHECKPOINT = 56
 MLOG_SINGLE_REC_FLAG = 0x80
+
+FILE_RECORD_TYPES = frozenset({MLOG_FILE_NAME, MLOG_FILE_CREATE, MLOG_FILE_RENAME,
+                               MLOG_FILE_DELETE, MLOG_CHECKPOINT})
 
 assert MLOG_MULTI_REC_END not in (MLOG_REC_INSERT, MLOG_REC_UPDATE_IN_PLACE, MLOG_REC_DELETE,
                                   MLOG_LIST_END_DELETE, MLOG_UNDO_INSERT, MLOG_PAGE_INIT,
-                                  MLOG_WRITE_STRING, MLOG_LIST_END_COPY_CREATED)
+                                  MLOG_WRITE_STRING, MLOG_LIST_END_COPY_CREATED,
+                                  *FILE_RECORD_TYPES)
 
 TYPE_NAMES = {
     MLOG_WRITE_STRING: "WRITE_STRING", MLOG_PAGE_INIT: "PAGE_INIT",
     MLOG_REC_INSERT: "REC_INSERT", MLOG_REC_UPDATE_IN_PLACE: "REC_UPDATE_IN_PLACE",
     MLOG_REC_DELETE: "REC_DELETE", MLOG_LIST_END_DELETE: "LIST_END_DELETE",
     MLOG_LIST_END_COPY_CREATED: "LIST_END_COPY_CREATED", MLOG_UNDO_INSERT: "UNDO_INSERT",
+    MLOG_FILE_NAME: "FILE_NAME", MLOG_FILE_CREATE: "FILE_CREATE", MLOG_FILE_RENAME: "FILE_RENAME",
+    MLOG_FILE_DELETE: "FILE_DELETE", MLOG_CHECKPOINT: "CHECKPOINT",
 }
 
 _HDR = struct.Struct(">BIII")
@@ -73,7 +98,7 @@ class RedoApplyError(LayoutError):
 
 _PAGE_INIT = struct.Struct(">HHQ")
 _FIXED_BODY = {MLOG_PAGE_INIT: _PAGE_INIT.size, MLOG_REC_DELETE: _KEY.size,
-               MLOG_LIST_END_DELETE: _KEY.size}
+               MLOG_LIST_END_DELETE: _KEY.size, MLOG_CHECKPOINT: _KEY.size}
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,10 @@ class RedoRecord:
     body: bytes
 
     def describe(self) -> str:
+        if self.type in FILE_RECORD_TYPES:
+            what = f"LSN {checkpoint_lsn(self)}" if self.type == MLOG_CHECKPOINT else \
+                " -> ".join(file_paths(self))
+            return f"{TYPE_NAMES[self.type]} space {self.space} ({what})"
         return f"{TYPE_NAMES.get(self.type, self.type)} page {self.space}:{self.page_no} " \
                f"({len(self.body)} bytes)"
 
@@ -147,6 +176,42 @@ def write_string(space: int, page_no: int, offset: int, data: bytes) -> RedoReco
 def page_init(space: int, page_no: int, ptype: int, level: int = 0,
               index_id: int = 0) -> RedoRecord:
     return RedoRecord(MLOG_PAGE_INIT, space, page_no, _PAGE_INIT.pack(ptype, level, index_id))
+
+
+def file_record(rtype: int, space: int, *paths: str) -> RedoRecord:
+    """MLOG_FILE_NAME / CREATE / DELETE (one path) or MLOG_FILE_RENAME (old, new)."""
+    assert rtype in FILE_RECORD_TYPES and rtype != MLOG_CHECKPOINT
+    assert len(paths) == (2 if rtype == MLOG_FILE_RENAME else 1)
+    return RedoRecord(rtype, space, 0, b"\0".join(p.encode() for p in paths))
+
+
+def checkpoint_marker(lsn: int) -> RedoRecord:
+    """MLOG_CHECKPOINT carrying the checkpoint LSN it ends the file names of."""
+    return RedoRecord(MLOG_CHECKPOINT, 0, 0, _KEY.pack(lsn))
+
+
+def file_paths(rec: RedoRecord) -> list[str]:
+    """The path(s) a file-level record names (two for MLOG_FILE_RENAME).
+
+    Raises:
+        RedoParseError: a body that is not the record's path(s) in UTF-8.
+    """
+    parts = rec.body.split(b"\0")
+    want = 2 if rec.type == MLOG_FILE_RENAME else 1
+    try:
+        paths = [p.decode() for p in parts]
+    except UnicodeDecodeError:
+        paths = []
+    if len(paths) != want or not all(paths):
+        raise RedoParseError(f"{TYPE_NAMES[rec.type]} space {rec.space}: body {rec.body[:40]!r}"
+                             f" is not {want} path(s)")
+    return paths
+
+
+def checkpoint_lsn(rec: RedoRecord) -> int:
+    """The LSN an MLOG_CHECKPOINT record carries."""
+    assert rec.type == MLOG_CHECKPOINT
+    return _KEY.unpack(rec.body)[0] if len(rec.body) == _KEY.size else -1
 
 
 def key_body(key: int) -> bytes:
@@ -224,5 +289,7 @@ def apply(frame: bytearray, rec: RedoRecord, page_size: int) -> None:
         btr_page.copy_recs_to_created(frame, decode_rec_list(body))
     elif t == MLOG_UNDO_INSERT:
         undo.append_rec(frame, body)
+    elif t in FILE_RECORD_TYPES:
+        raise RedoApplyError(f"{rec.describe()}: a file-level record changes no page")
     else:  # pragma: no cover - parse_mtr rejects unknown types
         raise RedoParseError(f"unknown redo record type {t}")

@@ -3,7 +3,13 @@
 In order, as InnoDB does it:
   1. read both checkpoint slots and take the newest valid one (none: refuse to start);
   2. scan the log from the checkpoint LSN to the first bad, stale or partial block and parse
-     complete mtrs only, hashing each record by (space, page) in LSN order;
+     complete mtrs only;
+  2b. find the MLOG_CHECKPOINT marker carrying the checkpoint LSN (refuse to start without it:
+     bug 20 ignored the redo instead), learn from the MLOG_FILE_NAME / CREATE / RENAME / DELETE
+     records which tablespace files the redo touches, replay the file operations (create a
+     file whose creation was logged but lost, finish a logged rename, unlink a dropped table's
+     file) and open those files (MySQL 5.7's recv_init_crash_recovery_spaces); hash each page
+     record by (space, page) in LSN order, discarding the records of dropped spaces (bug 19);
   3. repair torn pages from the doublewrite buffer;
   4. apply the records page by page: a record is applied iff its mtr's start LSN >= the page
      LSN read from disk (the page LSN is an end LSN, so equal means not yet applied); then the
@@ -11,7 +17,8 @@ In order, as InnoDB does it:
      (MLOG_PAGE_INIT) need not be readable.  Applied pages join the flush list sorted by their
      oldest modification;
   4b. read the rollback segment count and doublewrite area from the recovered TRX_SYS page
-     and refuse a configuration that disagrees (Engine.check_sys_geometry);
+     and refuse a configuration that disagrees (Engine.check_sys_geometry); open the tables
+     of the recovered dictionary (Engine.open_dictionary);
   5. write a new checkpoint (the next number, so the newest valid slot is not overwritten);
   6. resurrect ACTIVE transactions from the undo logs (only now: MDEV-34212);
   7. open for new transactions; the engine rolls the resurrected ones back in background steps.
@@ -29,7 +36,9 @@ from tornpage.engine import page as fil_page, trx_sys
 from tornpage.engine.errors import (Corruption, LayoutError, PageFromFuture, RecoveryError,
                                    TornPageUnrepairable)
 from tornpage.engine.log import ScanResult, read_checkpoints, scan
-from tornpage.engine.mtr_log import MLOG_PAGE_INIT, apply
+from tornpage.engine import mtr_log
+from tornpage.engine.mtr_log import (FILE_RECORD_TYPES, MLOG_CHECKPOINT, MLOG_FILE_CREATE,
+                                     MLOG_FILE_DELETE, MLOG_PAGE_INIT, RedoParseError, apply)
 from tornpage.engine.page import PAGE_OK, PAGE_FROM_FUTURE, PAGE_MISPLACED, PAGE_ZERO, PAGE_SHORT
 
 
@@ -50,14 +59,134 @@ def scan_log(engine) -> ScanResult:
     return res
 
 
-def build_hash(engine, res: ScanResult) -> dict[tuple[int, int], list]:
-    """(space, page) → [(start LSN, end LSN, record)] in LSN order (recv_sys->addr_hash)."""
+def check_checkpoint_marker(engine, res: ScanResult) -> None:
+    """The scan from a checkpoint must reach the MLOG_CHECKPOINT marker carrying its LSN: the
+    checkpoint writes it (with the file names) and makes it durable before the checkpoint
+    slot, so without it the redo cannot be trusted to name every file it touches.
+
+    Raises:
+        RecoveryError: no marker (mutant ``redo-ignored-without-checkpoint-marker``, bug 20,
+            MySQL #80788, goes on as if the log held no redo after the checkpoint).
+    """
+    lsn = res.checkpoint.lsn
+    for m in res.mtrs:
+        if any(r.type == MLOG_CHECKPOINT and mtr_log.checkpoint_lsn(r) == lsn
+               for r in m.records):
+            engine.stats["recv_checkpoint_marker_found"] += 1
+            return
+    raise RecoveryError(f"no MLOG_CHECKPOINT marker for the checkpoint at LSN {lsn} between it "
+                        f"and the end of the log at {res.recovered_lsn} ({len(res.mtrs)} mtrs "
+                        f"scanned): the log after the checkpoint is damaged")
+
+
+class FileHistory:
+    """What the redo since the checkpoint says of one tablespace: the paths it had, in LSN
+    order, whether its creation and its deletion were logged."""
+    __slots__ = ("paths", "created", "deleted")
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.created = False
+        self.deleted = False
+
+    def note(self, path: str) -> None:
+        if not self.paths or self.paths[-1] != path:
+            self.paths.append(path)
+
+
+def file_histories(res: ScanResult) -> dict[int, FileHistory]:
+    """space id → its FileHistory, from the file-level records of the scanned mtrs.
+
+    Raises:
+        RecoveryError: a file-level record that does not parse, or names the system space.
+    """
+    out: dict[int, FileHistory] = {}
+    for m in res.mtrs:
+        for r in m.records:
+            if r.type not in FILE_RECORD_TYPES or r.type == MLOG_CHECKPOINT:
+                continue
+            try:
+                paths = mtr_log.file_paths(r)
+            except RedoParseError as e:
+                raise RecoveryError(f"redo log corrupt in the mtr at LSN {m.start_lsn}: {e}") \
+                    from None
+            if r.space == 0:
+                raise RecoveryError(f"{r.describe()} at LSN {m.start_lsn} names the system "
+                                    f"tablespace")
+            h = out.setdefault(r.space, FileHistory())
+            for p in paths:
+                h.note(p)
+            h.created |= r.type == MLOG_FILE_CREATE
+            h.deleted |= r.type == MLOG_FILE_DELETE
+    return out
+
+
+def replay_file_ops(engine, files: dict[int, FileHistory]) -> None:
+    """Bring the directory to what the redo says and open every live space it names (fil_op
+    replay): a dropped space's files are unlinked (unless a live space now owns the path); a
+    live space's file is found at its last path, renamed there from an earlier one, or, when
+    its creation is in the redo, created empty (its pages come back from MLOG_PAGE_INIT).  The
+    directory is fsynced once if anything changed.
+
+    Raises:
+        RecoveryError: a live space's file is missing and its creation is not in the redo.
+    """
+    vfs, st = engine.vfs, engine.stats
+    live = {s: h for s, h in files.items() if not h.deleted}
+    owner = {h.paths[-1]: s for s, h in live.items()}
+    changed = False
+    for s in sorted(files):
+        h = files[s]
+        if h.deleted:
+            for p in dict.fromkeys(h.paths):
+                if p not in owner and vfs.exists(p):
+                    vfs.unlink(p)
+                    st["recv_file_deleted"] += 1
+                    changed = True
+            continue
+        path = h.paths[-1]
+        if not vfs.exists(path):
+            old = next((p for p in reversed(h.paths[:-1]) if p not in owner and vfs.exists(p)),
+                       None)
+            if old is not None:
+                vfs.rename(old, path)
+                st["recv_file_renamed"] += 1
+            elif h.created:
+                vfs.open(path, create=True).close()
+                st["recv_file_created"] += 1
+            else:
+                raise RecoveryError(f"{path} (space {s}), which the redo log names, is missing")
+            changed = True
+        engine.fil.open_space(s, path)
+    if changed:
+        vfs.fsync_dir("")
+
+
+def discard_dropped(h: dict[tuple[int, int], list], files: dict[int, FileHistory],
+                    stats) -> None:
+    """Forget the page records of dropped spaces (their file is gone or going: MySQL #43948,
+    bug 19, kept them, and recovery waited for the tablespace forever)."""
+    for key in [k for k in h if k[0] in files and files[k[0]].deleted]:
+        stats["recv_records_dropped_space"] += len(h.pop(key))
+
+
+def build_hash(engine, res: ScanResult,
+               files: dict[int, FileHistory]) -> dict[tuple[int, int], list]:
+    """(space, page) → [(start LSN, end LSN, record)] in LSN order (recv_sys->addr_hash), page
+    records only.
+
+    Raises:
+        RecoveryError: a page record of a table space that no file-level record since the
+            checkpoint names (``files``, from :func:`file_histories`).
+    """
     h: dict[tuple[int, int], list] = {}
     for m in res.mtrs:
         for r in m.records:
-            if r.space not in engine.fil.spaces:
-                engine.stats["recv_records_unknown_space"] += 1
+            if r.type in FILE_RECORD_TYPES:
                 continue
+            if r.space and r.space not in files:
+                raise RecoveryError(f"redo {r.describe()} at LSN {m.start_lsn}: no MLOG_FILE_NAME"
+                                    f" since the checkpoint names space {r.space}")
             h.setdefault((r.space, r.page_no), []).append((m.start_lsn, m.end_lsn, r))
     return h
 
@@ -69,6 +198,8 @@ def apply_hash(engine, h: dict, recovered_lsn: int) -> None:
     for key in sorted(h):
         space, pno = key
         recs = h[key]
+        if space not in engine.fil.spaces:
+            raise RecoveryError(f"redo for page {space}:{pno} of a tablespace that is not open")
         raw = engine.fil.space(space).read_page(pno)
         v = fil_page.verify(raw, ps, recovered_lsn, expect=key)
         if v == PAGE_OK:
@@ -145,15 +276,24 @@ def recover(engine) -> None:
 
 def _recover(engine) -> None:
     res = scan_log(engine)
+    check_checkpoint_marker(engine, res)
     engine.log.restart_at(res.recovered_lsn, res.checkpoint)
+    files = file_histories(res)
+    h = build_hash(engine, res, files)
+    discard_dropped(h, files, engine.stats)
+    replay_file_ops(engine, files)
     if engine.dblwr is not None:
         engine.dblwr.recover(engine.fil, res.checkpoint.lsn, res.scanned_lsn, engine.stats)
-    h = build_hash(engine, res)
     apply_hash(engine, h, res.recovered_lsn)
     # TRX_SYS as redo left it: the rollback segments to resurrect from are the ones on disk
     # (a configuration that disagrees is refused before anything is resurrected or written)
     engine.check_sys_geometry(engine.buf.get(0, trx_sys.TRX_SYS_PAGE_NO).data,
                               "TRX_SYS after redo apply")
+    engine.open_dictionary()
+    # the spaces the redo changed stay named until a checkpoint passes their last change
+    for (space, _), recs in h.items():
+        if space:
+            engine.fil.named[space] = max(engine.fil.named.get(space, 0), recs[-1][1])
     engine.recovered_lsn = res.recovered_lsn
     checkpoint_after_apply(engine)
     engine.trx_sys.resurrect()

@@ -29,7 +29,9 @@ list base node (trx0rseg.h TRX_RSEG_HISTORY): u32 length, u32 first (oldest) and
 (newest) undo log header page, FIL_NULL when empty.  Committed undo logs join at the end in
 commit order; purge takes them from the front.
 
-DICT_HDR body: 38 u16 number of tables; then entries [u8 name length][name][u32 space]
+DICT_HDR body: 38 u16 number of tables; 40 u32 the highest space id ever given to a table
+(DICT_HDR_MAX_SPACE_ID: space ids are never reused, so redo of a dropped table's space can never
+be taken for a newer table's); then entries [u8 name length][name][u32 space]
 [u32 clustered index root][u32 secondary index (on k) root, FIL_NULL if none].
 """
 from __future__ import annotations
@@ -58,7 +60,8 @@ TRX_SYS_TRX_ID_WRITE_MARGIN = 256
 TRX_RSEG_UNDO_SLOTS = FIL_PAGE_DATA
 
 DICT_HDR_N_TABLES = FIL_PAGE_DATA
-DICT_HDR_TABLES = FIL_PAGE_DATA + 2
+DICT_HDR_MAX_SPACE_ID = FIL_PAGE_DATA + 2
+DICT_HDR_TABLES = FIL_PAGE_DATA + 6
 
 
 def n_slots(page_size: int) -> int:
@@ -163,9 +166,11 @@ def trx_id_store(frame) -> int:
     return u64(frame, TRX_SYS_TRX_ID_STORE)
 
 
-def encode_dict(tables: list[tuple[str, int, int, int]]) -> bytes:
-    """DICT_HDR body for ``(name, space, clustered root, secondary root or FIL_NULL)``."""
-    out = bytearray(len(tables).to_bytes(2, "big"))
+def encode_dict(tables: list[tuple[str, int, int, int]], max_space_id: int = 0) -> bytes:
+    """DICT_HDR body for ``(name, space, clustered root, secondary root or FIL_NULL)`` and the
+    highest space id ever used (at least every table's)."""
+    max_space_id = max([max_space_id] + [t[1] for t in tables])
+    out = bytearray(len(tables).to_bytes(2, "big") + max_space_id.to_bytes(4, "big"))
     for name, space, root, sec_root in tables:
         nb = name.encode()
         assert len(nb) < 256
@@ -174,14 +179,20 @@ def encode_dict(tables: list[tuple[str, int, int, int]]) -> bytes:
     return bytes(out)
 
 
+def max_space_id(frame) -> int:
+    """DICT_HDR_MAX_SPACE_ID: the highest space id ever given to a table."""
+    return u32(frame, DICT_HDR_MAX_SPACE_ID)
+
+
 def decode_dict(frame) -> list[tuple[str, int, int, int]]:
     """``(name, space, clustered root, secondary root or FIL_NULL)`` per table.
 
     Raises:
         Corruption: an entry runs past the page, a name is not UTF-8, or a space id is 0
-            (the system tablespace's) or repeated.
+            (the system tablespace's), repeated, or above DICT_HDR_MAX_SPACE_ID.
     """
     n = u16(frame, DICT_HDR_N_TABLES)
+    top = max_space_id(frame)
     pos = DICT_HDR_TABLES
     limit = len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM
     out = []
@@ -199,6 +210,9 @@ def decode_dict(frame) -> list[tuple[str, int, int, int]]:
         if space in seen:
             raise Corruption(f"data dictionary entry {i} ({name}): space id {space} is the "
                              f"system tablespace's or another table's")
+        if space > top:
+            raise Corruption(f"data dictionary entry {i} ({name}): space id {space} is above "
+                             f"the highest ever given, {top}")
         seen.add(space)
         out.append((name, space, u32(frame, pos + 4), u32(frame, pos + 8)))
         pos += 12
