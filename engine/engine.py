@@ -772,6 +772,7 @@ class Engine:
         self.log.write_up_to(self._marker_end, flush=True)
         self.log.write_checkpoint(lsn)
         self.stats["checkpoint_file_names"] += len(marker) - 1
+        self.stats["checkpoint_markers"] += 1
         return lsn
 
     def _sync_data_files(self) -> None:

@@ -631,7 +631,30 @@ _SAMPLES = _sample_records()
 
 
 def test_samples_cover_every_record_type():
-    assert {r.type for r, _, _ in _SAMPLES} == set(ml.TYPE_NAMES)
+    assert {r.type for r, _, _ in _SAMPLES} == set(ml.TYPE_NAMES) - ml.FILE_RECORD_TYPES
+
+
+def test_file_level_records_round_trip_and_change_no_page():
+    recs = [ml.file_record(ml.MLOG_FILE_NAME, 3, "a.ibd"),
+            ml.file_record(ml.MLOG_FILE_CREATE, 4, "b.ibd"),
+            ml.file_record(ml.MLOG_FILE_RENAME, 4, "b.ibd", "c.ibd"),
+            ml.file_record(ml.MLOG_FILE_DELETE, 3, "a.ibd"),
+            ml.checkpoint_marker(123456)]
+    assert {r.type for r in recs} == ml.FILE_RECORD_TYPES
+    back, end = ml.parse_mtr(ml.encode_mtr(recs), 0)
+    assert back == recs
+    assert [ml.file_paths(r) for r in back[:4]] == [["a.ibd"], ["b.ibd"], ["b.ibd", "c.ibd"],
+                                                    ["a.ibd"]]
+    assert ml.checkpoint_lsn(back[4]) == 123456
+    assert "b.ibd -> c.ibd" in back[2].describe()
+    for r in recs:
+        with pytest.raises(ml.RedoApplyError):
+            ml.apply(bytearray(PS), r, PS)
+    for body in (b"", b"\xff\xfe", b"a\0b"):
+        with pytest.raises(ml.RedoParseError):
+            ml.file_paths(ml.RedoRecord(ml.MLOG_FILE_DELETE, 3, 0, body))
+    with pytest.raises(ml.RedoParseError):
+        ml.file_paths(ml.RedoRecord(ml.MLOG_FILE_RENAME, 3, 0, b"only-one"))
 
 
 @pytest.mark.parametrize("idx", range(len(_SAMPLES)),
@@ -721,7 +744,9 @@ def test_engine_do_path_equals_redo_replay():
     eng = Engine.create(disk, cfg)
     eng.create_table("t")
     rng = random.Random(3)
-    for _ in range(8):
+    for i in range(8):
+        if i == 4:
+            eng.checkpoint()        # a marker naming the table's space (MLOG_FILE_NAME)
         trx = eng.begin()
         for _ in range(40):
             k = rng.randrange(400)
@@ -746,8 +771,9 @@ def test_engine_do_path_equals_redo_replay():
     assert res.stop == L.STOP_END and res.recovered_lsn <= eng.log.lsn
     assert res.recovered_lsn == eng.log.lsn or (eng.log.lsn % L.BLOCK == 0 and
                                                 eng.log.lsn - res.recovered_lsn < L.BLOCK)
-    assert len(res.mtrs) == eng.stats["mtr_committed"]
-    assert sum(len(m.records) for m in res.mtrs) == eng.stats["redo_records_written"]
+    assert len(res.mtrs) == eng.stats["mtr_committed"] + eng.stats["checkpoint_markers"]
+    assert sum(len(m.records) for m in res.mtrs) == eng.stats["redo_records_written"] + \
+        eng.stats["checkpoint_file_names"] + eng.stats["checkpoint_markers"]
     frames: dict[tuple[int, int], bytearray] = {}
     last: dict[tuple[int, int], int] = {}
     types = set()
@@ -757,11 +783,13 @@ def test_engine_do_path_equals_redo_replay():
         assert ml.parse_mtr(data, 0) == (m.records, len(data))
         for r in m.records:
             types.add(r.type)
+            if r.type in ml.FILE_RECORD_TYPES:
+                continue            # names files, changes no page
             key = (r.space, r.page_no)
             fr = frames.setdefault(key, bytearray(PS))
             ml.apply(fr, r, PS)
             last[key] = end
-    assert types == set(ml.TYPE_NAMES)
+    assert types == set(ml.TYPE_NAMES) - {ml.MLOG_FILE_RENAME, ml.MLOG_FILE_DELETE}
     files = {0: "ibdata1", 1: "t.ibd"}
     assert {s for s, _ in frames} == set(files)
     for (space, pno), fr in frames.items():
