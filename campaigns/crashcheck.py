@@ -28,16 +28,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tornpage.checkers import probes as probes_mod
-from tornpage.checkers.oracle import (check_committed_state, check_prepared,
+from tornpage.checkers.oracle import (check_committed_state, check_dictionary, check_prepared,
                                      check_xa_resolution, xa_promised)
 from tornpage.checkers.structure import check_after_recovery, check_quiesced
-from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, ISOLATION, LOST, REFUSED, UNCOMMITTED,
+from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, HANG, ISOLATION, LOST, REFUSED,
+                                       UNCOMMITTED,
                               Verdict)
 from tornpage.engine import Engine, undo
 from tornpage.engine.errors import Corruption, EngineError, LockConflict, RecoveryError
 from tornpage.faultfs import (DROP, KEEP, SIZE_ONLY, TEAR, CrashPlan, CrashPlanError,
                      CrashStateBuilder, Image, InjectedIOError,
-                     MediaFault, SimDisk, Write, get_device)
+                     MediaFault, OpBudgetExceeded, SimDisk, Write, get_device)
 from tornpage.faultfs import search
 
 from tornpage.campaigns.workload import TABLE, WorkloadRun, row_value
@@ -169,6 +170,19 @@ def at_rest_corruption(run: WorkloadRun, plan: CrashPlan, image) -> list[MediaFa
         if got == w.data[lo - w.offset:hi - w.offset]:
             out.append(op)
     return out
+
+
+OP_BUDGET_PER_SECTOR = 64     # file system calls per 512-byte sector of the crash image
+OP_BUDGET_MIN = 100_000
+
+
+def op_budget(image: Image) -> int:
+    """The file system calls one recovery and the checks after it may make on ``image`` before
+    they are taken for a hang: ``OP_BUDGET_PER_SECTOR`` per 512-byte sector of the image, at
+    least ``OP_BUDGET_MIN`` (measured: the recoveries and checks of ``tornpage run --examples 12
+    --seed 1`` made at most 536 per crash state)."""
+    sectors = sum(len(d) for d in image.files.values()) // 512
+    return max(OP_BUDGET_MIN, OP_BUDGET_PER_SECTOR * sectors)
 
 
 class _Failed(Exception):
@@ -489,7 +503,7 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
                 pick = draw_nested(depth) if draw_nested is not None else None
             if pick is None:
                 break
-            disk = SimDisk(b.profile, image)
+            disk = SimDisk(b.profile, image, op_budget=op_budget(image))
             eng = _open(disk, cfg)
             if depth == 0 and new_work is not None:
                 nw = _new_work(eng, new_work, disk, probes)
@@ -509,12 +523,15 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
                 probes["crash_after_new_work"] += 1
             image = nb.build(nplan)
             depth += 1
-        disk = SimDisk(b.profile, image)
+        disk = SimDisk(b.profile, image, op_budget=op_budget(image))
         eng = _open(disk, cfg)
         problems = check_after_recovery(eng)
         if problems:
             raise _Failed(Verdict.from_problems(CORRUPT, problems),
                           probes_mod.collect(eng.stats))
+        v = check_dictionary(markers, plan.position, set(eng.tables))
+        if not v.ok:
+            raise _Failed(v, probes_mod.collect(eng.stats))
         if not used and new_work is not None:
             nw = _new_work(eng, new_work, disk, probes)
         rows = _finish(eng, quiesce=False)
@@ -584,6 +601,14 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         if used:
             f.verdict.details.append(f"after {len(used)} crash(es) during recovery")
         return CrashResult(plan, f.verdict, probes, used, new_work)
+    except OpBudgetExceeded as e:
+        v = Verdict.failed(HANG, f"the engine did not finish: {e}", [
+            "recovery, background rollback, purge and the checks of one crash state read and "
+            "write each page a bounded number of times; a loop that keeps calling the file "
+            "system is taken for a hang"], rule="engine.hang")
+        if used:
+            v.details.append(f"after {len(used)} crash(es) during recovery")
+        return CrashResult(plan, v, probes, used, new_work)
     except CrashPlanError:
         raise                   # a plan that does not fit the trace: the caller's input is bad
     except Exception as e:  # noqa: BLE001 - the code under test failed in a checker's phase

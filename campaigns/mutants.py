@@ -356,6 +356,41 @@ def _extend_without_fsync(self, page_no: int, data: bytes) -> None:
         self.unsynced = unsynced
 
 
+def _dropped_space_redo_kept(h, files, stats) -> None:
+    # bug 19 (MySQL #43948): the page records of a dropped tablespace are not discarded ...
+    return None
+
+
+_apply_hash = recovery.apply_hash
+
+
+def _apply_waiting_for_tablespace(engine, h, recovered_lsn: int) -> None:
+    # ... and applying the hashed records waits until every page has its tablespace, as
+    # recv_apply_hashed_log_recs waited for recv_sys->n_addrs to reach 0: a dropped space's
+    # records never get there, and recovery polls the file system for its file forever
+    for space in sorted({s for s, _ in h if s not in engine.fil.spaces}):
+        while space not in engine.fil.spaces:
+            engine.vfs.exists(f"space {space}")
+    _apply_hash(engine, h, recovered_lsn)
+
+
+@contextlib.contextmanager
+def _dropped_space_redo_kept_waiting() -> Iterator[None]:
+    with mock.patch.object(recovery, "discard_dropped", _dropped_space_redo_kept), \
+            mock.patch.object(recovery, "apply_hash", _apply_waiting_for_tablespace):
+        yield
+
+
+def _redo_ignored_without_marker(engine, res) -> None:
+    # bug 20 (MySQL #80788): with no MLOG_CHECKPOINT marker for the checkpoint in the scanned
+    # log, recovery goes on as if the log held nothing after the checkpoint
+    lsn = res.checkpoint.lsn
+    if not any(r.type == mtr_log.MLOG_CHECKPOINT and mtr_log.checkpoint_lsn(r) == lsn
+               for m in res.mtrs for r in m.records):
+        res.mtrs.clear()
+        res.recovered_lsn = lsn
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
@@ -558,6 +593,18 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "U/C: a crash during rollback leaves a half-rolled-back transaction",
            lambda: mock.patch.object(trx.TrxSys, "_rollback_step_mtr",
                                      _rollback_step_without_redo)),
+    Mutant("dropped-space-redo-kept", 19,
+           "the redo of a dropped tablespace is not discarded: recovery waits for its file to "
+           "apply it (MySQL #43948)",
+           "H: recovery never finishes after a crash that follows a DROP TABLE",
+           _dropped_space_redo_kept_waiting),
+    Mutant("redo-ignored-without-checkpoint-marker", 20,
+           "a scan that does not reach the MLOG_CHECKPOINT marker of its checkpoint treats the "
+           "log as holding no redo after the checkpoint (MySQL #80788)",
+           "L: commits after the checkpoint are lost when the marker's log block is damaged",
+           lambda: mock.patch.object(recovery, "check_checkpoint_marker",
+                                     _redo_ignored_without_marker),
+           needs="--media-faults (at-rest-corruption or a misdirected write in the log)"),
     Mutant("extend-without-fsync", 21,
            "a page write that extends a data file is not followed by an fsync of the file "
            "(MySQL #45892)",

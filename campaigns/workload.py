@@ -29,6 +29,12 @@ statement on an empty slot begins a transaction (at the run's isolation level). 
     ["prepare", slot]                      XA PREPARE the slot's transaction (or, on an empty
                                            slot, the next slot's, if any); the slot lets go of
                                            it (XA END), so its next statement begins anew
+    ["create_table", n]                    CREATE TABLE sbtest2 or sbtest3 (n even / odd), with
+                                           the index on k when n % 4 >= 2
+    ["drop_table", n]                      DROP TABLE sbtest2 or sbtest3
+    ["rename_table", n]                    RENAME TABLE sbtest2 TO sbtest3 (n even) or back
+                                           (DDL on a table that does not exist, or onto one
+                                           that does, is skipped, as IF [NOT] EXISTS would)
     ["background", n]                      n steps of log writer / page cleaner / checkpoint /
                                            background rollback / purge
     ["checkpoint"]
@@ -45,7 +51,10 @@ A statement that hits a row lock held by another slot's transaction rolls its ow
 back (as innodb_rollback_on_timeout would), which the oracle sees as a rollback.
 
 Setup (sysbench ``prepare``) creates the database and table, loads ``table_size`` rows, takes a
-sharp checkpoint and emits the ``initial-state`` marker; crash positions lie after it.
+sharp checkpoint and emits the ``initial-state`` marker (its rows and tables); crash positions
+lie after it.  DDL statements announce themselves with ``ddl-begin`` (op, table, new name) and
+``ddl-ack`` once they returned (checkers.oracle.check_dictionary).  The tables DDL creates hold
+no rows: the committed-state oracle follows sbtest1 only.
 Transactions announce themselves through trace markers (``commit-begin`` with their writes,
 ``commit-ack`` with the commit LSN once commit returned), which is all the oracle reads.  With
 flush_log_at_trx_commit 0 or 2 the ack carries ``mode`` too, and after every step that moved
@@ -69,6 +78,7 @@ from tornpage.faultfs.media import KINDS, parse_schedule
 
 TABLE = "sbtest1"
 SLOTS = 3
+DDL_TABLES = ("sbtest2", "sbtest3")     # the tables DDL steps create, drop and rename
 
 
 def row_value(id_: int, k: int, seed: int) -> bytes:
@@ -157,7 +167,7 @@ def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     trx.commit()
     eng.make_checkpoint(flush=True)
     rows = tuple((TABLE, k, v) for k, v in sorted(eng.all_rows(TABLE).items()))
-    disk.mark("initial-state", rows=rows)
+    disk.mark("initial-state", rows=rows, tables=(TABLE,))
     run = WorkloadRun(settings, steps, disk, disk.base, len(disk.trace) - 1)
     run.setup_stats = dict(eng.stats)
     disk.arm(settings.schedule())
@@ -330,6 +340,9 @@ class _Runner:
         if op == "purge":
             self._purge(int(step[1]))
             return
+        if op in ("create_table", "drop_table", "rename_table"):
+            self._ddl(op, int(step[1]))
+            return
         slot = int(step[1]) % SLOTS
         try:
             self._statement(op, slot, step)
@@ -338,6 +351,30 @@ class _Runner:
             self._note(f"slot {slot}: {e}; rolling back trx {t.id}")
             t.rollback()
             self._end(slot, "rolled back after a lock conflict")
+
+    def _ddl(self, op: str, n: int) -> None:
+        """One DDL statement on sbtest2 / sbtest3, between ``ddl-begin`` and ``ddl-ack``
+        markers; skipped (noted) where IF [NOT] EXISTS would skip it."""
+        name = DDL_TABLES[n % 2]
+        tables = self.eng.tables
+        if op == "create_table":
+            if name in tables:
+                return self._note(f"CREATE TABLE {name} skipped: it exists")
+            self.disk.mark("ddl-begin", op="create", table=name)
+            self.eng.create_table(name, k_index=n % 4 >= 2)
+        elif op == "drop_table":
+            if name not in tables:
+                return self._note(f"DROP TABLE {name} skipped: no such table")
+            self.disk.mark("ddl-begin", op="drop", table=name)
+            self.eng.drop_table(name)
+        else:
+            new = DDL_TABLES[(n + 1) % 2]
+            if name not in tables or new in tables:
+                return self._note(f"RENAME TABLE {name} TO {new} skipped")
+            self.disk.mark("ddl-begin", op="rename", table=name, new=new)
+            self.eng.rename_table(name, new)
+        self.disk.mark("ddl-ack")
+        self.eng.stats["workload_ddl"] += 1
 
     def _mode_kw(self) -> dict:
         return {} if self.mode == 1 else {"mode": self.mode}
@@ -486,6 +523,10 @@ def _brief(x) -> str:
 # -- Hypothesis strategies -------------------------------------------------------------------------
 def step_strategy(table_size: int):
     ids = st.integers(1, table_size)
+    # DDL: creates as often as drops and renames together, so tables exist to drop and rename;
+    # three branches of the one_of below, so a 20-step workload runs a few statements
+    ddl = st.tuples(st.sampled_from(["create_table", "create_table", "drop_table",
+                                     "rename_table"]), st.integers(0, 3))
     new_ids = st.integers(table_size + 1, table_size * 4)
     slot = st.integers(0, SLOTS - 1)
     seed = st.integers(0, 10**6)
@@ -508,6 +549,7 @@ def step_strategy(table_size: int):
                   st.integers(1, 20)),
         st.tuples(st.just("bulk_delete"), slot, ids, st.integers(2, 60)),
         st.tuples(st.just("purge"), st.integers(1, 8)),
+        ddl, ddl, ddl,
     ).map(list)
 
 
@@ -620,7 +662,8 @@ def validate_steps(steps) -> list:
              "delete_insert": 4, "insert": 4, "bulk_insert": 5, "bulk_update": 5, "commit": 2,
              "rollback": 2, "background": 2, "checkpoint": 1, "sum_range": 4,
              "order_range": 4, "distinct_range": 4, "k_select": 3, "oltp_trx": 4,
-             "bulk_delete": 4, "purge": 2, "prepare": 2}
+             "bulk_delete": 4, "purge": 2, "prepare": 2, "create_table": 2, "drop_table": 2,
+             "rename_table": 2}
     out = []
     for s in steps:
         # ids become the row's 32-bit k column (update_index adds 1 per step): bound every field

@@ -56,12 +56,18 @@ and once the campaign resolved each transaction found PREPARED (commit or rollba
   * ``oracle.xa_commit_lost`` (L): a committed one's writes do not all show;
   * ``oracle.xa_rollback_visible`` (U): after a rollback the state is not the committed state
     it had before (its writes show, or rows changed).
+
+DDL (:func:`check_dictionary`).  Markers: ``initial-state`` (``tables``), ``ddl-begin`` (``op``,
+``table``, ``new``) before CREATE / DROP / RENAME TABLE, ``ddl-ack`` once it returned.  The
+recovered tables must be those after every acknowledged statement, or after the one in doubt
+too: ``oracle.ddl_lost`` (L) when an acknowledged statement is undone, ``oracle.ddl_not_atomic``
+(C) for any other set of tables.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tornpage.checkers.verdict import LOST, UNCOMMITTED, Verdict
+from tornpage.checkers.verdict import CORRUPT, LOST, UNCOMMITTED, Verdict
 
 Row = tuple[str, int]
 
@@ -406,3 +412,74 @@ def check_xa_resolution(before: dict[Row, bytes], after: dict[Row, bytes],
     return Verdict.failed(UNCOMMITTED, f"XA ROLLBACK of recovered prepared transactions left "
                                        f"{len(d)} rows changed", details,
                           rule="oracle.xa_rollback_visible")
+
+
+# -- DDL ---------------------------------------------------------------------------------------
+def ddl_states(markers, position: int) -> tuple[list[frozenset], int]:
+    """(the table sets the DDL before ``position`` passes through, the number of them a
+    recovery must reach), from ``initial-state`` (``tables``) and ``ddl-begin`` (``op``:
+    create, drop or rename; ``table``; ``new`` for a rename) / ``ddl-ack`` markers.  DDL
+    statements run one at a time and are durable when they return, so every one but the last
+    began was acknowledged, and only the last may be in doubt.
+
+    Raises:
+        MarkerError: an unknown DDL operation, or a ``ddl-ack`` with no ``ddl-begin``.
+    """
+    tables: set[str] = set()
+    states: list[frozenset] = []
+    acked = 0
+    pending = False
+    for i, m in markers:
+        if i >= position:
+            break
+        if m.label == "initial-state":
+            tables = set(m.get("tables", ())) | {t for t, _, _ in m.get("rows", ())}
+            states = [frozenset(tables)]
+            acked = 1
+        elif m.label == "ddl-begin":
+            op, name = m.get("op"), m.get("table")
+            if op == "create":
+                tables.add(name)
+            elif op == "drop":
+                tables.discard(name)
+            elif op == "rename":
+                tables.discard(name)
+                tables.add(m.get("new"))
+            else:
+                raise MarkerError(f"ddl-begin with unknown op {op!r} (marker {i})")
+            states.append(frozenset(tables))
+            pending = True
+        elif m.label == "ddl-ack":
+            if not pending:
+                raise MarkerError(f"ddl-ack without ddl-begin (marker {i})")
+            acked = len(states)
+            pending = False
+    return states, acked
+
+
+def check_dictionary(markers, position: int, found: set[str]) -> Verdict:
+    """Demand that the recovered tables ``found`` are those after every acknowledged DDL
+    statement, or after the one in doubt as well: DDL is atomic and durable on return.
+
+    Rules: ``oracle.ddl_lost`` (L): an acknowledged CREATE / DROP / RENAME TABLE is undone (the
+    tables are those of an earlier point); ``oracle.ddl_not_atomic`` (C): the tables are no
+    state the DDL passes through (a statement half done, a table no DDL made).
+    """
+    states, acked = ddl_states(markers, position)
+    if not states:
+        return Verdict.passed()     # no initial-state marker: the crash came before the setup
+    found = frozenset(found)
+    allowed = states[acked - 1:acked + 1]
+    if found in allowed:
+        return Verdict.passed()
+    want = " or ".join(str(sorted(s)) for s in allowed)
+    if found in states[:acked - 1]:
+        return Verdict.failed(LOST, f"an acknowledged DDL statement was undone: tables "
+                                    f"{sorted(found)}, expected {want}",
+                              [f"{len(states) - 1} DDL statement(s) began before the crash, "
+                               f"{acked - 1} were acknowledged"], rule="oracle.ddl_lost")
+    return Verdict.failed(CORRUPT, f"the recovered tables {sorted(found)} are no state the DDL "
+                                   f"passes through: expected {want}",
+                          [f"missing {sorted(set().union(*allowed) - found)}, unexpected "
+                           f"{sorted(found - set().union(*allowed))}"],
+                          rule="oracle.ddl_not_atomic")

@@ -31,6 +31,16 @@ PROBES: dict[str, tuple[str, str]] = {
                                        "redo scan ended at a block whose number does not match"),
     "redo_scan_stopped_partial_block": ("recv_scan_stop_end-of-log",
                                         "redo scan ended at the last, partial block"),
+    "file_created_from_redo": ("recv_file_created",
+                               "tablespace file whose MLOG_FILE_CREATE was durable but whose "
+                               "creation was lost, created again by recovery"),
+    "file_renamed_from_redo": ("recv_file_renamed",
+                               "RENAME TABLE whose MLOG_FILE_RENAME was durable, finished by "
+                               "recovery"),
+    "file_deleted_from_redo": ("recv_file_deleted",
+                               "dropped table's file unlinked by recovery (MLOG_FILE_DELETE)"),
+    "redo_of_dropped_space_discarded": ("recv_records_dropped_space",
+                                        "page redo of a dropped tablespace discarded (bug 19)"),
 }
 
 # what the workloads ran (counted by the campaign once per workload, from its settings and its
@@ -43,6 +53,7 @@ WORKLOAD_PROBES: dict[str, tuple[str, str]] = {
                            "background log writer step wrote and fsynced the log (modes 0, 2)"),
     "commit_acked_before_durable": ("trx_commit_acked_not_durable",
                                     "commit acknowledged before the log was fsynced to its LSN"),
+    "ddl_statement": ("workload_ddl", "CREATE, DROP or RENAME TABLE run by the workload"),
     "log_wrapped": ("log_wraps",
                     "redo log write began a new lap of the circular log file (the log wrapped)"),
     "log_free_check_checkpoint": ("log_sync_checkpoints",

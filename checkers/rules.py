@@ -24,6 +24,7 @@ RULES: dict[str, str] = {
     "fsck.pool_page_lsn_future": "a dirty page in the buffer pool has an LSN beyond the "
                                  "recovered end of the log",
     "fsck.page_misplaced": "a valid page on disk claims to be another page (misdirected write)",
+    "fsck.orphan_file": "a tablespace file (.ibd) that no table of the recovered dictionary owns",
     "fsck.page_invalid": "page verification gave a result the checker does not know",
     # -- structural checker: B+trees (quiesced) ------------------------------------------------
     "fsck.btr_page_type": "a page reached in a B+tree is not an INDEX page",
@@ -73,9 +74,14 @@ RULES: dict[str, str] = {
                                    "PREPARED after recovery wrote",
     "oracle.xa_commit_lost": "XA COMMIT of a recovered prepared transaction did not make all "
                              "its writes visible",
+    "oracle.ddl_lost": "an acknowledged CREATE, DROP or RENAME TABLE is undone after recovery",
+    "oracle.ddl_not_atomic": "the recovered tables are no state the DDL statements pass "
+                             "through (a statement half done, or a table no DDL made)",
     "oracle.xa_rollback_visible": "XA ROLLBACK of a recovered prepared transaction left rows "
                                   "changed",
     # -- the campaign's own verdicts (campaigns/crashcheck.py) ----------------------------------
+    "engine.hang": "recovery, or the work after it, made more file system calls than the "
+                   "crash state's budget allows without finishing (a hang)",
     "engine.refused": "recovery refused to open the database (RecoveryError or Corruption)",
     "engine.unexpected_error": "recovery raised an exception other than RecoveryError or "
                                "Corruption",

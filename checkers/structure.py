@@ -25,6 +25,7 @@ from tornpage.checkers.rules import Problem
 from tornpage.engine import btr_page, fsp, row, trx_sys
 from tornpage.engine import page as fil_page
 from tornpage.engine.errors import EngineError, EngineIOError
+from tornpage.engine.fil import IBD_SUFFIX
 from tornpage.engine.page import (FIL_NULL, FIL_PAGE_INDEX, FIL_PAGE_NEXT, FIL_PAGE_PREV,
                                   PAGE_OK, page_type, u32)
 
@@ -80,13 +81,24 @@ def _page_problems(eng, lsn_limit: int, use_pool: bool) -> list[Problem]:
 
 
 def check_after_recovery(eng) -> list[Problem]:
-    """Page validity and page LSN <= recovered log end, right after recovery."""
+    """Page validity and page LSN <= recovered log end, right after recovery; and no
+    tablespace file that no table of the dictionary owns (``fsck.orphan_file``: DDL is atomic
+    by redo, so a dropped or renamed table's file never outlives recovery)."""
     try:
-        return _page_problems(eng, eng.recovered_lsn, use_pool=True)
+        return _orphan_files(eng) + _page_problems(eng, eng.recovered_lsn, use_pool=True)
     except EngineIOError:   # unreadable, not malformed: the caller decides
         raise
     except EngineError as e:
         return [Problem("fsck.engine_error", f"{type(e).__name__}: {e}")]
+
+
+def _orphan_files(eng) -> list[Problem]:
+    owned = {eng.fil.space(idx.space).path for idx in eng.tables.values()}
+    orphans = [p for p in eng.vfs.listdir("") if p.endswith(IBD_SUFFIX) and p not in owned]
+    if not orphans:
+        return []
+    return [Problem("fsck.orphan_file", f"tablespace files {orphans[:8]} belong to no table of "
+                                        f"the recovered dictionary {sorted(eng.tables)}")]
 
 
 def _index_agreement(eng, idx, sidx) -> list[Problem]:

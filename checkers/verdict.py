@@ -14,10 +14,11 @@ from tornpage.checkers.rules import RULES
 # finding kinds (INNODB.md's letters): L committed data lost, U uncommitted data visible,
 # C corrupt page accepted or wrong page image, R refuses to start, H hang, E engine error;
 # and I: a consistent read during the workload disagreed with the snapshot model
-LOST, UNCOMMITTED, CORRUPT, REFUSED, ENGINE_ERROR = "L", "U", "C", "R", "E"
+LOST, UNCOMMITTED, CORRUPT, REFUSED, HANG, ENGINE_ERROR = "L", "U", "C", "R", "H", "E"
 ISOLATION = "I"
 KIND_NAMES = {LOST: "committed data lost", UNCOMMITTED: "uncommitted data visible",
               CORRUPT: "corruption", REFUSED: "recovery refused to start",
+              HANG: "the engine hangs (recovery or its background work never finishes)",
               ENGINE_ERROR: "engine raised an unexpected error",
               ISOLATION: "a read saw the wrong version (isolation anomaly)"}
 

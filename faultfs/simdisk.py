@@ -19,6 +19,17 @@ from tornpage.faultfs.trace import (Create, Fsync, FsyncDir, Marker, MediaFault,
                            Truncate, Unlink, Write, parent_dir)
 
 
+class OpBudgetExceeded(BaseException):
+    """The program made more file system calls than the disk's ``op_budget`` allows: it hangs
+    (loops on IO it can never finish), judged deterministically by a count, never by a clock
+    (FoundationDB's simulator bounds simulated time the same way).  A BaseException, as
+    KeyboardInterrupt is, so no ``except Exception`` in the program under test swallows it."""
+
+    def __init__(self, budget: int, last: str) -> None:
+        super().__init__(f"more than {budget} file system calls (the last: {last})")
+        self.budget, self.last = budget, last
+
+
 @dataclass
 class Image:
     """A disk's durable contents: file path → bytes, plus the set of directories, plus the
@@ -45,6 +56,7 @@ class SimFile:
         return self._disk._inodes[self._inode]
 
     def pread(self, n: int, offset: int) -> bytes:
+        self._disk._spend("pread", self.path)
         """Raises InjectedIOError (EIO) on a latent sector error."""
         assert n >= 0 and offset >= 0
         d = self._disk
@@ -74,6 +86,7 @@ class SimFile:
         raise media.eio("latent sector error", self.path)
 
     def pwrite(self, data: bytes, offset: int) -> int:
+        self._disk._spend("pwrite", self.path)
         """Raises InjectedIOError (EIO, ENOSPC) when the schedule says so; nothing is written.
         A ``misdirected`` fault returns normally, the data written elsewhere (in this file or
         another) or nowhere; an ``at-rest-corruption`` fault returns normally, the data stored
@@ -125,6 +138,7 @@ class SimFile:
         return len(data)
 
     def fsync(self) -> None:
+        self._disk._spend("fsync", self.path)
         """Raises InjectedIOError (EIO) when the schedule says so (the dirty data is then
         marked clean, as Linux does: see :mod:`faultfs.media`)."""
         self._data()
@@ -162,7 +176,7 @@ class SimDisk:
     """
 
     def __init__(self, profile: DeviceProfile | str = DEFAULT_DEVICE,
-                 image: Image | None = None) -> None:
+                 image: Image | None = None, op_budget: int | None = None) -> None:
         self.profile = get_device(profile) if isinstance(profile, str) else profile
         self.base = image.copy() if image is not None else Image()
         self.trace = Trace()
@@ -177,12 +191,24 @@ class SimDisk:
         self._schedule: tuple = ()
         self._io_counts = {"read": 0, "write": 0, "fsync": 0, "extend": 0}
         self.faults_injected = 0
+        self.op_budget = op_budget
+        self.ops = 0            # file system calls made (reads included), for op_budget
 
     def arm(self, schedule) -> None:
         """Start injecting the media faults of ``schedule`` (a sequence of
         :class:`faultfs.media.FaultSpec`); IOs are counted from now.  Deterministic."""
         self._schedule = tuple(schedule)
         self._io_counts = {"read": 0, "write": 0, "fsync": 0, "extend": 0}
+
+    def _spend(self, call: str, path: str) -> None:
+        """Count one file system call.
+
+        Raises:
+            OpBudgetExceeded: past ``op_budget`` calls (a hang, see the class).
+        """
+        self.ops += 1
+        if self.op_budget is not None and self.ops > self.op_budget:
+            raise OpBudgetExceeded(self.op_budget, f"{call} {path!r}")
 
     def _due(self, io_class: str, extending: bool = False):
         """Count one IO of ``io_class``; the fault scheduled for it, if any."""
@@ -218,6 +244,7 @@ class SimDisk:
 
     # -- the VFS protocol ---------------------------------------------------------------------
     def open(self, path: str, create: bool = False) -> SimFile:
+        self._spend("open", path)
         ino = self._names.get(path)
         if ino is None:
             if not create:
@@ -230,9 +257,11 @@ class SimDisk:
         return SimFile(self, path, ino)
 
     def exists(self, path: str) -> bool:
+        self._spend("exists", path)
         return path in self._names or path in self._dirs
 
     def listdir(self, path: str = "") -> list[str]:
+        self._spend("listdir", path)
         if path not in self._dirs:
             raise FileNotFoundError(path)
         names = {p.rsplit("/", 1)[-1] for p in list(self._names) + list(self._dirs)
@@ -240,6 +269,7 @@ class SimDisk:
         return sorted(names)
 
     def mkdir(self, path: str) -> None:
+        self._spend("mkdir", path)
         if path in self._dirs:
             return
         if parent_dir(path) not in self._dirs:
@@ -248,6 +278,7 @@ class SimDisk:
         self.trace.append(Mkdir(path))
 
     def rename(self, src: str, dst: str) -> None:
+        self._spend("rename", src)
         if src not in self._names:
             raise FileNotFoundError(src)
         ino = self._names.pop(src)
@@ -255,11 +286,13 @@ class SimDisk:
         self.trace.append(Rename(src, dst, ino))
 
     def unlink(self, path: str) -> None:
+        self._spend("unlink", path)
         if path not in self._names:
             raise FileNotFoundError(path)
         self.trace.append(Unlink(path, self._names.pop(path)))
 
     def fsync_dir(self, path: str = "") -> None:
+        self._spend("fsync_dir", path)
         if path not in self._dirs:
             raise FileNotFoundError(path)
         self.trace.append(FsyncDir(path))

@@ -1008,6 +1008,11 @@ def test_missing_checkpoint_marker_refuses_to_start():
     img.files["ib_logfile0"] = bytes(logb)
     with pytest.raises(RecoveryError, match="MLOG_CHECKPOINT"):
         Engine.open(SimDisk(image=img), eng.config)
+    # bug 20's mutant opens the same image and silently loses the commits after the checkpoint
+    from tornpage.campaigns.mutants import planted
+    with planted("redo-ignored-without-checkpoint-marker"):
+        e2 = Engine.open(SimDisk(image=img), eng.config)
+    assert len(e2.all_rows(T)) < 59
 
 
 def test_redo_for_an_unnamed_space_is_refused():

@@ -32,10 +32,11 @@ from tornpage.campaigns.artifacts import from_dict
 from tornpage.campaigns.runner import Finding
 from tornpage.campaigns.workload import TABLE, WorkloadSettings, row_value, run_workload
 from tornpage.checkers import structure
-from tornpage.checkers.oracle import check_committed_state, check_prepared, check_xa_resolution
+from tornpage.checkers.oracle import (check_committed_state, check_dictionary, check_prepared,
+                                     check_xa_resolution)
 from tornpage.checkers.rules import RULES, Problem
 from tornpage.checkers.structure import check_after_recovery, check_quiesced
-from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, ISOLATION, LOST, REFUSED,
+from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, HANG, ISOLATION, LOST, REFUSED,
                                        UNCOMMITTED, Verdict, finding_signature,
                                        legacy_signature)
 from tornpage.engine import Engine, btr_page as bp, fsp, trx_sys
@@ -391,6 +392,37 @@ def oracle_case(faulty: dict, clean: dict, script=two_acked):
     return lambda fault: script().judge(faulty if fault else clean)
 
 
+def ddl_script() -> Script:
+    """Markers: sbtest2 created and dropped (both acknowledged), sbtest3 created (in doubt)."""
+    s = Script(INITIAL)
+    for label, attrs in [("ddl-begin", {"op": "create", "table": "sbtest2"}), ("ddl-ack", {}),
+                         ("ddl-begin", {"op": "drop", "table": "sbtest2"}), ("ddl-ack", {}),
+                         ("ddl-begin", {"op": "create", "table": "sbtest3"})]:
+        s.disk.mark(label, **attrs)
+    return s
+
+
+def ddl_case(faulty: set, clean: set):
+    def run(fault: bool):
+        s = ddl_script()
+        return check_dictionary(s.disk.trace.markers(), len(s.disk.trace),
+                                faulty if fault else clean)
+    return run
+
+
+def orphan_file():
+    """The base image with a tablespace file no table owns."""
+    img = base_image().copy()
+    img.files["sbtest9.ibd"] = bytes(PS)
+    return img
+
+
+def hanging_open(vfs, config=None):
+    """An Engine.open that polls the file system for ever (the bug-19 kind of hang)."""
+    while True:
+        vfs.exists("sbtest9.ibd")
+
+
 def with_hole() -> Script:
     s = two_acked()
     s.begin(12, {3: b"3-t12"})                 # in doubt
@@ -572,6 +604,7 @@ CASES = [
     Case("fsck.pool_page_lsn_future", CORRUPT, pool_lsn_future),
     Case("fsck.page_misplaced", CORRUPT, image_case(misplaced)),
     Case("fsck.page_invalid", CORRUPT, unknown_verification),
+    Case("fsck.orphan_file", CORRUPT, image_case(orphan_file)),
     Case("fsck.engine_error", CORRUPT, unreadable_bitmap),
     # B+trees (valid pages, broken tree: only the quiesced check sees them)
     Case("fsck.btr_page_type", CORRUPT, image_case(leaf_edit(4, set_type), quiesced)),
@@ -612,6 +645,9 @@ CASES = [
     Case("oracle.xa_prepared_unlocked", UNCOMMITTED, xa_case(xa_found(unlocked=[(TABLE, 5)]))),
     Case("oracle.xa_commit_lost", LOST, xa_resolution_case("commit")),
     Case("oracle.xa_rollback_visible", UNCOMMITTED, xa_resolution_case("rollback")),
+    # DDL
+    Case("oracle.ddl_lost", LOST, ddl_case({TABLE, "sbtest2"}, {TABLE})),
+    Case("oracle.ddl_not_atomic", CORRUPT, ddl_case({TABLE, "sbtest4"}, {TABLE, "sbtest3"})),
     # new transactions during background rollback
     Case("recovery.new_work_lock_ignored", UNCOMMITTED, no_lock_conflicts),
     Case("recovery.new_work_dirty_read", UNCOMMITTED,
@@ -621,6 +657,7 @@ CASES = [
     # the campaign's verdict sites
     Case("engine.refused", REFUSED,
          patched(Engine, "open", raising(RecoveryError("no valid checkpoint")))),
+    Case("engine.hang", HANG, patched(Engine, "open", hanging_open)),
     Case("engine.unexpected_error", ENGINE_ERROR,
          patched(Engine, "open", raising(ValueError("boom")))),
     Case("engine.background_corruption", CORRUPT,
