@@ -55,11 +55,11 @@ def one_line_error(result) -> str:
 
 
 # -- clean runs ----------------------------------------------------------------------------------------
-CLEAN_ARGS = ("--examples", "6", "--seed", "2")   # a seed whose 6 workloads fire every required
+CLEAN_ARGS = ("--examples", "6", "--seed", "13")   # a seed whose 6 workloads fire every required
                                                  # probe (measured: of seeds 0-15, 2 and 12 do;
                                                  # see test_a_run_that_misses_a_probe_fails)
-SHORT_ARGS = ("--examples", "6", "--seed", "0")   # misses two required probes (measured)
-SHORT_MISSES = ["trx_commit_mode_2", "btr_page_merge"]
+SHORT_ARGS = ("--examples", "6", "--seed", "0")   # misses a required probe (measured)
+SHORT_MISSES = ["btr_page_merge"]
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +75,13 @@ def test_run_clean_exits_0_with_a_complete_json_summary(clean_run):
     assert result.stdout.rstrip().endswith("result: PASS")
     assert result.stderr == "", "--quiet must not print progress"
     assert summary["workloads"] == 6
-    # distinct states, at most --crash-states (default 24) per workload; repeats counted apart
-    # distinct states, at most --crash-states (default 24) per workload (measured for seed 2)
-    assert (summary["crash_states"], summary["crash_states_reused"]) == (93, 0)
+    # distinct states, at most --crash-states (default 24) per workload, repeats counted apart
+    # (measured for seed 13)
+    assert (summary["crash_states"], summary["crash_states_reused"]) == (102, 0)
     assert summary["findings"] == []
     assert summary["missing_probes"] == []
     assert summary["passed"] is True
-    assert summary["seed"] == 2 and summary["mutant"] is None
+    assert summary["seed"] == 13 and summary["mutant"] is None
     probes = summary["probes"]
     assert isinstance(probes, dict) and probes
     assert all(isinstance(k, str) and isinstance(n, int) and n > 0 for k, n in probes.items())
@@ -517,7 +517,7 @@ def _set_setting(key, value):
     (_set("seed", "seven"), "malformed artifact"),
     (_set("steps", 5), "malformed artifact"),
     (_set("steps", [["commit"]]), "malformed workload step"),
-    (_set("steps", [["drop_table", 0]]), "malformed workload step"),
+    (_set("steps", [["truncate_table", 0]]), "malformed workload step"),
     (_set("steps", [["insert", 0, -1, 3]]), "malformed workload step"),
     (_set("settings", [1, 2]), "malformed artifact"),
     (_set_setting("page_size", 1000), "page_size"),

@@ -205,7 +205,7 @@ def test_page_verification_names_a_misplaced_page():
 # a workload whose 5th write after setup is a page write that a misdirected write moves onto
 # another page (found by a campaign with --mutant no-write-verify --media-faults)
 MISDIRECTED = WorkloadSettings(buffer_pool_pages=16, log_file_size=196608,
-                               media_faults=(("misdirected", 4, 297),))
+                               media_faults=(("misdirected", 5, 297),))
 MISDIRECTED_STEPS = [["checkpoint"], ["bulk_update", 1, 36, 25, 749], ["rollback", 0],
                      ["range_select", 0, 20, 14], ["background", 3], ["background", 5]]
 

@@ -707,7 +707,7 @@ def test_bit_rot_of_a_data_page_stops_the_engine_and_a_refusal_on_it_is_accepted
     state keeping the rot (the page has no copy to repair it from) may be refused, which the
     campaign accepts (probe ``refused_on_at_rest_corruption``), and every other state passes."""
     s = WorkloadSettings(table_size=400, buffer_pool_pages=16, log_file_size=196608,
-                         media_faults=(("bit-rot", 1, 12345),))
+                         media_faults=(("bit-rot", 2, 12345),))
     steps = [["checkpoint"], ["bulk_update", 1, 36, 25, 749], ["rollback", 0],
              ["range_select", 0, 20, 14], ["background", 3], ["background", 5]]
     run = run_workload(s, steps)
