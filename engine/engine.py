@@ -416,10 +416,11 @@ class Engine:
         """
         d = self.buf.get(0, trx_sys.DICT_HDR_PAGE_NO).data
         tables = trx_sys.decode_dict(d)
-        owned = {space for _, space, _, _ in tables}
-        for space in sorted(set(self.fil.spaces) - owned - {0}):
-            raise RecoveryError(f"the redo log names {self.fil.space(space).path} (space "
-                                f"{space}), which no table of the recovered dictionary owns")
+        unowned = sorted(set(self.fil.spaces) - {space for _, space, _, _ in tables} - {0})
+        if unowned:
+            raise RecoveryError(f"the redo log names {self.fil.space(unowned[0]).path} (space "
+                                f"{unowned[0]}), which no table of the recovered dictionary "
+                                f"owns")
         for name, space, root, sec_root in tables:
             path = name + IBD_SUFFIX
             if space not in self.fil.spaces:

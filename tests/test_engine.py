@@ -1015,6 +1015,44 @@ def test_missing_checkpoint_marker_refuses_to_start():
     assert len(e2.all_rows(T)) < 59
 
 
+def _with_logged(records, make_file: str | None = None):
+    """A database whose log ends with an mtr of ``records`` (durable), and ``make_file``
+    created on disk."""
+    from tornpage.engine import mtr_log as ml
+    disk, eng = _new_engine()
+    eng.make_checkpoint(flush=True)
+    eng.log.append(ml.encode_mtr(records))
+    eng.log.write_up_to(eng.log.end_lsn, flush=True)
+    if make_file:
+        disk.open(make_file, create=True).pwrite(disk.read_file(T + ".ibd"), 0)
+    return disk, eng
+
+
+def _file_redo_cases():
+    from tornpage.engine import mtr_log as ml
+    return {
+        # a file the redo names that no table of the recovered dictionary owns
+        "unowned": ([ml.file_record(ml.MLOG_FILE_NAME, 9, "x.ibd")], "x.ibd", None, "owns"),
+        # the table's file is gone and its creation is not in the redo
+        "missing": ([ml.file_record(ml.MLOG_FILE_NAME, 1, T + ".ibd")], None, T + ".ibd",
+                    "is missing"),
+        "not-utf8": ([ml.RedoRecord(ml.MLOG_FILE_NAME, 9, 0, b"\xff")], None, None, "corrupt"),
+        "system-space": ([ml.file_record(ml.MLOG_FILE_DELETE, 0, "ibdata1")], None, None,
+                         "system tablespace"),
+    }
+
+
+@pytest.mark.parametrize("case", ["unowned", "missing", "not-utf8", "system-space"])
+def test_file_level_redo_that_cannot_be_true_is_refused(case):
+    records, make_file, remove_file, words = _file_redo_cases()[case]
+    disk, eng = _with_logged(records, make_file)
+    assert eng.tables[T].space == 1
+    if remove_file:
+        disk.unlink(remove_file)
+    with pytest.raises(RecoveryError, match=words):
+        Engine.open(SimDisk(image=disk.live_image()), eng.config)
+
+
 def test_redo_for_an_unnamed_space_is_refused():
     """Page redo for a table space that no MLOG_FILE_NAME since the checkpoint names is
     refused, not skipped."""
