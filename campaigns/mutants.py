@@ -247,24 +247,18 @@ def _either_checksum_field(page, page_size, log_end_lsn=None, expect=None) -> st
     return v
 
 
-class _AppendedFlushList(list):
-    """A flush list that takes every page at its newest end (buf_flush_insert_into_flush_list),
-    right for pages an mtr commit adds, in LSN order; wrong for recovered pages."""
-    add = list.append
-
-
 def _install_recovered_appended(self, space: int, page_no: int, data, oldest: int,
                                 newest: int) -> None:
-    # bug 11: recovered pages are appended to the flush list in the order redo apply reaches
-    # them (page order), not inserted sorted by oldest_modification: the list head is no longer
-    # the oldest page, and a checkpoint taken from it advances past unflushed pages
+    # bug 11: recovered pages are appended at the flush list's tail (the normal path's O(1)
+    # buf_flush_insert_into_flush_list, right for pages an mtr commit adds in LSN order) in the
+    # order redo apply reaches them (page order), not inserted sorted by oldest_modification:
+    # the list head is no longer the oldest page, and a checkpoint taken from it advances past
+    # unflushed pages
     assert (space, page_no) not in self.frames
-    if not isinstance(self.flush_list, _AppendedFlushList):
-        self.flush_list = _AppendedFlushList(self.flush_list)
     f = self._install(buf.Frame(space, page_no, data))
     f.oldest_modification = oldest
     f.newest_modification = newest
-    self.flush_list.add(f)
+    self.flush_list.append(f)
 
 
 def _checkpoint_before_data_fsync(self) -> None:
@@ -325,10 +319,11 @@ class _MtrWithoutRedo(Mtr):
         try:
             if self.records:
                 lsn = self.engine.log.end_lsn
-                for f in self.modified.values():
+                for key in sorted(self.modified):
+                    f = self.modified[key]
                     if f.oldest_modification == 0:
                         f.oldest_modification = lsn
-                        self.buf.flush_list.add(f)
+                        self.buf.flush_list.append(f)
                     f.newest_modification = lsn
                     fil_page.put_u64(f.data, fil_page.FIL_PAGE_LSN, lsn)
         finally:

@@ -193,6 +193,7 @@ def benchmarks(cwd: str) -> str:
     out = []
     for script, args, keep in (("recovery_scaling.py", ["--repeat", "5"], ("1x:", "8x:", "redo ratio",
                                                                          "flush-list insert cost",
+                                                                         "flush-list append cost",
                                                                          "recovery time ratio")),
                                ("engine_throughput.py", [], ("median", "ratio", "SimDisk",
                                                              "OsVFS", "history"))):

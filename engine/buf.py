@@ -5,12 +5,19 @@ Invariants (``_check`` asserts them):
   * at most ``capacity`` frames; a frame is dirty iff ``oldest_modification > 0`` iff it is in
     the flush list;
   * the flush list is ordered by (oldest_modification, space, page): its head is the checkpoint
-    candidate (bug 11: recovered pages are inserted sorted too, never appended);
+    candidate (bug 11: recovered pages are inserted sorted, never appended);
   * ``oldest_modification <= newest_modification`` and FIL_PAGE_LSN of a dirty frame equals its
     newest_modification;
   * WAL: a page is written only after the log is durable up to its newest_modification
     (bug 14); with doublewrite on, only after its copy is durable (bug 6);
   * a frame fixed by an open mtr is never evicted or flushed.
+
+The flush list (:class:`FlushList`) is kept as InnoDB keeps it.  On the normal path a page that
+becomes dirty at mtr commit is appended at the tail in O(1) (buf_flush_insert_into_flush_list):
+mtrs commit in LSN order and an mtr hands its pages over in page order, so appending keeps the
+order.  During recovery, pages are inserted sorted by oldest_modification in O(log n)
+(buf_flush_insert_sorted_into_flush_list, the InnoDB Plugin 1.0.7 fix): redo apply reaches them
+in page order, not LSN order.  Re-dirtying a dirty page does not move it.
 
 Flushing: a page-cleaner batch takes up to N pages from the flush-list head, makes the log
 durable to their highest newest_modification, stamps page and trailer LSN and checksums,
@@ -20,6 +27,8 @@ LRU eviction of a dirty page does the same for one page through the single-page 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from itertools import chain, pairwise
 
 from sortedcontainers import SortedKeyList
 
@@ -57,6 +66,85 @@ def _flush_key(f: Frame) -> int:
     return (f.oldest_modification << 64) | (f.space << 32) | f.page_no
 
 
+class FlushList:
+    """The dirty frames in flushing order, oldest_modification first (buf_pool->flush_list).
+
+    Two runs, the recovered run before the appended run:
+
+    * the recovered run holds the pages recovery applied redo to, inserted sorted by
+      ``_flush_key`` (:meth:`insert_sorted`, O(log n)).  InnoDB Plugin 1.0.7 finds the insert
+      position in a red-black tree that exists only during recovery; this run is a
+      ``SortedKeyList``.  After recovery it only shrinks, as its pages are flushed;
+    * the appended run holds the pages mtr commits made dirty, appended at the tail
+      (:meth:`append`, O(1)), kept in an ``OrderedDict`` of frames: a linked list with O(1)
+      removal anywhere and O(1) access to its first frame.
+
+    The whole list is ordered by ``_flush_key`` because its callers keep two rules, which
+    :meth:`_check` asserts and nothing here enforces: pages are appended in key order (mtrs
+    commit in LSN order and each hands its pages over in page order, all with its start LSN),
+    and every recovered page comes before every appended one (redo apply inserts before any
+    mtr commits, and every mtr after recovery starts at or beyond the recovered LSN, above the
+    oldest_modification of every recovered page).  A frame's key must not change while it is
+    in the list (``oldest_modification`` is set before insertion and cleared after removal).
+    """
+
+    __slots__ = ("_appended", "_recovered")
+
+    def __init__(self) -> None:
+        self._recovered: SortedKeyList = SortedKeyList(key=_flush_key)
+        self._appended: OrderedDict[Frame, None] = OrderedDict()
+
+    def append(self, f: Frame) -> None:
+        """Add ``f`` at the tail (buf_flush_insert_into_flush_list).  O(1).  The caller
+        guarantees ``f`` sorts after every frame in the list (class docstring)."""
+        self._appended[f] = None
+
+    def insert_sorted(self, f: Frame) -> None:
+        """Add a recovered ``f`` at its place by ``_flush_key``
+        (buf_flush_insert_sorted_into_flush_list).  O(log n).  Recovery calls it before any
+        frame is appended (class docstring)."""
+        self._recovered.add(f)
+
+    def remove(self, f: Frame) -> None:
+        """Take ``f`` out of the list: O(1) from the appended run, O(log n) from the recovered
+        run.
+
+        Raises:
+            ValueError: ``f`` is not in the list.
+        """
+        if f in self._appended:
+            del self._appended[f]
+        else:
+            self._recovered.remove(f)
+
+    def first(self) -> Frame | None:
+        """The head (the smallest oldest_modification), or None when the list is empty.  O(1)."""
+        if self._recovered:
+            return self._recovered[0]
+        return next(iter(self._appended), None)
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Oldest first; the list must not change during the iteration."""
+        return chain(self._recovered, self._appended)
+
+    def __len__(self) -> int:
+        return len(self._recovered) + len(self._appended)
+
+    def __contains__(self, f: Frame) -> bool:
+        return f in self._appended or f in self._recovered
+
+    def __repr__(self) -> str:
+        return f"FlushList({len(self._recovered)} recovered, {len(self._appended)} appended)"
+
+    def _check(self) -> None:
+        """Assert that the list is strictly ordered by ``_flush_key``, across both runs."""
+        self._recovered._check()
+        keys = [_flush_key(f) for f in self]
+        assert all(a < b for a, b in pairwise(keys)), \
+            "flush list out of oldest_modification order"
+        assert all(f.oldest_modification > 0 for f in self)
+
+
 class BufferPool:
     """Args: ``fil`` (tablespaces), ``log`` (:class:`~engine.log.LogSys`), ``dblwr`` (a
     :class:`~engine.dblwr.Doublewrite` or None when disabled), ``capacity`` (pages),
@@ -72,7 +160,7 @@ class BufferPool:
         self.capacity = capacity
         self.page_size = page_size
         self.frames: OrderedDict[tuple[int, int], Frame] = OrderedDict()   # LRU order
-        self.flush_list: SortedKeyList = SortedKeyList(key=_flush_key)
+        self.flush_list = FlushList()
         self.stats = stats
 
     # -- access ----------------------------------------------------------------------------------
@@ -123,12 +211,14 @@ class BufferPool:
 
     def install_recovered(self, space: int, page_no: int, data: bytearray, oldest: int,
                           newest: int) -> None:
-        """Put a page that recovery applied redo to into the pool, dirty, in flush-list order."""
+        """Put a page that recovery applied redo to into the pool, dirty, at its place in the
+        flush list by oldest_modification (an O(log n) sorted insert: redo apply reaches pages
+        in page order, not LSN order)."""
         assert (space, page_no) not in self.frames
         f = self._install(Frame(space, page_no, data))
         f.oldest_modification = oldest
         f.newest_modification = newest
-        self.flush_list.add(f)
+        self.flush_list.insert_sorted(f)
 
     def _install(self, f: Frame) -> Frame:
         while len(self.frames) >= self.capacity:
@@ -163,18 +253,23 @@ class BufferPool:
 
     # -- modification ----------------------------------------------------------------------------
     def note_modification(self, f: Frame, start_lsn: int, end_lsn: int) -> None:
-        """Record that an mtr [start_lsn, end_lsn) changed ``f`` (buf_flush_note_modification)."""
+        """Record that an mtr [start_lsn, end_lsn) changed ``f`` (buf_flush_note_modification).
+
+        A page that becomes dirty is appended to the flush list in O(1): mtrs commit in LSN
+        order and hand their pages over in page order (Mtr.commit), so the tail is the right
+        place.  A page already dirty keeps its place and its oldest_modification."""
         assert f.fix_count > 0 and end_lsn > f.newest_modification
         fil_page.put_u64(f.data, fil_page.FIL_PAGE_LSN, end_lsn)
         f.newest_modification = end_lsn
         if f.oldest_modification == 0:
             f.oldest_modification = start_lsn
-            self.flush_list.add(f)
+            self.flush_list.append(f)
 
     # -- flushing ---------------------------------------------------------------------------------
     def oldest_modification(self) -> int:
         """The flush list head's oldest_modification, or 0 when nothing is dirty.  O(1)."""
-        return self.flush_list[0].oldest_modification if self.flush_list else 0
+        head = self.flush_list.first()
+        return head.oldest_modification if head is not None else 0
 
     def flush_batch(self, n: int) -> int:
         """Flush up to ``n`` unfixed pages from the flush-list head; return how many."""
@@ -235,8 +330,7 @@ class BufferPool:
         assert len(self.frames) <= self.capacity
         dirty = [f for f in self.frames.values() if f.oldest_modification]
         assert len(dirty) == len(self.flush_list), (len(dirty), len(self.flush_list))
-        keys = [_flush_key(f) for f in self.flush_list]
-        assert keys == sorted(keys)
+        self.flush_list._check()
         for f in dirty:
             assert f in self.flush_list
             assert f.oldest_modification <= f.newest_modification

@@ -3,7 +3,8 @@
 An mtr fixes the pages it touches, changes them only by building redo records and applying
 them (so the change made and the change logged are the same bytes), and at commit appends its
 records to the log as one group, stamps every changed page with the group's end LSN and puts
-it on the flush list.  Recovery applies a group all or nothing.
+it on the flush list (appended at its tail, in page order).  Recovery applies a group all or
+nothing.
 
 An exception inside an mtr, or inside its commit (LogFull from the log writer's guard, any
 failure while stamping pages), leaves pages changed but unlogged; the engine then stops (it
@@ -93,8 +94,11 @@ class Mtr:
                 recs = fil.name_records(spaces - named_here) + self.records
                 self.start_lsn, self.end_lsn = self.engine.log.append(mtr_log.encode_mtr(recs))
                 fil.note_changed(spaces | named_here, self.end_lsn)
-                for f in self.modified.values():
-                    self.buf.note_modification(f, self.start_lsn, self.end_lsn)
+                # in page order: the pages share the mtr's start LSN as oldest_modification,
+                # and the flush list, which they join at its tail, orders ties by page
+                for key in sorted(self.modified):
+                    self.buf.note_modification(self.modified[key], self.start_lsn,
+                                               self.end_lsn)
                 self.engine.stats["mtr_committed"] += 1
                 self.engine.stats["redo_records_written"] += len(recs)
         except BaseException as e:

@@ -14,8 +14,9 @@ In order, as InnoDB does it:
   4. apply the records page by page: a record is applied iff its mtr's start LSN >= the page
      LSN read from disk (the page LSN is an end LSN, so equal means not yet applied); then the
      page LSN and trailer LSN become the mtr's end LSN.  A page whose first record re-creates it
-     (MLOG_PAGE_INIT) need not be readable.  Applied pages join the flush list sorted by their
-     oldest modification;
+     (MLOG_PAGE_INIT) need not be readable.  Applied pages join the flush list by a sorted
+     insert on their oldest modification (BufferPool.install_recovered; apply reaches them in
+     page order, not LSN order), not by the O(1) tail append of the normal path;
   4b. read the rollback segment count and doublewrite area from the recovered TRX_SYS page
      and refuse a configuration that disagrees (Engine.check_sys_geometry); open the tables
      of the recovered dictionary (Engine.open_dictionary);
@@ -24,7 +25,8 @@ In order, as InnoDB does it:
   7. open for new transactions; the engine rolls the resurrected ones back in background steps.
 
 Recovery costs O(redo bytes) to scan and parse plus O(dirty pages · log(dirty pages)) to insert
-the applied pages into the flush list.
+the applied pages into the flush list.  Mtrs that run after it (background rollback, new work)
+start beyond the recovered LSN, so the pages they dirty are appended behind the recovered ones.
 """
 from __future__ import annotations
 
