@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from tornpage.campaigns import crashcheck, reports, tools
+from tornpage.campaigns import crashcheck, reports, runner, tools
 from tornpage.campaigns import html_report
 from tornpage.campaigns.artifacts import ArtifactError, load
 from tornpage.campaigns.mutants import MUTANTS, planted
@@ -239,7 +239,8 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
             _err(f"[{r.elapsed:6.1f}s] workloads {r.workloads:5d}  crash states "
                  f"{r.crash_states:7d}  findings {len(r.findings)}")
 
-    with _terminate_as_interrupt(), _executor(jobs, dask_address) as executor:
+    with _terminate_as_interrupt(cooperative=jobs <= 1 and not dask_address), \
+            _executor(jobs, dask_address) as executor:
         res = run_campaign(cfg, progress, executor=executor,
                            jobs=jobs if not dask_address else _dask_workers(executor))
         if res.interrupted:
@@ -255,16 +256,23 @@ def run(ctx, profile, budget, examples, seed, shard, jobs, dask_address, mutant,
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt():
+def _terminate_as_interrupt(cooperative: bool):
     """SIGTERM (a CI job cancelled, a pod evicted) stops a campaign as Ctrl-C does: findings
-    kept, JSON and JUnit written, exit 130."""
+    kept, JSON and JUnit written, exit 130.  Both set ``runner.STOP``; a campaign running in
+    this process (``cooperative``) stops at its next crash state (runner.StopRequest), one
+    that waits on workers is interrupted at once; a second signal always interrupts at once."""
     def handler(signum, frame):
-        raise KeyboardInterrupt
-    old = signal.signal(signal.SIGTERM, handler)
+        again = runner.STOP.requested
+        runner.STOP.set()
+        if again or not cooperative:
+            raise KeyboardInterrupt
+    runner.STOP.clear()
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _stop_workers(executor) -> None:

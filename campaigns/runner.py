@@ -271,6 +271,32 @@ def run_chunk(cfg: CampaignConfig, i: int, n_examples: int) -> "CampaignResult":
     return res
 
 
+class StopRequest:
+    """A stop asked for by a signal (the CLI's SIGINT and SIGTERM handlers set it).  A campaign
+    running in this process stops cooperatively: it checks the request before every crash
+    state and between chunks (:meth:`check`) and raises KeyboardInterrupt there, never from
+    inside whatever code the signal interrupted (a KeyboardInterrupt raised in a ``__del__`` or
+    a garbage-collector callback, Hypothesis's for one, is printed as "Exception ignored" and
+    lost)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+    def clear(self) -> None:
+        self.requested = False
+
+    def check(self) -> None:
+        """Raises KeyboardInterrupt when a stop was requested."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+STOP = StopRequest()
+
+
 def run_campaign(cfg: CampaignConfig,
                  progress: Callable[[CampaignResult], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -287,6 +313,7 @@ def run_campaign(cfg: CampaignConfig,
     chunks = plan_chunks(cfg)
 
     def more() -> bool:
+        STOP.check()
         return (cfg.budget is None or clock() - t0 < cfg.budget) and \
             len(res.findings) < cfg.max_findings
 
@@ -462,6 +489,7 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
         limit = None if n < len(searches) - 1 else cfg.crash_states_per_workload
         start = seen.checked
         for plan in crashes:
+            STOP.check()
             nested = cfg.recovery_crashes and rng.random() < 0.5
             new_work = nw_rng.randrange(2 ** 32) if nw_rng.random() < 0.5 else None
             if nested:
@@ -625,6 +653,7 @@ def _shrink_plan(f: _Failing, res: CampaignResult) -> None:
 
     def still(plan: CrashPlan, nested: list) -> object:
         res.shrink_runs += 1
+        STOP.check()
         try:
             o = crashcheck.check_crash_state(run, plan, nested=nested, new_work=out.new_work)
         except CrashPlanError:
