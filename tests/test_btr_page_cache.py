@@ -371,3 +371,22 @@ def test_recovery_applies_redo_to_the_same_bytes_as_the_live_engine(cache):
         ref_write_records(again, ref_records(got))
         assert again == got
     bp._check_cache()
+
+
+def test_a_frame_hint_serves_only_a_frame_whose_heap_is_unchanged():
+    """The per-frame hint is a shortcut to the entry the heap bytes key: bytes changed behind
+    the module's back, or another frame that got the hinted frame's id, are decoded afresh."""
+    bp.clear_cache()
+    f = _index_frame()
+    bp.write_records(f, [_leaf(k) for k in range(0, 50, 5)])
+    pp = bp.parsed(f)
+    assert bp._hints[id(f)] is pp and bp.parsed(f) is pp
+    f[bp.PAGE_DATA + bp.REC_LEN + bp.KEY_LEN - 1] ^= 1          # key 0 becomes 1, no API
+    assert bp.parsed(f).recs == tuple(ref_records(f)) and bp.parsed(f).keys[0] == 1
+    g = _index_frame()                  # same heap length, other records: as if g had f's id
+    bp.write_records(g, [_leaf(k) for k in range(100, 150, 5)])
+    bp._hints[id(g)] = bp.parsed(f)
+    assert bp.parsed(g).recs == tuple(ref_records(g))
+    bp._check(f)
+    bp._check(g)
+    bp._check_cache()
