@@ -390,3 +390,34 @@ def test_a_frame_hint_serves_only_a_frame_whose_heap_is_unchanged():
     bp._check(f)
     bp._check(g)
     bp._check_cache()
+
+
+def _walk_page(pp, lo, hi, limit, out):
+    """Index.scan's record-by-record walk over one leaf (the reference for _scan_page)."""
+    for k, r in zip(pp.keys, pp.recs):
+        if k > hi or len(out) >= limit:
+            return True
+        if k >= lo:
+            out.append(r)
+    return False
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scanning_a_leaf_by_binary_search_takes_what_the_walk_takes(seed):
+    """Index._scan_page (binary search and slices) appends the records the walk appends and
+    stops where it stops, for any bounds and limit (also a limit reached at the page's last
+    record, an empty page, lo > hi, records already taken); keys_ascending tells intact pages
+    from damaged ones, which scan walks."""
+    from tornpage.engine.btr import Index
+    rng = random.Random(seed)
+    for _ in range(300):
+        keys = sorted(rng.sample(range(60), rng.randrange(0, 12)))
+        pp = bp.ParsedPage(b"", tuple(_leaf(k) for k in keys), tuple(keys))
+        assert bp.keys_ascending(pp)
+        lo, hi = rng.randrange(-2, 62), rng.randrange(-2, 62)
+        before = [b"x"] * rng.randrange(0, 4)
+        limit = rng.randrange(0, 10)
+        a, b = list(before), list(before)
+        assert Index._scan_page(pp, lo, hi, limit, a) == _walk_page(pp, lo, hi, limit, b)
+        assert a == b
+    assert not bp.keys_ascending(bp.ParsedPage(b"", (_leaf(5), _leaf(3)), (5, 3)))
