@@ -146,33 +146,39 @@ class Index:
     def scan(self, mtr, lo: int, hi: int, limit: int) -> list[bytes]:
         """Leaf records with lo <= key <= hi in key order, at most ``limit``.  O(height *
         log(records per page) + leaf records visited), no key decoded on cached pages."""
+        return self.scan_keyed(mtr, lo, hi, limit)[1]
+
+    def scan_keyed(self, mtr, lo: int, hi: int, limit: int) -> tuple[list[int], list[bytes]]:
+        """(keys, records) of :meth:`scan`: ``keys[i]`` is the key of ``records[i]``."""
+        keys: list[int] = []
         out: list[bytes] = []
         leaf = self.search_path(mtr, lo)[-1]
         while True:
             pp = bp.parsed(leaf.data)
             if bp.keys_ascending(pp):
-                if self._scan_page(pp, lo, hi, limit, out):
-                    return out
+                if self._scan_page(pp, lo, hi, limit, out, keys):
+                    return keys, out
             else:                       # a damaged page: the records in page order
                 for k, r in zip(pp.keys, pp.recs):
                     if k > hi or len(out) >= limit:
-                        return out
+                        return keys, out
                     if k >= lo:
                         out.append(r)
+                        keys.append(k)
             nxt = u32(leaf.data, FIL_PAGE_NEXT)
             if nxt == FIL_NULL:
-                return out
+                return keys, out
             leaf = self._index_page(mtr, nxt)
 
     @staticmethod
-    def _scan_page(pp, lo: int, hi: int, limit: int, out: list) -> bool:
+    def _scan_page(pp, lo: int, hi: int, limit: int, out: list, keys_out: list) -> bool:
         """:meth:`scan`'s walk over one leaf whose keys ascend, by binary search and slices:
         appends to ``out`` what the record-by-record walk appends (records with lo <= key <=
         hi, up to ``limit`` in all) and returns True where that walk would stop on this page
         (at a key > hi, or at any record once ``limit`` are taken); False: go on to the next
         leaf (also when the limit was reached with this page's last record, as the walk
         looks at the next leaf's first record before it stops).  O(log records) + records
-        taken, in C."""
+        taken, in C.  Their keys go to ``keys_out``."""
         keys = pp.keys
         n = len(keys)
         room = limit - len(out)
@@ -182,8 +188,10 @@ class Index:
         s = bisect.bisect_left(keys, lo, 0, t)
         if t - s >= room:
             out.extend(pp.recs[s:s + room])
+            keys_out.extend(keys[s:s + room])
             return s + room < n
         out.extend(pp.recs[s:t])
+        keys_out.extend(keys[s:t])
         return t < n
 
     # -- modification -----------------------------------------------------------------------------

@@ -417,7 +417,13 @@ def test_scanning_a_leaf_by_binary_search_takes_what_the_walk_takes(seed):
         lo, hi = rng.randrange(-2, 62), rng.randrange(-2, 62)
         before = [b"x"] * rng.randrange(0, 4)
         limit = rng.randrange(0, 10)
-        a, b = list(before), list(before)
-        assert Index._scan_page(pp, lo, hi, limit, a) == _walk_page(pp, lo, hi, limit, b)
-        assert a == b
+        a, b, ka = list(before), list(before), []
+        assert Index._scan_page(pp, lo, hi, limit, a, ka) == _walk_page(pp, lo, hi, limit, b)
+        assert a == b and ka == [bp.rec_key(r) for r in a[len(before):]]
     assert not bp.keys_ascending(bp.ParsedPage(b"", (_leaf(5), _leaf(3)), (5, 3)))
+
+
+def test_live_values_are_the_leaf_values_of_the_records_not_delete_marked():
+    recs = [_leaf(1, b"a"), bp.with_delete_mark(_leaf(2, b"b"), True), _leaf(3, b"c")]
+    assert bp.live_values([1, 2, 3], recs) == {bp.rec_key(r): bp.leaf_value(r) for r in recs
+                                               if not bp.is_delete_marked(r)} == {1: b"a", 3: b"c"}
