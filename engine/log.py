@@ -462,7 +462,7 @@ def _block_problem(blk: bytes, block_lsn: int, prev_ckno: int | None) -> str | N
     return None
 
 
-PARSE_CACHE_BYTES = 8 << 20     # payload bytes whose parse parse_run keeps (per process)
+PARSE_CACHE_BYTES = 1 << 20     # payload bytes whose parse parse_run keeps (per process)
 _parsed: dict[tuple, tuple] = {}    # (parse function, payload bytes) -> parse_run's result
 _parsed_bytes = 0
 
