@@ -21,6 +21,8 @@ invariant, as a walk over a broken tree cannot trust what lies below.
 """
 from __future__ import annotations
 
+import bisect
+
 from tornpage.checkers.rules import Problem
 from tornpage.engine import btr_page, fsp, row, trx_sys
 from tornpage.engine import page as fil_page
@@ -106,22 +108,20 @@ def _index_agreement(eng, idx, sidx) -> list[Problem]:
     the entries (k, id) of the clustered index's rows."""
     out = []
     big = (1 << 64) - 1
-    clust = idx.scan(eng.buf, 0, big, 1 << 62)
-    entries = sidx.scan(eng.buf, 0, big, 1 << 62)
-    marked = [btr_page.rec_key(r) for r in clust if btr_page.is_delete_marked(r)]
+    ckeys, clust = idx.scan_keyed(eng.buf, 0, big, 1 << 62)
+    skeys, entries = sidx.scan_keyed(eng.buf, 0, big, 1 << 62)
+    info, flag = btr_page.REC_INFO, btr_page.REC_INFO_DELETED_FLAG
+    marked = [k for k, r in zip(ckeys, clust) if r[info] & flag]
     if marked:
         out.append(Problem("fsck.delete_marked_after_purge",
                            f"table {idx.name}: delete-marked rows {marked[:8]} left after purge"))
-    smarked = [btr_page.sec_key_parts(btr_page.rec_key(e)) for e in entries
-               if btr_page.is_delete_marked(e)]
+    smarked = [btr_page.sec_key_parts(k) for k, e in zip(skeys, entries) if e[info] & flag]
     if smarked:
         out.append(Problem("fsck.sec_delete_marked_after_purge",
                            f"table {idx.name}, index k: delete-marked entries (k, id) "
                            f"{smarked[:8]} left after purge"))
-    want = {(row.rec_k(r), btr_page.rec_key(r))
-            for r in clust if not btr_page.is_delete_marked(r)}
-    have = {btr_page.sec_key_parts(btr_page.rec_key(e)) for e in entries
-            if not btr_page.is_delete_marked(e)}
+    want = {(row.rec_k(r), k) for k, r in zip(ckeys, clust) if not r[info] & flag}
+    have = {btr_page.sec_key_parts(k) for k, e in zip(skeys, entries) if not e[info] & flag}
     if want - have:
         out.append(Problem("fsck.sec_index_missing_entry",
                            f"table {idx.name}, index k: rows (k, id) {sorted(want - have)[:8]} "
@@ -162,34 +162,42 @@ def _check_tree(buf, idx) -> list[int]:
                               f"page {space}:{page_no} has type "
                               f"{fil_page.PAGE_TYPE_NAMES.get(t, t)}, expected INDEX")
         try:
-            recs = btr_page.records(data)
+            pp = btr_page.parsed(data)
         except btr_page.PageLayoutError as e:
             raise _TreeBroken("fsck.btr_page_layout", f"page {page_no}: {e}") from None
-        keys = [btr_page.rec_key(r) for r in recs]
-        if any(a >= b for a, b in zip(keys, keys[1:])):
+        recs, keys = pp.recs, pp.keys       # keys[i] is the key of recs[i]
+        if not btr_page.keys_ascending(pp) or len(set(keys)) != len(keys):
             raise _TreeBroken("fsck.btr_order",
-                              f"page {page_no}: keys not strictly ascending: {keys}")
+                              f"page {page_no}: keys not strictly ascending: {list(keys)}")
         lvl = btr_page.level(data)
+        lens = set(map(len, recs))
         if lvl > 0:
-            bad = [len(r) for r in recs if len(r) != btr_page.NODE_PTR_LEN]
-            what = "node pointer"
+            ok = lens <= {btr_page.NODE_PTR_LEN}
+            what, good = "node pointer", lambda n: n == btr_page.NODE_PTR_LEN
         elif btr_page.is_secondary(data):
-            bad = [len(r) for r in recs if len(r) != btr_page.SEC_REC_LEN]
-            what = "secondary index record"
+            ok = lens <= {btr_page.SEC_REC_LEN}
+            what, good = "secondary index record", lambda n: n == btr_page.SEC_REC_LEN
         else:
-            bad = [len(r) for r in recs if len(r) < btr_page.REC_VALUE]
-            what = "leaf record"
-        if bad:
+            ok = not lens or min(lens) >= btr_page.REC_VALUE
+            what, good = "leaf record", lambda n: n >= btr_page.REC_VALUE
+        if not ok:
+            bad = next(len(r) for r in recs if not good(len(r)))
             raise _TreeBroken("fsck.btr_record_length",
-                              f"page {page_no}: {what} of {bad[0]} bytes")
+                              f"page {page_no}: {what} of {bad} bytes")
         if expect_level is not None and lvl != expect_level:
             raise _TreeBroken("fsck.btr_level",
                               f"page {page_no} level {lvl}, expected {expect_level}")
         levels.setdefault(lvl, []).append(page_no)
-        for j, k in enumerate(keys):
-            if lvl > 0 and j == 0:
-                continue  # leftmost node pointer: minus infinity
-            if (lo is not None and k < lo) or (hi is not None and k >= hi):
+        # keys ascend strictly: those below lo lead, those at or above hi trail
+        first = 1 if lvl > 0 else 0         # the leftmost node pointer: minus infinity
+        if first < len(keys):
+            k = None
+            if lo is not None and keys[first] < lo:
+                k = keys[first]
+            elif hi is not None:
+                i = bisect.bisect_left(keys, hi, first)
+                k = keys[i] if i < len(keys) else None
+            if k is not None:
                 raise _TreeBroken("fsck.btr_key_bounds",
                                   f"key {k} on page {page_no} outside [{lo}, {hi})")
         if lvl == 0:

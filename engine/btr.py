@@ -113,51 +113,102 @@ class Index:
     def search_path(self, mtr, key: int) -> list:
         """Frames from the root down to the leaf that does or would hold ``key``.
         O(height * log(records per page)) on cached pages (btr_page.parsed)."""
-        path = [self._index_page(mtr, self.root)]
-        while bp.level(path[-1].data) > 0:
-            pp = bp.parsed(path[-1].data)
+        f = self._index_page(mtr, self.root)
+        path = [f]
+        lvl = bp.level(f.data)
+        while lvl > 0:
+            pp = bp.parsed(f.data)
             if not pp.recs:
-                raise Corruption(f"{self.name}: empty non-leaf page {path[-1].page_no}")
+                raise Corruption(f"{self.name}: empty non-leaf page {f.page_no}")
             i = max(0, bisect.bisect_right(pp.keys, key) - 1)
             child = self._index_page(mtr, bp.node_child(pp.recs[i]))
-            if bp.level(child.data) != bp.level(path[-1].data) - 1:
+            child_lvl = bp.level(child.data)
+            if child_lvl != lvl - 1:
                 raise Corruption(f"{self.name}: page {child.page_no} at level "
-                                 f"{bp.level(child.data)} under level {bp.level(path[-1].data)}")
+                                 f"{child_lvl} under level {lvl}")
             path.append(child)
+            f, lvl = child, child_lvl
         return path
 
     def get(self, mtr, key: int) -> bytes | None:
         """The leaf record payload with ``key``, or None.  O(height * log(records per page))."""
         return bp.lookup(self.search_path(mtr, key)[-1].data, key)
 
+    def lookup_path(self, mtr, key: int) -> tuple[list, bytes | None]:
+        """(:meth:`search_path`, :meth:`get`) of ``key`` with one descent: the path can be
+        handed to :meth:`delete`, :meth:`update` or :meth:`insert` of the same key in the same
+        mtr, if no page was fixed or read in between (a second descent would then fix the
+        same frames in the same order, so the buffer pool's LRU order is the same without it).
+        O(height * log(records per page))."""
+        path = self.search_path(mtr, key)
+        return path, bp.lookup(path[-1].data, key)
+
     def scan(self, mtr, lo: int, hi: int, limit: int) -> list[bytes]:
         """Leaf records with lo <= key <= hi in key order, at most ``limit``.  O(height *
         log(records per page) + leaf records visited), no key decoded on cached pages."""
-        out = []
+        return self.scan_keyed(mtr, lo, hi, limit)[1]
+
+    def scan_keyed(self, mtr, lo: int, hi: int, limit: int) -> tuple[list[int], list[bytes]]:
+        """(keys, records) of :meth:`scan`: ``keys[i]`` is the key of ``records[i]``."""
+        keys: list[int] = []
+        out: list[bytes] = []
         leaf = self.search_path(mtr, lo)[-1]
         while True:
             pp = bp.parsed(leaf.data)
-            for k, r in zip(pp.keys, pp.recs):
-                if k > hi or len(out) >= limit:
-                    return out
-                if k >= lo:
-                    out.append(r)
+            if bp.keys_ascending(pp):
+                if self._scan_page(pp, lo, hi, limit, out, keys):
+                    return keys, out
+            else:                       # a damaged page: the records in page order
+                for k, r in zip(pp.keys, pp.recs):
+                    if k > hi or len(out) >= limit:
+                        return keys, out
+                    if k >= lo:
+                        out.append(r)
+                        keys.append(k)
             nxt = u32(leaf.data, FIL_PAGE_NEXT)
             if nxt == FIL_NULL:
-                return out
+                return keys, out
             leaf = self._index_page(mtr, nxt)
 
+    @staticmethod
+    def _scan_page(pp, lo: int, hi: int, limit: int, out: list, keys_out: list) -> bool:
+        """:meth:`scan`'s walk over one leaf whose keys ascend, by binary search and slices:
+        appends to ``out`` what the record-by-record walk appends (records with lo <= key <=
+        hi, up to ``limit`` in all) and returns True where that walk would stop on this page
+        (at a key > hi, or at any record once ``limit`` are taken); False: go on to the next
+        leaf (also when the limit was reached with this page's last record, as the walk
+        looks at the next leaf's first record before it stops).  O(log records) + records
+        taken, in C.  Their keys go to ``keys_out``."""
+        keys = pp.keys
+        n = len(keys)
+        room = limit - len(out)
+        if room <= 0:
+            return n > 0
+        t = bisect.bisect_right(keys, hi)
+        s = bisect.bisect_left(keys, lo, 0, t)
+        if t - s >= room:
+            out.extend(pp.recs[s:s + room])
+            keys_out.extend(keys[s:s + room])
+            return s + room < n
+        out.extend(pp.recs[s:t])
+        keys_out.extend(keys[s:t])
+        return t < n
+
     # -- modification -----------------------------------------------------------------------------
-    def insert(self, mtr, payload: bytes) -> None:
-        """Insert a leaf record (the key must be absent), splitting pages as needed."""
+    def insert(self, mtr, payload: bytes, path: list | None = None) -> None:
+        """Insert a leaf record (the key must be absent), splitting pages as needed.  ``path``:
+        from :meth:`lookup_path` of its key (saves the descent)."""
         assert len(payload) <= max_record_size(mtr.page_size)
-        path = self.search_path(mtr, bp.rec_key(payload))
+        if path is None:
+            path = self.search_path(mtr, bp.rec_key(payload))
         self._insert_at(mtr, path, len(path) - 1, payload)
 
-    def update(self, mtr, payload: bytes) -> None:
-        """Replace the leaf record with the same key (in place when it fits)."""
+    def update(self, mtr, payload: bytes, path: list | None = None) -> None:
+        """Replace the leaf record with the same key (in place when it fits).  ``path``: from
+        :meth:`lookup_path` of that key (saves the descent)."""
         key = bp.rec_key(payload)
-        path = self.search_path(mtr, key)
+        if path is None:
+            path = self.search_path(mtr, key)
         leaf = path[-1]
         cur = bp.lookup(leaf.data, key)
         if cur is None:
@@ -171,12 +222,14 @@ class Index:
                                              mtr_log.key_body(key)))
             self._insert_at(mtr, path, len(path) - 1, payload)
 
-    def delete(self, mtr, key: int) -> None:
+    def delete(self, mtr, key: int, path: list | None = None) -> None:
         """Physically remove the leaf record with ``key`` (it must exist), then merge, discard
         and shrink as the module docstring says (btr_cur_pessimistic_delete +
         btr_cur_compress_if_useful).  O(height * records per page) plus, per merged page, one
-        MLOG_REC_INSERT per moved record."""
-        path = self.search_path(mtr, key)
+        MLOG_REC_INSERT per moved record.  ``path``: from :meth:`lookup_path` of ``key``
+        (saves the descent)."""
+        if path is None:
+            path = self.search_path(mtr, key)
         leaf = path[-1]
         mtr.log(leaf, mtr_log.RedoRecord(mtr_log.MLOG_REC_DELETE, self.space, leaf.page_no,
                                          mtr_log.key_body(key)))

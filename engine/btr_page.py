@@ -51,6 +51,14 @@ and ``_check_cache`` assert them):
     slicing from the entry, writes them to the frame exactly as a full re-encode
     (:func:`write_records`) would, byte for byte, and caches the new entry.
 
+Frame hints.  Copying and hashing the heap is most of a lookup's cost, and the same frame is
+looked up again and again (a descent and the change that follows it, every redo record applied
+to one page in recovery).  So :func:`parsed` also remembers, per frame object (by ``id``), the
+entry it last returned or stored for it, at most HINTS of them: a hint is used only when the
+frame's heap is still byte for byte that entry's heap (PAGE_HEAP_TOP agrees and one C-speed
+compare, no copy, no hash), so it is only a faster way to the same entry the content key finds,
+whatever happened to the frame (or whichever object now has that ``id``).
+
 The record changes keep their redo-apply seams (:func:`insert_rec`, :func:`update_rec`,
 :func:`delete_rec`, :func:`list_end_delete`, :func:`copy_recs_to_created`); each costs one
 binary search over the cached keys plus O(page size) bytes copied in C.
@@ -83,6 +91,7 @@ REC_INFO_DELETED_FLAG = 0x20
 SECONDARY_INDEX_FLAG = 1 << 40      # in PAGE_INDEX_ID: the page belongs to a secondary index
 
 _KEY = struct.Struct(">Q")
+_u16 = struct.Struct(">H").unpack_from
 
 
 class PageLayoutError(LayoutError):
@@ -97,7 +106,7 @@ def init(frame: bytearray, level: int, index_id: int) -> None:
 
 
 def level(frame) -> int:
-    return u16(frame, PAGE_LEVEL)
+    return _u16(frame, PAGE_LEVEL)[0]
 
 
 def n_recs(frame) -> int:
@@ -118,24 +127,59 @@ def rec_key(payload) -> int:
 
 
 class ParsedPage:
-    """A decoded record heap (see "Parsed-page cache" above).  Immutable.
+    """A decoded record heap (see "Parsed-page cache" above).  Immutable (``ascending``, a
+    property of ``keys``, is only filled in when first asked).
 
     Attributes:
         heap: the heap bytes, ``frame[PAGE_DATA:PAGE_HEAP_TOP]`` of the page it describes.
         recs: record payloads in heap order (a tuple of bytes).
         keys: their keys, ``keys[i] == rec_key(recs[i])`` (a tuple of int).
     """
-    __slots__ = ("heap", "recs", "keys")
+    __slots__ = ("heap", "recs", "keys", "ascending")
 
     def __init__(self, heap: bytes, recs: tuple, keys: tuple) -> None:
         self.heap = heap
         self.recs = recs
         self.keys = keys
+        self.ascending: bool | None = None      # keys in ascending order (see keys_ascending)
+
+
+def keys_ascending(pp: ParsedPage) -> bool:
+    """Whether ``pp``'s keys never decrease (every intact page's keys strictly ascend), so a
+    binary search over them finds what a walk in page order finds.  O(records log records)
+    in C the first time for an entry, O(1) after."""
+    if pp.ascending is None:
+        keys = pp.keys
+        pp.ascending = list(keys) == sorted(keys)
+    return pp.ascending
 
 
 CACHE_BYTES = 8 << 20       # heap bytes whose decoding is kept (per process)
 _cache: dict[bytes, ParsedPage] = {}     # heap bytes -> their decoding, oldest stored first
 _cache_bytes = 0
+
+
+HINTS = 512                 # frames whose last entry is remembered (per process)
+_hints: dict[int, ParsedPage] = {}       # id(frame) -> the entry last used for it
+
+
+def _hint(frame, pp: ParsedPage | None) -> None:
+    """Remember ``pp`` as ``frame``'s entry (None: forget it)."""
+    if pp is None:
+        _hints.pop(id(frame), None)
+        return
+    _hints[id(frame)] = pp
+    if len(_hints) > HINTS:
+        del _hints[next(iter(_hints))]
+
+
+def _hinted(frame, top: int) -> ParsedPage | None:
+    """``frame``'s hint when its heap, ``frame[PAGE_DATA:top]``, is still the hint's heap."""
+    pp = _hints.get(id(frame))
+    if pp is not None and len(pp.heap) == top - PAGE_DATA and type(frame) is bytearray and \
+            frame.startswith(pp.heap, PAGE_DATA):
+        return pp
+    return None
 
 
 def _remember(pp: ParsedPage) -> None:
@@ -153,6 +197,7 @@ def clear_cache() -> None:
     """Drop every cached decoding (for tests and benchmarks: the cache is never stale)."""
     global _cache_bytes
     _cache.clear()
+    _hints.clear()
     _cache_bytes = 0
 
 
@@ -210,22 +255,26 @@ def _decode(frame) -> ParsedPage:
 
 
 def parsed(frame) -> ParsedPage:
-    """The decoded heap of ``frame``: from the cache when these heap bytes were decoded (or
-    written) before, else decoded and cached.  O(page size) C-speed copy and hash plus O(1)
-    Python steps on a hit, O(records) on a miss; raises exactly what a decode would.
+    """The decoded heap of ``frame``: from the frame's hint while its heap is unchanged (one
+    C-speed compare), else from the cache when these heap bytes were decoded (or written)
+    before (a C-speed copy and hash), else decoded and cached; O(1) Python steps but on a miss,
+    O(records); raises exactly what a decode would.
 
     Raises:
         PageLayoutError: the heap does not parse or the count disagrees with PAGE_N_RECS.
     """
-    top = u16(frame, PAGE_HEAP_TOP)
+    top = _u16(frame, PAGE_HEAP_TOP)[0]
     if not PAGE_DATA <= top <= len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM:
         _heap_top(frame)                    # raises
-    heap = bytes(memoryview(frame)[PAGE_DATA:top])
-    pp = _cache.get(heap)
+    pp = _hinted(frame, top)
     if pp is None:
-        pp = _decode_heap(heap)
-        _remember(pp)
-    if len(pp.recs) != u16(frame, PAGE_N_RECS):
+        heap = bytes(memoryview(frame)[PAGE_DATA:top])
+        pp = _cache.get(heap)
+        if pp is None:
+            pp = _decode_heap(heap)
+            _remember(pp)
+        _hint(frame, pp)
+    if len(pp.recs) != _u16(frame, PAGE_N_RECS)[0]:
         _check_count(frame, pp)             # raises
     return pp
 
@@ -266,7 +315,11 @@ def _store(frame: bytearray, heap: bytes, recs: tuple, keys: tuple | None) -> No
     put_u16(frame, PAGE_N_RECS, len(recs))
     put_u16(frame, PAGE_HEAP_TOP, top)
     if keys is not None:
-        _remember(ParsedPage(heap, recs, keys))
+        pp = ParsedPage(heap, recs, keys)
+        _remember(pp)
+        _hint(frame, pp)
+    else:
+        _hint(frame, None)
 
 
 def write_records(frame: bytearray, recs: list[bytes]) -> None:
@@ -407,6 +460,14 @@ def leaf_value(payload) -> bytes:
     return bytes(payload[REC_VALUE:])
 
 
+def live_values(keys, recs) -> dict[int, bytes]:
+    """key → :func:`leaf_value` of each clustered leaf record in ``recs`` (``keys[i]`` the key
+    of ``recs[i]``, bytes payloads) that is not delete-marked, later records winning.
+    O(records), one C-speed slice each."""
+    return {k: r[REC_VALUE:] for k, r in zip(keys, recs)
+            if not r[REC_INFO] & REC_INFO_DELETED_FLAG}
+
+
 def is_delete_marked(payload) -> bool:
     return bool(payload[REC_INFO] & REC_INFO_DELETED_FLAG)
 
@@ -457,9 +518,11 @@ def _check(frame) -> None:
     if page_type(frame) != FIL_PAGE_INDEX:
         raise PageLayoutError(f"page type {page_type(frame)} is not INDEX")
     fresh = _decode(frame)
-    pp = _cache.get(fresh.heap)
-    if pp is not None and (pp.heap, pp.recs, pp.keys) != (fresh.heap, fresh.recs, fresh.keys):
-        raise PageLayoutError("the parsed-page cache disagrees with a fresh decode of the page")
+    for pp in (_cache.get(fresh.heap), _hinted(frame, PAGE_DATA + len(fresh.heap))):
+        if pp is not None and (pp.heap, pp.recs, pp.keys) != \
+                (fresh.heap, fresh.recs, fresh.keys):
+            raise PageLayoutError("the parsed-page cache disagrees with a fresh decode of the "
+                                  "page")
     recs = fresh.recs
     keys = fresh.keys
     if any(a >= b for a, b in zip(keys, keys[1:])):
@@ -481,7 +544,8 @@ def _check(frame) -> None:
 def _check_cache() -> None:
     """Assert the cache's invariants (module docstring): every entry filed under its own heap
     bytes and equal to a fresh decode of them, the byte count right and within CACHE_BYTES
-    (unless one entry alone exceeds it).
+    (unless one entry alone exceeds it); every frame hint equal to a fresh decode of its heap,
+    at most HINTS of them.
 
     Raises:
         PageLayoutError: an invariant does not hold.
@@ -492,6 +556,12 @@ def _check_cache() -> None:
         if pp.heap != heap or (fresh.recs, fresh.keys) != (pp.recs, pp.keys):
             raise PageLayoutError("parsed-page cache entry differs from a decode of its heap")
         total += len(heap)
+    for pp in _hints.values():
+        fresh = _decode_heap(pp.heap)
+        if (fresh.recs, fresh.keys) != (pp.recs, pp.keys):
+            raise PageLayoutError("a frame hint differs from a decode of its heap")
+    if len(_hints) > HINTS:
+        raise PageLayoutError(f"{len(_hints)} frame hints, at most {HINTS}")
     if total != _cache_bytes or (total > CACHE_BYTES and len(_cache) > 1):
         raise PageLayoutError(f"parsed-page cache holds {total} heap bytes, counts "
                               f"{_cache_bytes}, at most {CACHE_BYTES}")

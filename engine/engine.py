@@ -807,9 +807,7 @@ class Engine:
         if self.panicked:
             raise EnginePanic(self.panicked)
         idx = self._index(table)
-        return {bp.rec_key(r): bp.leaf_value(r) for r in idx.scan(self.buf, 0, (1 << 64) - 1,
-                                                                     1 << 62)
-                if not bp.is_delete_marked(r)}
+        return bp.live_values(*idx.scan_keyed(self.buf, 0, (1 << 64) - 1, 1 << 62))
 
     def _check(self) -> None:
         """Assert the invariants of the buffer pool, the transaction system, the history

@@ -462,6 +462,62 @@ def _block_problem(blk: bytes, block_lsn: int, prev_ckno: int | None) -> str | N
     return None
 
 
+PARSE_CACHE_BYTES = 1 << 20     # payload bytes whose parse parse_run keeps (per process)
+_parsed: dict[tuple, tuple] = {}    # (parse function, payload bytes) -> parse_run's result
+_parsed_bytes = 0
+
+
+def parse_run(payload) -> tuple[tuple, str | None]:
+    """Parse the payload of one run of log blocks from its start, mtr after mtr, with
+    :func:`parse_mtr`: ``(((records, end position), ...), failure)``, ``failure`` the message
+    of the RedoParseError that stopped the parse, or None when it stopped at an incomplete mtr
+    (the end, or a tail a crash cut).  O(payload) the first time.
+
+    Every crash state of a workload scans much the same log, so results are kept, keyed by
+    the payload's bytes and by the ``parse_mtr`` function itself (at most PARSE_CACHE_BYTES
+    of payload, the oldest dropped first): ``parse_mtr`` is a seam a mutant replaces
+    (campaigns.mutants), and a replaced one is asked about every payload it has not parsed.
+    A seam must be a pure function of its input for that, as both are.  Records are frozen,
+    so they are shared; any other exception propagates and nothing is kept.
+    """
+    global _parsed_bytes
+    fn = parse_mtr
+    data = bytes(payload)
+    key = (fn, data)
+    hit = _parsed.get(key)
+    if hit is not None:
+        return hit
+    out = []
+    failure = None
+    pos = 0
+    while True:
+        try:
+            got = fn(payload, pos)
+        except RedoParseError as e:
+            failure = str(e)
+            break
+        if got is None:
+            break
+        recs, end = got
+        out.append((tuple(recs), end))
+        pos = end
+    res = (tuple(out), failure)
+    _parsed[key] = res
+    _parsed_bytes += len(data)
+    while _parsed_bytes > PARSE_CACHE_BYTES and len(_parsed) > 1:
+        oldest = next(iter(_parsed))
+        del _parsed[oldest]
+        _parsed_bytes -= len(oldest[1])
+    return res
+
+
+def clear_parse_cache() -> None:
+    """Drop every kept parse (for tests and benchmarks: the cache is never stale)."""
+    global _parsed_bytes
+    _parsed.clear()
+    _parsed_bytes = 0
+
+
 def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
     """Scan from ``ckpt`` to the end of the valid log and parse complete mtrs
     (recv_scan_log_recs + recv_parse_log_recs).  O(redo bytes).
@@ -534,17 +590,12 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
         pos = 0
         # the first mtr of a later run starts (by LSN) where the last complete one ended
         prev_end = mtrs[-1].end_lsn if mtrs else ckpt.lsn
-        while True:
-            try:
-                got = parse_mtr(payload, pos)
-            except RedoParseError as e:
-                raise RecoveryError(f"redo log corrupt after LSN {lsn_add(start, pos)}: {e}") \
-                    from None
-            if got is None:
-                break           # an incomplete mtr: the end, or a tail a crash cut (a gap)
-            recs, end = got
+        parsed, failure = parse_run(payload)
+        for recs, end in parsed:
             mtrs.append(ParsedMtr(prev_end if pos == 0 and k else lsn_add(start, pos),
-                                  lsn_add(start, end), recs))
+                                  lsn_add(start, end), list(recs)))
             pos = end
+        if failure is not None:
+            raise RecoveryError(f"redo log corrupt after LSN {lsn_add(start, pos)}: {failure}")
     recovered = mtrs[-1].end_lsn if mtrs else ckpt.lsn
     return ScanResult(ckpt, max(scanned, recovered), recovered, mtrs, stop, nblocks)

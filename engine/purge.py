@@ -100,10 +100,10 @@ class PurgeSys:
         idx = eng.index_by_space(space)
         sidx = eng.sec_index_by_space(space)
         with eng.mtr() as m:
-            cur = idx.get(m, key)
+            path, cur = idx.lookup_path(m, key)
             if rtype == undo.TRX_UNDO_DEL_MARK_REC and cur is not None and \
                     bp.is_delete_marked(cur) and bp.leaf_trx_id(cur) == trx_id:
-                idx.delete(m, key)
+                idx.delete(m, key, path)
                 eng.stats["purge_del_marked_removed"] += 1
                 if sidx is not None and row.sec_remove(m, sidx, row.rec_k(cur), key,
                                                        only_if_marked=True):

@@ -100,35 +100,37 @@ def sec_entry_needed(src, clust_rec: bytes | None, space: int, k: int, purge_vie
 
 
 # -- secondary index changes (inside the caller's mtr) ---------------------------------------------
+# Each looks an entry up and changes it with one descent (Index.lookup_path), touching no other
+# page in between; sec_remove_if_unneeded reads undo pages in between, so it descends again.
 def sec_insert(m, sidx, k: int, pk: int) -> None:
     """Add entry (k, pk), or clear its delete mark if a delete-marked one is still there."""
     key = bp.sec_key(k, pk)
-    cur = sidx.get(m, key)
+    path, cur = sidx.lookup_path(m, key)
     if cur is None:
-        sidx.insert(m, bp.make_sec_rec(k, pk))
+        sidx.insert(m, bp.make_sec_rec(k, pk), path)
     elif bp.is_delete_marked(cur):
-        sidx.update(m, bp.make_sec_rec(k, pk))
+        sidx.update(m, bp.make_sec_rec(k, pk), path)
     else:
         raise Corruption(f"{sidx.name}: entry ({k}, {pk}) exists and is not delete-marked")
 
 
 def sec_delete_mark(m, sidx, k: int, pk: int, marked: bool = True) -> None:
     """Set (or with ``marked=False`` clear) the delete mark of entry (k, pk), which must exist."""
-    cur = sidx.get(m, bp.sec_key(k, pk))
+    path, cur = sidx.lookup_path(m, bp.sec_key(k, pk))
     if cur is None:
         raise Corruption(f"{sidx.name}: entry ({k}, {pk}) missing (to "
                          f"{'delete-mark' if marked else 'unmark'})")
     m.engine.stats["sec_entries_delete_marked" if marked else "sec_entries_unmarked"] += 1
-    sidx.update(m, bp.make_sec_rec(k, pk, marked))
+    sidx.update(m, bp.make_sec_rec(k, pk, marked), path)
 
 
 def sec_remove(m, sidx, k: int, pk: int, only_if_marked: bool = False) -> bool:
     """Remove entry (k, pk) if present (and, with ``only_if_marked``, delete-marked)."""
     key = bp.sec_key(k, pk)
-    cur = sidx.get(m, key)
+    path, cur = sidx.lookup_path(m, key)
     if cur is None or (only_if_marked and not bp.is_delete_marked(cur)):
         return False
-    sidx.delete(m, key)
+    sidx.delete(m, key, path)
     return True
 
 

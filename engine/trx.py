@@ -412,13 +412,13 @@ class TrxSys:
         eng = self.engine
         index = eng.index_by_space(space)
         sidx = eng.sec_index_by_space(space)
-        cur = index.get(m, key)
+        path, cur = index.lookup_path(m, key)     # no page is touched before its change
         what = undo.UNDO_TYPE_NAMES[rtype]
         if cur is None or bp.leaf_trx_id(cur) != trx.id:
             raise Corruption(f"rollback of {what} {index.name}:{key} by trx {trx.id}: row is "
                              f"{'missing' if cur is None else 'not ours'}")
         if rtype == undo.TRX_UNDO_INSERT_REC:
-            index.delete(m, key)
+            index.delete(m, key, path)
             if sidx is not None:
                 row.sec_remove(m, sidx, row.rec_k(cur), key)
             return
@@ -426,13 +426,13 @@ class TrxSys:
                 eng.purge.view().changes_visible(bp.leaf_trx_id(old)):
             # the delete-marked record comes back, but its deleter is visible to purge's view:
             # purge may have passed it already, so it is removed here (row_undo_mod_clust)
-            index.delete(m, key)
+            index.delete(m, key, path)
             eng.stats["rollback_del_marked_removed"] += 1
             if sidx is not None:
                 row.sec_remove(m, sidx, row.rec_k(cur), key)
                 row.sec_remove(m, sidx, row.rec_k(old), key, only_if_marked=True)
             return
-        index.update(m, old)
+        index.update(m, old, path)
         if sidx is None:
             return
         k_cur, k_old = row.rec_k(cur), row.rec_k(old)

@@ -39,10 +39,26 @@ logs).
 
 Rollback pops the last record; the pop is redo-logged as a write of TRX_UNDO_PAGE_FREE (and of
 the chain pointers when a page empties), so a crash during rollback resumes where it stopped.
+
+Parsed-record cache (no on-disk change), as btr_page's: records carry no back links, so finding
+a page's last record means walking the page from TRX_UNDO_PAGE_START, and a rollback that pops
+a page's records one by one would walk it once per record, O(records^2) per page.
+:func:`page_records` therefore keeps decoded record areas in a cache keyed by the bytes
+themselves, ``(TRX_UNDO_PAGE_START, frame[start:free])``, at most CACHE_BYTES of area bytes, the
+least recently stored dropped first.  A frame changed by any means simply has other bytes, so
+there is nothing to invalidate.  A miss is first looked up among the last few areas decoded:
+an area that is a prefix of one of them ending at one of its record boundaries (what a
+rollback pop leaves) has that area's leading records, found by a binary search over their
+offsets; otherwise it is decoded.  Invariants (``_check`` and ``_check_cache`` assert them):
+an entry equals a fresh decode of the area it is filed under, only areas that decode are
+cached, and entries are immutable (tuples), so a lookup returns and raises exactly what a
+decode would.
 """
 from __future__ import annotations
 
+import bisect
 import struct
+from collections import deque
 
 from tornpage.engine.errors import LayoutError
 from tornpage.engine.page import FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u16, u32, u64
@@ -106,21 +122,110 @@ def append_rec(frame: bytearray, payload: bytes) -> int:
     return off
 
 
+CACHE_BYTES = 4 << 20      # record-area bytes whose decoding is kept (per process)
+RECENT = 4                 # decoded areas a miss is compared with for the prefix lookup
+_cache: dict[tuple[int, bytes], tuple] = {}     # (start, area) -> (records, offsets)
+_cache_bytes = 0
+_recent: deque = deque(maxlen=RECENT)           # (start, area, records, offsets), newest last
+
+
+def _decode(area: bytes, start: int, frame=None) -> tuple:
+    """(records, offsets) of the record area ``area`` that starts at page offset ``start`` of
+    ``frame``: records as ``(offset, payload)`` tuples, offsets their offsets.  O(records).
+
+    Raises:
+        UndoLayoutError: a record shorter than its header or crossing the area's end (the
+            length it names read from ``frame`` when its length field crosses the end).
+    """
+    out = []
+    pos = 0
+    end = len(area)
+    while pos < end:
+        if pos + 2 <= end:
+            n = (area[pos] << 8) | area[pos + 1]
+        else:               # the length field crosses free: read on into the frame
+            n = u16(frame, start + pos) if frame is not None else 0
+        if n < UNDO_REC_HDR or pos + 2 + n > end:
+            raise UndoLayoutError(f"undo record of {n} bytes at {start + pos} crosses free "
+                                  f"{start + end}")
+        out.append((start + pos, area[pos + 2:pos + 2 + n]))
+        pos += 2 + n
+    recs = tuple(out)
+    return recs, tuple(off for off, _ in recs)
+
+
+def _from_recent(start: int, area: bytes) -> tuple | None:
+    """(records, offsets) of ``area`` taken from a recently decoded area it is a prefix of,
+    ending at one of its record boundaries, or None.  O(RECENT) C-speed prefix compares plus
+    O(log records)."""
+    free = start + len(area)
+    for s, a, recs, offs in reversed(_recent):
+        if s == start and len(a) > len(area) and a.startswith(area):
+            i = bisect.bisect_left(offs, free)
+            if i < len(offs) and offs[i] == free:
+                return recs[:i], offs[:i]
+    return None
+
+
+def _remember(key: tuple, entry: tuple) -> None:
+    global _cache_bytes
+    if key not in _cache:
+        _cache_bytes += len(key[1])
+    _cache[key] = entry
+    while _cache_bytes > CACHE_BYTES and len(_cache) > 1:
+        oldest = next(iter(_cache))
+        del _cache[oldest]
+        _cache_bytes -= len(oldest[1])
+
+
+def clear_cache() -> None:
+    """Drop every cached decoding (for tests and benchmarks: the cache is never stale)."""
+    global _cache_bytes
+    _cache.clear()
+    _recent.clear()
+    _cache_bytes = 0
+
+
 def page_records(frame) -> list[tuple[int, bytes]]:
-    """(offset, payload) of each undo record on the page, in order.  O(records)."""
+    """(offset, payload) of each undo record on the page, in order (a new list).  O(page
+    size) C-speed copy and hash plus O(records) C-speed list copy on a cache hit (see
+    "Parsed-record cache" above), O(records) Python steps on a miss.
+
+    Raises:
+        UndoLayoutError: TRX_UNDO_PAGE_START / TRX_UNDO_PAGE_FREE out of range, or a record
+            crossing TRX_UNDO_PAGE_FREE.
+    """
     pos = u16(frame, TRX_UNDO_PAGE_START)
     free = page_free(frame)
     limit = len(frame) - FIL_PAGE_END_LSN_OLD_CHKSUM
     if not TRX_UNDO_PAGE_HDR_END <= pos <= free <= limit:
         raise UndoLayoutError(f"undo page start {pos} / free {free} out of range")
-    out = []
-    while pos < free:
-        n = u16(frame, pos)
-        if n < UNDO_REC_HDR or pos + 2 + n > free:
-            raise UndoLayoutError(f"undo record of {n} bytes at {pos} crosses free {free}")
-        out.append((pos, bytes(frame[pos + 2:pos + 2 + n])))
-        pos += 2 + n
-    return out
+    area = bytes(memoryview(frame)[pos:free])
+    key = (pos, area)
+    entry = _cache.get(key)
+    if entry is None:
+        entry = _from_recent(pos, area) or _decode(area, pos, frame)
+        _remember(key, entry)
+    _recent.append((pos, area) + entry)
+    return list(entry[0])
+
+
+def _check_cache() -> None:
+    """Assert the cache's invariants (module docstring): every entry equal to a fresh decode
+    of the area it is filed under, the byte count right and within CACHE_BYTES (unless one
+    entry alone exceeds it).
+
+    Raises:
+        UndoLayoutError: an invariant does not hold.
+    """
+    total = 0
+    for (start, area), entry in _cache.items():
+        if _decode(area, start) != entry:
+            raise UndoLayoutError("undo record cache entry differs from a decode of its area")
+        total += len(area)
+    if total != _cache_bytes or (total > CACHE_BYTES and len(_cache) > 1):
+        raise UndoLayoutError(f"undo record cache holds {total} area bytes, counts "
+                              f"{_cache_bytes}, at most {CACHE_BYTES}")
 
 
 def make_rec(rtype: int, undo_no: int, space: int, key: int, old_rec: bytes = b"") -> bytes:
@@ -182,12 +287,17 @@ def read_rec_at(frame, offset: int) -> bytes:
 
 def _check(frame, header: bool) -> None:
     """Assert an undo page's invariants: its records parse, each with a known type, numbered
-    consecutively; on a header page, a known state.
+    consecutively; on a header page, a known state; a cached decoding of its records equal to
+    a fresh one.
 
     Raises:
         UndoLayoutError: an invariant does not hold.
     """
-    recs = [parse_rec(p) for _, p in page_records(frame)]
+    listed = page_records(frame)
+    start, free = u16(frame, TRX_UNDO_PAGE_START), page_free(frame)
+    if listed != list(_decode(bytes(frame[start:free]), start, frame)[0]):
+        raise UndoLayoutError("the undo record cache disagrees with a fresh decode of the page")
+    recs = [parse_rec(p) for _, p in listed]
     nos = [r[1] for r in recs]
     if any(b != a + 1 for a, b in zip(nos, nos[1:])):
         raise UndoLayoutError(f"undo record numbers not consecutive: {nos[:8]}")

@@ -329,6 +329,8 @@ class Seen:
 
 
 SCHEDULES = ("sample", "positions")
+USED_UP_CHECK = 10          # misses in a row after which a sampling search asks _used_up
+DRAWABLE_BOUND = 4096       # plans, all positions together, that _used_up will enumerate
 
 
 @dataclass
@@ -361,7 +363,8 @@ class CrashSearch:
     Iterating yields :class:`CrashPlan` s; :attr:`coverage` then tells, per crash point, how
     many plans were yielded and how big its space is.  ``"sample"`` keeps sampling until the
     caller's budget stops it, or until 1,000 samples in a row were all plans already yielded (a
-    small trace whose whole space is used up).
+    small trace whose whole space is used up); sooner, without changing what it yields, once
+    every plan a sample can be has been yielded (:meth:`_used_up`).
     """
 
     def __init__(self, builder: CrashStateBuilder, lo: int = 0, hi: int | None = None, *,
@@ -383,6 +386,7 @@ class CrashSearch:
         self._tried: dict[int, int] = {}
         self.positions = 0          # positions visited ("positions" schedule)
         self.whole_points = 0       # crash points enumerated whole
+        self._drawable: frozenset[str] | None = None     # see _used_up
 
     def _fresh(self, plan: CrashPlan) -> bool:
         key = canonical(self.builder, plan).dumps()
@@ -441,6 +445,43 @@ class CrashSearch:
                 yield plan
             else:
                 misses += 1          # a small trace: its whole space may be used up
+                if misses == USED_UP_CHECK and self._used_up():
+                    return           # no sample can be fresh again: the misses would run out
+
+    def _used_up(self) -> bool:
+        """Whether every plan :func:`sample_crash` can draw in ``[lo, hi]`` has been yielded, so
+        no later sample can be fresh: then stopping early yields exactly what sampling on until
+        1,000 misses in a row would (nothing more), without the misses.
+
+        The plans a sample can be, at each position ``p``: :func:`sample_plan`'s, whose every
+        loss is one of :func:`_losses` of one of the newest ``max_choices`` pending operations
+        (:func:`random_loss` draws among those fates), at least one when any is pending; so
+        they are the plans of :func:`enumerate_plans` that lose only such operations, and lose
+        one when there is one.  Enumerated (canonical keys, as ``_fresh`` files them) once per
+        search, only when all positions' spaces hold at most DRAWABLE_BOUND plans together;
+        False for a larger trace.  O(drawable plans) per call after the first."""
+        if self._drawable is None:
+            self._drawable = self._drawable_plans()
+        return bool(self._drawable) and self._drawable <= self._yielded
+
+    def _drawable_plans(self) -> frozenset[str]:
+        """The canonical keys of the plans a sample can be (see :meth:`_used_up`), or an empty
+        set when the spaces hold more than DRAWABLE_BOUND plans."""
+        b = self.builder
+        total = 0
+        for p in range(self.lo, self.hi + 1):
+            total += space_size(b, p)
+            if total > DRAWABLE_BOUND:
+                return frozenset()
+        keys = set()
+        for p in range(self.lo, self.hi + 1):
+            pend = b.pending(p)
+            newest = set(pend[-self.max_choices:] if self.max_choices is not None else pend)
+            for plan in enumerate_plans(b, p):
+                lost = [i for i, c in plan.choices if c.kind != KEEP]
+                if (lost or not newest) and all(i in newest for i in lost):
+                    keys.add(canonical(b, plan).dumps())
+        return frozenset(keys)
 
     def coverage(self) -> list[PointCoverage]:
         """Per crash point with at least one plan yielded: plans yielded and space size."""

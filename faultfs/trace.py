@@ -131,26 +131,41 @@ def _short(v: object, limit: int = 40) -> str:
 
 
 class Trace:
-    """An append-only list of operations with a running SHA-256 hash.
+    """An append-only list of operations with a SHA-256 hash of them all.
 
-    Appending is O(len(data)); ``hash()`` is O(1).
+    The hash is taken lazily: most traces (a recovery's, say) are never asked for it, so
+    :meth:`append` only records the operation, O(1) (a marker: O(its encoding), taken at once
+    because its attributes may be mutable objects of the caller's), and :meth:`hash` hashes the
+    operations appended since its last call, O(their bytes).  Operations are frozen dataclasses
+    of ints, strings and bytes, so hashing one later gives the bytes hashing it at once would.
     """
 
     def __init__(self) -> None:
         self.ops: list[Op] = []
         self._sha = hashlib.sha256()
+        self._hashed = 0                        # ops[:_hashed] are in _sha
+        self._encoded: dict[int, bytes] = {}    # index -> encoding taken at append (markers)
 
     def append(self, op: Op) -> int:
         """Append ``op``; return its index in the trace."""
-        enc = encode_op(op)
-        self._sha.update(len(enc).to_bytes(8, "little"))
-        self._sha.update(enc)
+        i = len(self.ops)
+        if isinstance(op, Marker):
+            self._encoded[i] = encode_op(op)
         self.ops.append(op)
-        return len(self.ops) - 1
+        return i
 
     def hash(self) -> str:
-        """Hex SHA-256 of every operation so far, in order."""
-        return self._sha.hexdigest()
+        """Hex SHA-256 of every operation so far, in order: of each operation's
+        :func:`encode_op` bytes, preceded by their length (8 bytes, little-endian)."""
+        sha = self._sha
+        for i in range(self._hashed, len(self.ops)):
+            enc = self._encoded.pop(i, None)
+            if enc is None:
+                enc = encode_op(self.ops[i])
+            sha.update(len(enc).to_bytes(8, "little"))
+            sha.update(enc)
+        self._hashed = len(self.ops)
+        return sha.hexdigest()
 
     def __len__(self) -> int:
         return len(self.ops)

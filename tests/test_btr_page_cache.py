@@ -371,3 +371,59 @@ def test_recovery_applies_redo_to_the_same_bytes_as_the_live_engine(cache):
         ref_write_records(again, ref_records(got))
         assert again == got
     bp._check_cache()
+
+
+def test_a_frame_hint_serves_only_a_frame_whose_heap_is_unchanged():
+    """The per-frame hint is a shortcut to the entry the heap bytes key: bytes changed behind
+    the module's back, or another frame that got the hinted frame's id, are decoded afresh."""
+    bp.clear_cache()
+    f = _index_frame()
+    bp.write_records(f, [_leaf(k) for k in range(0, 50, 5)])
+    pp = bp.parsed(f)
+    assert bp._hints[id(f)] is pp and bp.parsed(f) is pp
+    f[bp.PAGE_DATA + bp.REC_LEN + bp.KEY_LEN - 1] ^= 1          # key 0 becomes 1, no API
+    assert bp.parsed(f).recs == tuple(ref_records(f)) and bp.parsed(f).keys[0] == 1
+    g = _index_frame()                  # same heap length, other records: as if g had f's id
+    bp.write_records(g, [_leaf(k) for k in range(100, 150, 5)])
+    bp._hints[id(g)] = bp.parsed(f)
+    assert bp.parsed(g).recs == tuple(ref_records(g))
+    bp._check(f)
+    bp._check(g)
+    bp._check_cache()
+
+
+def _walk_page(pp, lo, hi, limit, out):
+    """Index.scan's record-by-record walk over one leaf (the reference for _scan_page)."""
+    for k, r in zip(pp.keys, pp.recs):
+        if k > hi or len(out) >= limit:
+            return True
+        if k >= lo:
+            out.append(r)
+    return False
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scanning_a_leaf_by_binary_search_takes_what_the_walk_takes(seed):
+    """Index._scan_page (binary search and slices) appends the records the walk appends and
+    stops where it stops, for any bounds and limit (also a limit reached at the page's last
+    record, an empty page, lo > hi, records already taken); keys_ascending tells intact pages
+    from damaged ones, which scan walks."""
+    from tornpage.engine.btr import Index
+    rng = random.Random(seed)
+    for _ in range(300):
+        keys = sorted(rng.sample(range(60), rng.randrange(0, 12)))
+        pp = bp.ParsedPage(b"", tuple(_leaf(k) for k in keys), tuple(keys))
+        assert bp.keys_ascending(pp)
+        lo, hi = rng.randrange(-2, 62), rng.randrange(-2, 62)
+        before = [b"x"] * rng.randrange(0, 4)
+        limit = rng.randrange(0, 10)
+        a, b, ka = list(before), list(before), []
+        assert Index._scan_page(pp, lo, hi, limit, a, ka) == _walk_page(pp, lo, hi, limit, b)
+        assert a == b and ka == [bp.rec_key(r) for r in a[len(before):]]
+    assert not bp.keys_ascending(bp.ParsedPage(b"", (_leaf(5), _leaf(3)), (5, 3)))
+
+
+def test_live_values_are_the_leaf_values_of_the_records_not_delete_marked():
+    recs = [_leaf(1, b"a"), bp.with_delete_mark(_leaf(2, b"b"), True), _leaf(3, b"c")]
+    assert bp.live_values([1, 2, 3], recs) == {bp.rec_key(r): bp.leaf_value(r) for r in recs
+                                               if not bp.is_delete_marked(r)} == {1: b"a", 3: b"c"}

@@ -868,6 +868,46 @@ def test_log_never_rewrites_a_durable_block():
     assert closed, "some fsync left a partial block, and the next mtr went to the next block"
 
 
+def test_a_repeated_scan_reuses_its_parse_but_asks_a_replaced_parse_mtr(monkeypatch):
+    """parse_run keeps each payload's parse (issue #10, "Speed"): a second scan of the same
+    log gives the same result without parsing again, with fresh record lists; a replaced
+    parse_mtr (a mutant's seam) is asked about every payload it has not parsed; a corrupt
+    payload gives the same RecoveryError every time."""
+    L.clear_parse_cache()
+    disk, f, log = _new_log()
+    _write_mtrs(log, random.Random(7), 12)
+    calls = []
+    real = L.parse_mtr
+
+    def counting(buf, pos):
+        calls.append(pos)
+        return real(buf, pos)
+    monkeypatch.setattr(L, "parse_mtr", counting)
+    first = _scan(f, 64 * 1024)
+    n = len(calls)
+    assert n == len(first.mtrs) + 1                      # every mtr, then the incomplete end
+    again = _scan(f, 64 * 1024)
+    assert len(calls) == n                               # kept: not parsed again
+    assert again == first and again.mtrs[0].records is not first.mtrs[0].records
+
+    def other(buf, pos):                                 # another seam: asked afresh
+        calls.append(pos)
+        return real(buf, pos)
+    monkeypatch.setattr(L, "parse_mtr", other)
+    assert _scan(f, 64 * 1024) == first and len(calls) == 2 * n
+    monkeypatch.setattr(L, "parse_mtr", real)
+    blk = _block_at(f, log, L.LOG_START_LSN)
+    blk[L.LOG_BLOCK_HDR_SIZE] = 77                       # an unknown record type, checksum fixed
+    _put_block(f, log, L.LOG_START_LSN, blk)
+    errors = []
+    for _ in range(2):
+        with pytest.raises(RecoveryError) as e:
+            _scan(f, 64 * 1024)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "unknown redo record type 77" in errors[0]
+    L.clear_parse_cache()
+
+
 def _scan(f, size):
     ck = L.read_checkpoints(f)
     return L.scan(f, size, ck[0])

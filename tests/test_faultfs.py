@@ -284,6 +284,28 @@ def test_trace_hash_distinguishes_traces(a, b):
     assert ta.hash() != tb.hash()
 
 
+def test_trace_hash_is_lazy_but_equals_hashing_each_operation_at_append():
+    """hash() hashes what append was given: the same digest as hashing each operation's
+    encoding as it came, whenever hash() is called, even for a marker whose mutable attribute
+    the caller changed after marking."""
+    from tornpage.faultfs.trace import encode_op
+    rows = {1: b"a"}
+    ops = [Mkdir("d"), Write(0, "a", 0, b"xy"), Marker("m", (("rows", rows),)),
+           Fsync(0, "a"), Write(0, "a", 7, b"z" * 600), Rename("a", "b", 0)]
+    want = hashlib.sha256()
+    t = Trace()
+    for k, op in enumerate(ops):
+        enc = encode_op(op)
+        want.update(len(enc).to_bytes(8, "little") + enc)
+        t.append(op)
+        if k == 2:
+            rows[2] = b"later"              # the marker's attribute changes after marking
+        if k == 3:
+            assert t.hash() == want.hexdigest()     # a hash midway, then more appends
+    assert t.hash() == want.hexdigest()
+    assert t.hash() == want.hexdigest()             # asking twice changes nothing
+
+
 def test_trace_append_returns_index():
     """append returns the index of the new operation."""
     t = Trace()

@@ -381,6 +381,53 @@ def test_the_sample_schedule_enumerates_small_points_whole_first():
     assert any(p.position not in small for p in plans[len(first):])
 
 
+def tiny_disk(profile: str) -> SimDisk:
+    """#0 create a   #1 write a [0, 1024)   #2 fsync a   #3 write a [0, 512)   #4 marker
+    #5 write a [1024, 1536): a space small enough for sampling to use up."""
+    disk = SimDisk(profile)
+    f = disk.open("a", create=True)
+    f.pwrite(b"A" * 1024, 0)
+    f.fsync()
+    f.pwrite(b"B" * 512, 0)
+    disk.mark("m")
+    f.pwrite(b"C" * 512, 1024)
+    return disk
+
+
+@pytest.mark.parametrize("max_choices", [None, 1, 2])
+@pytest.mark.parametrize("disk,profile", [(tiny_disk, p) for p in ("sector512", "nonatomic512",
+                                                                   "unsafe-append", "ordered")]
+                         + [(small_disk, p) for p in ("sector512", "unsafe-append", "ordered")])
+def test_a_used_up_sample_search_stops_early_with_what_1000_misses_give(monkeypatch, profile,
+                                                                       max_choices, disk):
+    """Stopping once every plan a sample can be was yielded (_used_up) changes nothing: the
+    same plans in the same order as sampling on until 1,000 misses in a row, and the same
+    coverage; on a trace sampling uses up, far fewer draws."""
+    b = builder(disk(profile))
+    draws = []
+    real = S.sample_crash
+    monkeypatch.setattr(S, "sample_crash", lambda *a, **k: draws.append(1) or real(*a, **k))
+    fast = S.CrashSearch(b, seed=5, max_choices=max_choices)
+    early = list(fast)
+    n_early = len(draws)
+    used_up = S.CrashSearch._used_up
+    monkeypatch.setattr(S.CrashSearch, "_used_up", lambda self: False)
+    slow = S.CrashSearch(b, seed=5, max_choices=max_choices)
+    assert list(slow) == early
+    assert fast.coverage() == slow.coverage() and fast.whole_points == slow.whole_points
+    if disk is tiny_disk and profile != "nonatomic512":   # its cuts: more than sampling finds
+        assert used_up(fast)
+        assert n_early <= len(draws) - 1000 + S.USED_UP_CHECK
+
+
+def test_a_search_too_big_to_enumerate_is_never_used_up(monkeypatch):
+    b = builder(small_disk("nonatomic512"))
+    monkeypatch.setattr(S, "DRAWABLE_BOUND", 10)
+    s = S.CrashSearch(b, seed=5)
+    list(itertools.islice(s, 50))
+    assert not s._used_up() and s._drawable == frozenset()
+
+
 def test_the_positions_schedule_visits_every_position_in_order():
     b = builder(acked_disk())
     s = S.CrashSearch(b, seed=0, schedule="positions", exhaustive_bound=8, samples_per_point=3,
