@@ -55,11 +55,11 @@ def one_line_error(result) -> str:
 
 
 # -- clean runs ----------------------------------------------------------------------------------------
-CLEAN_ARGS = ("--examples", "6", "--seed", "13")   # a seed whose 6 workloads fire every required
+CLEAN_ARGS = ("--examples", "6", "--seed", "0")   # a seed whose 6 workloads fire every required
                                                  # probe (measured: of seeds 0-15, 2 and 12 do;
                                                  # see test_a_run_that_misses_a_probe_fails)
-SHORT_ARGS = ("--examples", "6", "--seed", "0")   # misses a required probe (measured)
-SHORT_MISSES = ["btr_page_merge"]
+SHORT_ARGS = ("--examples", "6", "--seed", "3")   # misses a required probe (measured)
+SHORT_MISSES = ["consistent_read_old_version"]
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +76,12 @@ def test_run_clean_exits_0_with_a_complete_json_summary(clean_run):
     assert result.stderr == "", "--quiet must not print progress"
     assert summary["workloads"] == 6
     # distinct states, at most --crash-states (default 24) per workload, repeats counted apart
-    # (measured for seed 13)
-    assert (summary["crash_states"], summary["crash_states_reused"]) == (102, 0)
+    # (measured for seed 0)
+    assert (summary["crash_states"], summary["crash_states_reused"]) == (103, 0)
     assert summary["findings"] == []
     assert summary["missing_probes"] == []
     assert summary["passed"] is True
-    assert summary["seed"] == 13 and summary["mutant"] is None
+    assert summary["seed"] == 0 and summary["mutant"] is None
     probes = summary["probes"]
     assert isinstance(probes, dict) and probes
     assert all(isinstance(k, str) and isinstance(n, int) and n > 0 for k, n in probes.items())
@@ -364,10 +364,13 @@ def test_replay_of_a_mutant_artifact_reproduces_it(campaigns, name):
 # the measured finding whose saved crash plan no longer fits the fixed workload's trace (the
 # fix changes the IO before the crash position): replay refuses it (exit 2); every other one
 # replays and passes without the mutant (exit 0)
-PLAN_DOES_NOT_FIT_WITHOUT_MUTANT = {
-    "ack-before-log-fsync", "no-doublewrite-fsync", "fsync-retry-after-eio", "no-checksum-on-read",
-    "no-dir-fsync-on-create", "ignore-write-errors", "no-write-verify",
-    "extend-without-fsync"}
+PLAN_DOES_NOT_FIT_WITHOUT_MUTANT = {   # measured for the findings of MUTANT_RUNS
+    "ack-before-log-fsync", "no-doublewrite-fsync", "fsync-retry-after-eio",
+    "no-dir-fsync-on-create", "ignore-write-errors", "no-write-verify", "no-log-free-check",
+    "extend-without-fsync",
+    # the workload's IO is unchanged, but the finding crashes the mutant's own recovery, whose
+    # IO the fix changes: the nested plan does not fit
+    "recovery-checkpoint-ignores-dirty-pages"}
 
 
 @pytest.mark.parametrize("name", MUTANT_PARAMS)
@@ -381,7 +384,7 @@ def test_replay_without_the_mutant(campaigns, name):
     fixed_hash = run_workload(art.settings, art.steps).trace.hash()
     result = invoke("replay", "--without-mutant", path)
     if fixed_hash == art.trace_hash:
-        assert name not in PLAN_DOES_NOT_FIT_WITHOUT_MUTANT
+        assert name not in PLAN_DOES_NOT_FIT_WITHOUT_MUTANT or art.nested
         assert "(matches the artifact)" in result.stdout
     else:
         assert f"DIFFERS from the artifact's {art.trace_hash[:16]}" in result.stdout
@@ -414,9 +417,9 @@ def test_shrinking_gives_a_case_no_larger_that_still_reproduces(campaigns):
 
 # -- the doublewrite buffer --------------------------------------------------------------------------
 def test_no_doublewrite_on_512_byte_sectors_finds_a_torn_page(campaigns):
-    result, summary = campaigns.get("--no-doublewrite", "--seed", "3", "--examples", "4",
+    result, summary = campaigns.get("--no-doublewrite", "--seed", "1", "--examples", "4",
                                     "--no-shrink", "--recovery-crashes", "0")   # found in
-    #                                                                    workload 3 (measured)
+    #                                                                the first 4 (measured)
     assert result.exit_code == 1, result.output
     assert summary["settings"]["doublewrite"] is False
     assert "doublewrite_repair" not in summary["required_probes"]

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _summary(tmp_path, name: str) -> dict:
-    res = run_campaign(CampaignConfig(seed=0, budget=None, examples=6, recovery_crashes=0,
+    # seed 1: its 6 workloads draw one of the module's constants when nothing guards against
+    # it (measured; with seed 0 they happen not to)
+    res = run_campaign(CampaignConfig(seed=1, budget=None, examples=6, recovery_crashes=0,
                                       artifacts_dir=str(tmp_path / name)))
     j = res.to_json(CampaignConfig())
     return {k: j[k] for k in ("workloads", "crash_states", "crash_states_reused", "probes",

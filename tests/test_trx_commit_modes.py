@@ -407,8 +407,8 @@ def test_the_mode_2_mutant_is_found(tmp_path, device):
     """On a process kill, and on a power-loss device through the crash plans that lose
     nothing the OS had."""
     result, summary = run_json(tmp_path, "--mutant", "trx-commit-2-no-write", "--device",
-                               device, "--seed", "2", "--examples", "4", "--no-shrink",
-                               "--recovery-crashes", "0")     # found in workload 2 (measured)
+                               device, "--seed", "1", "--examples", "4", "--no-shrink",
+                               "--recovery-crashes", "0")     # found in the first 4 (measured)
     assert result.exit_code == 1, result.output
     (f,) = summary["findings"]
     assert f["kind"] == LOST and "acknowledged commit lost" in f["summary"]
