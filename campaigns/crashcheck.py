@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from tornpage.checkers import probes as probes_mod
 from tornpage.checkers.oracle import (check_committed_state, check_dictionary, check_prepared,
-                                     check_xa_resolution, xa_promised)
+                                     check_xa_resolution, describe_value, xa_promised)
 from tornpage.checkers.structure import check_after_recovery, check_quiesced
 from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, HANG, ISOLATION, LOST, REFUSED,
                                        UNCOMMITTED,
@@ -566,8 +566,8 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
                 else UNCOMMITTED,
                 f"recovery is not idempotent: after {len(used)} crash(es) during recovery the "
                 f"state differs from the uninterrupted recovery in {len(diff)} rows",
-                [f"{t}:{k}: uninterrupted recovery {'present' if reference.get((t, k)) else 'absent'}"
-                 f", after the nested crash {'present' if rows.get((t, k)) else 'absent'}"
+                [f"{t}:{k}: uninterrupted recovery {describe_value(reference.get((t, k)))}, "
+                 f"after the nested crash {describe_value(rows.get((t, k)))}"
                  for t, k in diff[:8]], rule="recovery.not_idempotent"))
         xa = xa_promised(markers, plan.position, power_loss)
         found = _prepared_facts(eng, xa)

@@ -145,7 +145,8 @@ def promised(markers, position: int, power_loss: bool = True,
     return initial, commits
 
 
-def _short(v) -> str:
+def describe_value(v) -> str:
+    """A row's value for an explanation: "absent", or its first bytes and its length."""
     if v is None:
         return "absent"
     b = bytes(v)
@@ -223,7 +224,7 @@ def check_committed_state(markers, position: int, recovered: dict[Row, bytes],
         exp, got = states[target].get((t, k)), recovered.get((t, k))
         src = who_wrote.get((t, k, None if got is None else bytes(got)), "no committed trx")
         exp_src = who_wrote.get((t, k, None if exp is None else bytes(exp)))
-        details.append(f"{t}:{k} expected {_short(exp)}, found {_short(got)} "
+        details.append(f"{t}:{k} expected {describe_value(exp)}, found {describe_value(got)} "
                        f"(found value written by {src}"
                        + (f"; expected value written by {exp_src})" if exp_src else ")"))
     if len(d) > 8:
@@ -371,8 +372,8 @@ def check_prepared(markers, position: int, found: dict, power_loss: bool = True)
             tb, k, v = bad[0]
             return Verdict.failed(LOST, f"prepared trx {t} lost its writes: {len(bad)} of "
                                         f"{len(xa[t].writes)} rows it wrote hold other values",
-                                  [f"{tb}:{k} expected {_short(v)}, found "
-                                   f"{_short(rows.get((tb, k)))}" for tb, k, v in bad[:8]],
+                                  [f"{tb}:{k} expected {describe_value(v)}, found "
+                                   f"{describe_value(rows.get((tb, k)))}" for tb, k, v in bad[:8]],
                                   rule="oracle.xa_prepared_changed")
         unlocked = list(found[t].get("unlocked", ()))
         if unlocked:
@@ -401,8 +402,8 @@ def check_xa_resolution(before: dict[Row, bytes], after: dict[Row, bytes],
         return Verdict.passed()
     committed = {(t, k) for trx, how, w in resolved if how == "commit" for t, k, _ in w}
     details = [f"resolved: {', '.join(f'trx {t} by {how}' for t, how, _ in resolved)}"] + [
-        f"{t}:{k} expected {_short(want.get((t, k)))}, found {_short(after.get((t, k)))}"
-        for t, k in d[:8]]
+        f"{t}:{k} expected {describe_value(want.get((t, k)))}, "
+        f"found {describe_value(after.get((t, k)))}" for t, k in d[:8]]
     if any(r in committed for r in d):
         trx = next(t for t, how, w in resolved if how == "commit" and
                    any((tb, k) in d for tb, k, _ in w))
