@@ -329,11 +329,14 @@ class Engine:
 
     def _page_size_on_disk(self) -> int:
         """The page size of the system tablespace, read raw before recovery: the size page 0's
-        FSP header names, if page 0 verifies at that size; else the size at which the data
-        dictionary header (page 2, written only by DDL, so never torn outside it) verifies.
+        FSP header names, if page 0 verifies at that size; else the first size at which a page
+        among the system tablespace's first ones verifies (TRX_SYS, DICT_HDR, the rollback
+        segment headers, the doublewrite area).  A crash that tore page 0 in place left its
+        doublewrite copy whole (the copy is durable before the in-place write begins), so the
+        area always holds a page that verifies, as InnoDB 8.0 restores page 0 from it.
 
         Raises:
-            RecoveryError: neither page verifies at any page size.
+            RecoveryError: no page verifies at any page size.
         """
         f = self.fil.space(0).file
         head = f.pread(fsp.FSP_PAGE_SIZE + 4, 0)
@@ -342,14 +345,17 @@ class Engine:
         if claimed in PAGE_SIZES and \
                 fil_page.verify(f.pread(claimed, 0), claimed, expect=(0, 0)) == PAGE_OK:
             return claimed
-        self.stats["recv_page_size_from_dict_hdr"] += 1
+        self.stats["recv_page_size_from_other_page"] += 1
+        last = trx_sys.first_free_page(trx_sys.MAX_RSEGS, 65)     # the largest doublewrite area
         for ps in PAGE_SIZES:
-            raw = f.pread(ps, trx_sys.DICT_HDR_PAGE_NO * ps)
-            if fil_page.verify(raw, ps, expect=(0, trx_sys.DICT_HDR_PAGE_NO)) == PAGE_OK:
-                return ps
-        raise RecoveryError(f"{SYS_FILE}: neither page 0 nor the data dictionary header "
-                            f"(page {trx_sys.DICT_HDR_PAGE_NO}) verifies at any page size "
-                            f"{PAGE_SIZES}")
+            for pno in range(1, last):
+                raw = f.pread(ps, pno * ps)
+                if len(raw) < ps:
+                    break
+                if fil_page.verify(raw, ps) == PAGE_OK:
+                    return ps
+        raise RecoveryError(f"{SYS_FILE}: none of its first {last} pages verifies at any page "
+                            f"size {PAGE_SIZES}")
 
     def _dblwr_area_on_disk(self) -> tuple[int, int]:
         """(first page, pages) of the doublewrite area, read raw from TRX_SYS before recovery

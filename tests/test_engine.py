@@ -847,6 +847,33 @@ def test_no_valid_checkpoint_refuses_to_start():
         Engine.open(SimDisk(image=img), eng.config)
 
 
+def test_page_size_found_in_the_doublewrite_area_when_the_first_pages_are_torn():
+    """Pages 0, 1 and 2 of the system tablespace torn in place in one flush (a crash inside a
+    recovery's page cleaner made exactly this): the page size comes from their doublewrite
+    copies, which then repair them."""
+    disk, eng = _new_engine()
+    t = eng.begin()
+    t.insert(T, 1, b"committed")
+    t.commit()
+    with eng.mtr() as m:            # dirty pages 0, 1 and 2 (a byte no structure uses)
+        for pno in (0, 1, 2):
+            m.write(m.page(0, pno), PS - 100, b"x")
+    eng.buf.flush_all()
+    img = disk.live_image()
+    sys_file = bytearray(img.files["ibdata1"])
+    for pno in (0, 1, 2):
+        sys_file[pno * PS:(pno + 1) * PS] = bytes(range(256)) * (PS // 256)
+    img.files["ibdata1"] = bytes(sys_file)
+    e2 = Engine.open(SimDisk(image=img), eng.config)
+    assert e2.stats["recv_page_size_from_other_page"] == 1
+    assert e2.stats["recv_dblwr_pages_restored"] >= 3
+    assert e2.all_rows(T) == {1: b"committed"}
+    sys_file[:] = bytes(range(256)) * (len(sys_file) // 256)
+    img.files["ibdata1"] = bytes(sys_file)
+    with pytest.raises(RecoveryError, match="verifies at any page size"):
+        Engine.open(SimDisk(image=img), eng.config)
+
+
 def test_lost_database_creation_is_refused():
     disk = SimDisk()
     Engine.create(disk, _cfg())
