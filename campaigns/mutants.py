@@ -379,11 +379,9 @@ def _dropped_space_redo_kept_waiting() -> Iterator[None]:
 def _redo_ignored_without_marker(engine, res) -> None:
     # bug 20 (MySQL #80788): with no MLOG_CHECKPOINT marker for the checkpoint in the scanned
     # log, recovery goes on as if the log held nothing after the checkpoint
-    lsn = res.checkpoint.lsn
-    if not any(r.type == mtr_log.MLOG_CHECKPOINT and mtr_log.checkpoint_lsn(r) == lsn
-               for m in res.mtrs for r in m.records):
+    if not recovery.has_checkpoint_marker(res):
         res.mtrs.clear()
-        res.recovered_lsn = lsn
+        res.recovered_lsn = res.checkpoint.lsn
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,20 @@ def _check_kv(get: Callable[[str], object], promised) -> None:
             f"{key!r}: promised {promised.get(key)!r}, recovered {got!r}"
 
 
+def _apply_changes(store, encode=lambda value: value) -> None:
+    """CHANGES to a dbm-like mapping, each made durable by its ``sync()`` (the documented
+    durability call of semidbm, dbm.dumb and shelve) before it is acknowledged; then close."""
+    for key, value in CHANGES:
+        begin(key=key, value=value)
+        if value is None:
+            del store[key]
+        else:
+            store[key] = encode(value)
+        store.sync()
+        ack(key=key, value=value)
+    store.close()
+
+
 # -- semidbm: a pure-Python append-only dbm (os.write bound as a default argument) -------------
 
 @contextmanager
@@ -95,16 +109,7 @@ def _semidbm_setup(root):
 
 
 def _semidbm_operation(root):
-    db = _semidbm_open(root)
-    for key, value in CHANGES:
-        begin(key=key, value=value)
-        if value is None:
-            del db[key]
-        else:
-            db[key] = value
-        db.sync()                                   # semidbm's documented durability call
-        ack(key=key, value=value)
-    db.close()
+    _apply_changes(_semidbm_open(root))
 
 
 def _semidbm_get(root):
@@ -139,16 +144,7 @@ def _dumb_setup(root):
 
 def _dumb_operation(root):
     import dbm.dumb
-    db = dbm.dumb.open(f"{root}/db", "c")
-    for key, value in CHANGES:
-        begin(key=key, value=value)
-        if value is None:
-            del db[key]
-        else:
-            db[key] = value
-        db.sync()                                   # writes the index (.dir) out
-        ack(key=key, value=value)
-    db.close()
+    _apply_changes(dbm.dumb.open(f"{root}/db", "c"))     # its sync() writes the index (.dir)
 
 
 def _dumb_recover(root):
@@ -178,16 +174,7 @@ def _shelve_setup(root):
 
 
 def _shelve_operation(root):
-    shelf = _shelf(root)
-    for key, value in CHANGES:
-        begin(key=key, value=value)
-        if value is None:
-            del shelf[key]
-        else:
-            shelf[key] = {"value": value}
-        shelf.sync()
-        ack(key=key, value=value)
-    shelf.close()
+    _apply_changes(_shelf(root), encode=lambda value: {"value": value})
 
 
 def _shelve_recover(root):

@@ -61,6 +61,13 @@ def scan_log(engine) -> ScanResult:
     return res
 
 
+def has_checkpoint_marker(res: ScanResult) -> bool:
+    """Whether the scanned mtrs hold the MLOG_CHECKPOINT marker of the scan's checkpoint."""
+    lsn = res.checkpoint.lsn
+    return any(r.type == MLOG_CHECKPOINT and mtr_log.checkpoint_lsn(r) == lsn
+               for m in res.mtrs for r in m.records)
+
+
 def check_checkpoint_marker(engine, res: ScanResult) -> None:
     """The scan from a checkpoint must reach the MLOG_CHECKPOINT marker carrying its LSN: the
     checkpoint writes it (with the file names) and makes it durable before the checkpoint
@@ -70,12 +77,10 @@ def check_checkpoint_marker(engine, res: ScanResult) -> None:
         RecoveryError: no marker (mutant ``redo-ignored-without-checkpoint-marker``, bug 20,
             MySQL #80788, goes on as if the log held no redo after the checkpoint).
     """
+    if has_checkpoint_marker(res):
+        engine.stats["recv_checkpoint_marker_found"] += 1
+        return
     lsn = res.checkpoint.lsn
-    for m in res.mtrs:
-        if any(r.type == MLOG_CHECKPOINT and mtr_log.checkpoint_lsn(r) == lsn
-               for r in m.records):
-            engine.stats["recv_checkpoint_marker_found"] += 1
-            return
     raise RecoveryError(f"no MLOG_CHECKPOINT marker for the checkpoint at LSN {lsn} between it "
                         f"and the end of the log at {res.recovered_lsn} ({len(res.mtrs)} mtrs "
                         f"scanned): the log after the checkpoint is damaged")

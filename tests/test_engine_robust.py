@@ -18,15 +18,8 @@ from tornpage.engine.errors import EngineIOError, LayoutError
 from tornpage.engine.page import FIL_PAGE_INDEX
 from tornpage.faultfs import DROP, Choice, CrashPlan, CrashStateBuilder, FaultSpec, SimDisk
 
-T = "t"
-PS = 4096
-
-
-def _cfg(**kw) -> EngineConfig:
-    base = dict(page_size=PS, buffer_pool_pages=16, log_file_size=96 * 1024,
-                doublewrite_batch_pages=8, page_cleaner_batch=4)
-    base.update(kw)
-    return EngineConfig(**base)
+# the engine tests' small configuration, shared
+from test_engine import PS, T, _cfg  # noqa: E402
 
 
 def _drop_all(disk: SimDisk) -> bytes:
