@@ -15,6 +15,7 @@ tests/test_third_party.py imports this file and asserts the outcome of each scen
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
 import os
@@ -394,10 +395,20 @@ BEGIN, END = "<!-- BEGIN generated:third-party -->\n", "<!-- END generated:third
 
 
 def main(argv: list[str]) -> int:
-    """Print the table; with ``--update``, also rewrite its marked block in third-party.md."""
-    update = "--update" in argv
-    names = [a for a in argv if a != "--update"] or \
-        sorted(SCENARIOS, key=lambda n: (n.split(" ")[0], n))
+    """Print the table; with ``--update``, also rewrite its marked block in third-party.md.
+    An unknown scenario name is a usage error (exit 2)."""
+    ap = argparse.ArgumentParser(description="Crash-test third-party storage libraries with "
+                                             "tornpage's pyfakefs adapter and print the table.")
+    ap.add_argument("--update", action="store_true",
+                    help="also rewrite the generated table in docs/third-party.md")
+    ap.add_argument("scenario", nargs="*", metavar="SCENARIO",
+                    help=f"scenarios to run (default: all): {', '.join(sorted(SCENARIOS))}")
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.scenario if n not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario {unknown[0]!r}; known: {', '.join(sorted(SCENARIOS))}")
+    update = args.update
+    names = args.scenario or sorted(SCENARIOS, key=lambda n: (n.split(" ")[0], n))
     outcomes, missing = [], []
     for n in names:
         if not SCENARIOS[n].available():

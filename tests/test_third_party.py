@@ -290,3 +290,13 @@ def test_crash_test_reports_the_refusal_not_a_library_bug(real_write_watch):
     with pytest.raises(UnsupportedIO, match="os.write"):
         tornpage.crash_test(op, None, None, vfs_kind="pyfakefs")
     assert real_write_watch.stop() == []
+
+
+@pytest.mark.parametrize("argv", [["no-such-library"], ["--no-such-flag"]])
+def test_a_bad_argument_is_a_usage_error(argv, capsys):
+    """One line naming the mistake, exit 2, nothing run and no traceback."""
+    with pytest.raises(SystemExit) as e:
+        tp.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
