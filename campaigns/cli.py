@@ -561,7 +561,9 @@ def mutants():
               default=None, help="Write the report as JSON here.")
 def selftest(examples_per_mutant, seeds, clean_examples, seed, jobs, shrink_steps, artifacts,
              json_path):
-    """Prove the harness: every planted bug found, no finding on the clean engine."""
+    """Prove the harness: every planted bug found, no finding on the clean engine.  A mutant
+    that survives but is argued equivalent is run again as the clean engine, and passes only
+    when no crash state's outcome differs."""
     from tornpage.campaigns import selftest as st
     _check_writable(json_path, "--json")
     with _executor(jobs, None) as executor:
@@ -570,6 +572,8 @@ def selftest(examples_per_mutant, seeds, clean_examples, seed, jobs, shrink_step
                              shrink_steps=shrink_steps,
                              executor=executor, progress=click.echo)
     click.echo(f"mutants killed {report['killed']} of {report['total']}"
+               + (f"; equivalent (no crash state's outcome differs from the clean engine's): "
+                  f"{', '.join(report['equivalent'])}" if report["equivalent"] else "")
                + (f"; survived: {', '.join(report['survivors'])}" if report["survivors"] else ""))
     if report["median_seconds_to_artifact"] is not None:
         click.echo(f"time to the saved, shrunk artifact: median "

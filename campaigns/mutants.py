@@ -384,6 +384,84 @@ def _redo_ignored_without_marker(engine, res) -> None:
         res.recovered_lsn = res.checkpoint.lsn
 
 
+class Divergence:
+    """What a differential run of a mutant saw: how often the planted seam was reached
+    (``calls``) and how often the mutant's answer would have differed from the clean engine's
+    (``diverged``), with the first difference in words (``first``).  A differential run is the
+    clean engine with its seam watched; when ``diverged`` stays 0 over a campaign, the mutant's
+    run of that campaign is the clean engine's, call for call: no oracle could tell them apart.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.diverged = 0
+        self.first: str | None = None
+
+    def reached(self, differs: bool, what: str = "") -> None:
+        self.calls += 1
+        if differs:
+            self.diverged += 1
+            if self.first is None:
+                self.first = what
+
+    def to_json(self) -> dict:
+        return {"seam_calls": self.calls, "diverged": self.diverged, "first": self.first}
+
+
+def _dblwr_differential(pick) -> Callable[[Divergence], contextlib.AbstractContextManager]:
+    """Doublewrite recovery with ``pick`` (a mutant's ``_pick_copies``) watched: it diverges
+    when, for a page whose in-place image does not verify (one recovery restores), the mutant
+    would restore another copy than the clean engine (or one where the clean engine restores
+    none, or none where it restores one)."""
+    real = dblwr.Doublewrite.recover
+
+    def factory(d: Divergence):
+        def recover(self, fil, checkpoint_lsn, scanned_lsn, stats):
+            clean = self._pick_copies(checkpoint_lsn, scanned_lsn)
+            planted = pick(self, checkpoint_lsn, scanned_lsn)
+            what = ""
+            for key in sorted(set(clean) | set(planted)):
+                if key[0] not in fil.spaces or clean.get(key) == planted.get(key):
+                    continue
+                cur = fil.space(key[0]).read_page(key[1])
+                if _verify(cur, self.page_size, expect=key) != PAGE_OK:
+                    what = (f"page {key[0]}:{key[1]}: the clean engine restores "
+                            f"{_copy_lsn(clean.get(key))}, the mutant {_copy_lsn(planted.get(key))}")
+                    break
+            d.reached(bool(what), what)
+            return real(self, fil, checkpoint_lsn, scanned_lsn, stats)
+        return mock.patch.object(dblwr.Doublewrite, "recover", recover)
+    return factory
+
+
+def _copy_lsn(img: bytes | None) -> str:
+    return "no copy" if img is None else f"the copy of LSN {fil_page.page_lsn(img)}"
+
+
+def _either_checksum_differential(d: Divergence) -> contextlib.AbstractContextManager:
+    """Page verification watched: it diverges when accepting either checksum field gives
+    another answer than requiring both."""
+    def verify(page, page_size, log_end_lsn=None, expect=None):
+        v = _verify(page, page_size, log_end_lsn, expect)
+        m = _either_checksum_field(page, page_size, log_end_lsn, expect)
+        d.reached(m != v, f"a page verifies as {m!r} with either field, {v!r} with both")
+        return v
+    return mock.patch.object(fil_page, "verify", verify)
+
+
+def _checkpoint_marker_differential(d: Divergence) -> contextlib.AbstractContextManager:
+    """Recovery's checkpoint-marker check watched: it diverges when the scanned log lacks the
+    marker (the clean engine refuses, the mutant would discard the redo)."""
+    real = recovery.check_checkpoint_marker
+
+    def check(engine, res):
+        d.reached(not recovery.has_checkpoint_marker(res),
+                  f"the log lacks the MLOG_CHECKPOINT marker of checkpoint LSN "
+                  f"{res.checkpoint.lsn}")
+        return real(engine, res)
+    return mock.patch.object(recovery, "check_checkpoint_marker", check)
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
@@ -392,13 +470,18 @@ class Mutant:
     expect: str               # what the oracle should see
     patch: Callable[[], contextlib.AbstractContextManager]
     needs: str = ""           # the fault model that can find it, when not the default
+    # a differential run (the clean engine, the seam watched: see Divergence), for a mutant
+    # that may be equivalent, and the argument why it is
+    differential: Callable[[Divergence], contextlib.AbstractContextManager] | None = None
+    equivalent: str = ""
 
     def campaign_options(self) -> dict:
-        """The campaign settings ``needs`` names: ``media_faults`` (bool), ``device`` (a
+        """The campaign settings ``needs`` names: ``media_faults`` and ``doublewrite`` (bools), ``device`` (a
         profile name or None) and ``recovery_crashes`` (1 when it needs crashes during
         recovery, else 0: a mutant campaign runs without them unless it needs them)."""
         device = re.search(r"--device ([a-z0-9-]+)", self.needs)
         return {"media_faults": "--media-faults" in self.needs,
+                "doublewrite": "--no-doublewrite" not in self.needs,
                 "device": device.group(1) if device else None,
                 "recovery_crashes": 1 if "--recovery-crashes" in self.needs else 0}
 
@@ -536,7 +619,17 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "doublewrite recovery restores a copy without validating its checksum",
            "C: a copy torn while it was written is written in place",
            lambda: mock.patch.object(dblwr.Doublewrite, "_pick_copies",
-                                     _dblwr_copy_not_verified)),
+                                     _dblwr_copy_not_verified),
+           differential=_dblwr_differential(_dblwr_copy_not_verified),
+           equivalent="under the doublewrite protocol a copy can be torn only by a crash before "
+                      "its fsync, so before the in-place write of its page began: the data page "
+                      "then still verifies and is kept whatever copy is picked, or it was never "
+                      "written (all zero), and the torn copy the mutant writes over it is "
+                      "re-created from the page's MLOG_INIT_FILE_PAGE redo; a copy torn in a "
+                      "later batch while an earlier in-place write of the same page is torn "
+                      "cannot happen, because the area is reused only after the data files were "
+                      "fsynced.  It needs a data page damaged independently of its write (decay "
+                      "at rest), which the fault model does not draw"),
     Mutant("zero-checksum-taken-as-empty", 9,
            "a page whose stored checksum is 0 is taken as an empty, never-checksummed page and "
            "used unverified (MySQL #73689)",
@@ -547,7 +640,15 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "a page is accepted when either of its two stored checksum fields matches "
            "(MDEV-27931)",
            "C: a page with one damaged checksum field is accepted",
-           lambda: mock.patch.object(fil_page, "verify", _either_checksum_field)),
+           lambda: mock.patch.object(fil_page, "verify", _either_checksum_field),
+           differential=_either_checksum_differential,
+           equivalent="both fields hold the same crc32c of the same bytes (INNODB.md: the same "
+                      "value is stored at 0 and P-8), and the torn check (trailer LSN against "
+                      "header LSN) runs first: only damage confined to one checksum field makes "
+                      "the fields differ, and then the page's content is right, so accepting it "
+                      "is not wrong.  InnoDB's bug needs fields computed over different bytes "
+                      "(its legacy innodb checksum covers only the header in the trailer "
+                      "field)"),
     Mutant("recovered-pages-appended-unsorted", 11,
            "pages recovery applied redo to are appended to the flush list in page order, not "
            "inserted sorted by oldest_modification",
@@ -558,8 +659,11 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            needs="--recovery-crashes >= 1"),
     Mutant("checkpoint-before-data-fsync", 13,
            "a checkpoint is written without fsyncing the data files first",
-           "L: the checkpoint moves past page writes that were not durable",
-           lambda: mock.patch.object(Engine, "_sync_data_files", _checkpoint_before_data_fsync)),
+           "L/R: the checkpoint moves past page writes that were not durable; a power loss "
+           "drops them and their redo is no longer scanned",
+           lambda: mock.patch.object(Engine, "_sync_data_files", _checkpoint_before_data_fsync),
+           needs="--no-doublewrite (page writes then wait for the checkpoint's fsync, as in "
+                 "InnoDB) on a device whose page writes cannot tear (--device atomic16k)"),
     Mutant("page-write-before-log-durable", 14,
            "a page is written before the log is durable up to its newest_modification (a WAL "
            "violation)",
@@ -597,7 +701,18 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            "L: commits after the checkpoint are lost when the marker's log block is damaged",
            lambda: mock.patch.object(recovery, "check_checkpoint_marker",
                                      _redo_ignored_without_marker),
-           needs="--media-faults (at-rest-corruption or a misdirected write in the log)"),
+           needs="--media-faults (at-rest-corruption or a misdirected write in the log)",
+           differential=_checkpoint_marker_differential,
+           equivalent="the marker can go missing only if its log block is damaged after the "
+                      "checkpoint slot named it: every checkpoint makes the marker durable "
+                      "before the slot, and the engine reads every log write back after its "
+                      "fsync, so at-rest corruption or a lost write of the marker stops the "
+                      "engine before the slot is written (the older checkpoint, with its intact "
+                      "marker, is used); a misdirected write over the block is refused by the "
+                      "scan first.  It needs decay of the log after it was verified, which the "
+                      "fault model does not draw; tests/test_engine.py "
+                      "test_missing_checkpoint_marker_refuses_to_start damages the block "
+                      "directly"),
     Mutant("extend-without-fsync", 21,
            "a page write that extends a data file is not followed by an fsync of the file "
            "(MySQL #45892)",

@@ -10,45 +10,119 @@ campaign to its saved, shrunk artifact is measured (wall clock, reported, never 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import os
 import statistics
 import time
+from typing import Iterator
+from unittest import mock
 
-from tornpage.campaigns.mutants import MUTANTS
+from tornpage.campaigns import crashcheck
+from tornpage.campaigns.mutants import MUTANTS, Divergence
 from tornpage.campaigns.runner import CampaignConfig, run_campaign
 from tornpage.campaigns.workload import WorkloadSettings
 from tornpage.faultfs.devices import DEFAULT_DEVICE, DEVICES
 
 
-def _settings(device: str | None) -> WorkloadSettings:
-    return dataclasses.replace(WorkloadSettings(), device=device or DEFAULT_DEVICE)
+def _settings(device: str | None, doublewrite: bool = True) -> WorkloadSettings:
+    return dataclasses.replace(WorkloadSettings(), device=device or DEFAULT_DEVICE,
+                               doublewrite=doublewrite)
+
+
+@contextlib.contextmanager
+def recorded_outcomes(log: list) -> Iterator[None]:
+    """Record, in order, the outcome of every crash state checked in this process: the workload's
+    IO trace hash, the crash plan and its crashes during recovery, the verdict (kind and rule)
+    and a digest of every recovered table state the check read.  Two campaigns with equal logs
+    gave every crash state the same outcome."""
+    real_check, real_finish = crashcheck.check_crash_state, crashcheck._finish
+
+    def finish(eng, quiesce):
+        rows = real_finish(eng, quiesce)
+        log.append(("rows", hashlib.sha256(repr(sorted(rows.items())).encode()).hexdigest()))
+        return rows
+
+    def check(run, plan, *args, **kwargs):
+        out = real_check(run, plan, *args, **kwargs)
+        log.append(("state", run.disk.trace_hash(), repr(plan), repr(out.nested),
+                    out.verdict.kind, out.verdict.rule))
+        return out
+    with mock.patch.object(crashcheck, "_finish", finish), \
+            mock.patch.object(crashcheck, "check_crash_state", check):
+        yield
+
+
+def _mutant_config(name: str, s: int, examples: int, artifacts_dir: str, shrink_steps: int,
+                   mutant: str | None) -> CampaignConfig:
+    opts = MUTANTS[name].campaign_options()
+    return CampaignConfig(seed=s, budget=None, examples=examples, mutant=mutant,
+                          settings=_settings(opts["device"], opts["doublewrite"]),
+                          media_faults=opts["media_faults"],
+                          recovery_crashes=opts["recovery_crashes"],
+                          artifacts_dir=os.path.join(artifacts_dir, mutant or f"clean-{name}"),
+                          shrink_steps=shrink_steps, required_probes=())
+
+
+def equivalence(name: str, seeds: list[int], examples: int, artifacts_dir: str,
+                mutant_log: list, differential=None) -> dict:
+    """The experiment behind a mutant claimed equivalent: the clean engine runs the campaigns
+    the mutant ran (``seeds``, same workloads and fault model) with the mutant's seam watched
+    (:class:`~campaigns.mutants.Divergence`), and every crash state's outcome is compared with
+    the mutant's (``mutant_log``, from :func:`recorded_outcomes`).  A JSON-able dict:
+    seam_calls, diverged (the seam's answers that differed), first, outcomes_compared,
+    outcomes_differ (crash states whose outcome differed, 0 for an equivalent mutant),
+    first_difference.  ``differential``: another watcher than the mutant's own."""
+    d = Divergence()
+    log: list = []
+    with (differential or MUTANTS[name].differential)(d), recorded_outcomes(log):
+        for s in seeds:
+            run_campaign(_mutant_config(name, s, examples, artifacts_dir, 0, None))
+    states = [e for e in log if e[0] == "state"]
+    differ = sum(a != b for a, b in zip(log, mutant_log)) + abs(len(log) - len(mutant_log))
+    first = next((i for i, (a, b) in enumerate(zip(log, mutant_log)) if a != b),
+                 None if len(log) == len(mutant_log) else min(len(log), len(mutant_log)))
+    return {**d.to_json(), "outcomes_compared": len(states), "outcomes_differ": differ,
+            "first_difference": None if first is None else
+            f"record {first} of {len(log)}: clean {log[first] if first < len(log) else None}, "
+            f"mutant {mutant_log[first] if first < len(mutant_log) else None}"}
 
 
 def run_mutant(name: str, examples: int, seed: int, artifacts_dir: str,
                shrink_steps: int, seeds: int = 1) -> dict:
     """One mutant's campaigns: seeds ``seed``, ``seed + 1``, … (``seeds`` of them) in turn, each
     of at most ``examples`` workloads, until one finds it.  The same budget for every mutant:
-    nothing is tuned to one.  A JSON-able dict: killed, kind, rule, seed, seconds, workloads…"""
-    opts = MUTANTS[name].campaign_options()
+    nothing is tuned to one.  A JSON-able dict: killed, kind, rule, seed, seconds, workloads…
+
+    A mutant that survives and has an equivalence argument (``Mutant.equivalent``) gets the
+    experiment of :func:`equivalence`: when no crash state's outcome differs from the clean
+    engine's, it is reported ``equivalent`` (the bug cannot show in this engine under this
+    fault model, and the argument says why), not as a survivor."""
+    mutant = MUTANTS[name]
     t0 = time.perf_counter()
     workloads = states = 0
-    for s in range(seed, seed + seeds):
-        cfg = CampaignConfig(seed=s, budget=None, examples=examples, mutant=name,
-                             settings=_settings(opts["device"]),
-                             media_faults=opts["media_faults"],
-                             recovery_crashes=opts["recovery_crashes"],
-                             artifacts_dir=os.path.join(artifacts_dir, name),
-                             shrink_steps=shrink_steps, required_probes=())
-        res = run_campaign(cfg)
-        workloads += res.workloads
-        states += res.crash_states
-        if res.findings:
-            break
+    log: list = []
+    ran = []
+    with recorded_outcomes(log):
+        for s in range(seed, seed + seeds):
+            res = run_campaign(_mutant_config(name, s, examples, artifacts_dir, shrink_steps,
+                                              name))
+            ran.append(s)
+            workloads += res.workloads
+            states += res.crash_states
+            if res.findings:
+                break
     seconds = time.perf_counter() - t0
     f = res.findings[0] if res.findings else None
-    return {"mutant": name, "bug": MUTANTS[name].bug, "needs": MUTANTS[name].needs,
-            "killed": f is not None, "kind": f.verdict["kind"] if f else None,
+    experiment = None
+    if f is None and mutant.equivalent:
+        experiment = {**equivalence(name, ran, examples, artifacts_dir, log),
+                      "argument": mutant.equivalent}
+    return {"mutant": name, "bug": mutant.bug, "needs": mutant.needs,
+            "killed": f is not None,
+            "equivalent": experiment is not None and experiment["outcomes_differ"] == 0,
+            "experiment": experiment, "kind": f.verdict["kind"] if f else None,
             "rule": f.verdict.get("rule") if f else None, "seed": s if f else None,
             "artifact": f.artifact if f else None, "workloads": workloads,
             "crash_states": states, "seconds_to_artifact": round(seconds, 2)}
@@ -96,7 +170,9 @@ def selftest(*, examples: int = 40, clean_examples: int = 8, seed: int = 0, seed
               "examples_per_mutant": examples,
               "clean_examples": clean_examples, "mutants": mutants, "clean": clean,
               "killed": sum(m["killed"] for m in mutants), "total": len(mutants),
-              "survivors": [m["mutant"] for m in mutants if not m["killed"]],
+              "equivalent": [m["mutant"] for m in mutants if m["equivalent"]],
+              "survivors": [m["mutant"] for m in mutants
+                            if not m["killed"] and not m["equivalent"]],
               "false_positives": sum(len(c["false_positives"]) for c in clean),
               "median_seconds_to_artifact": statistics.median(times) if times else None,
               "max_seconds_to_artifact": max(times) if times else None}
@@ -106,6 +182,11 @@ def selftest(*, examples: int = 40, clean_examples: int = 8, seed: int = 0, seed
 
 def _line(kind: str, r: dict) -> str:
     if kind == "mutant":
+        if r["equivalent"]:
+            e = r["experiment"]
+            return (f"equal    {r['mutant']:40s} no outcome differs in {e['outcomes_compared']} "
+                    f"crash states (seam reached {e['seam_calls']} times, answered otherwise "
+                    f"{e['diverged']} times)")
         if not r["killed"]:
             return f"SURVIVED {r['mutant']} ({r['workloads']} workloads)"
         return (f"killed   {r['mutant']:40s} {r['kind']}:{r['rule']}  "

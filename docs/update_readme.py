@@ -63,8 +63,15 @@ def selftest(cwd: str) -> str:
         r = json.load(f)
     rows = ["| mutant | INNODB.md bug | needs | found (kind: rule) | in workload | "
             "seconds to the saved, shrunk artifact |", "|---|---|---|---|---|---|"]
+    equivalent = []
     for m in r["mutants"]:
         found = f"{m['kind']}: `{m['rule']}`" if m["killed"] else "**survived**"
+        if m["equivalent"]:
+            e = m["experiment"]
+            found = (f"equivalent: no outcome differs in {e['outcomes_compared']} crash states "
+                     f"(seam answered otherwise {e['diverged']} of {e['seam_calls']} times)")
+            equivalent.append(f"- `{m['mutant']}` (bug {m['bug']}): "
+                              f"{m['experiment']['argument']}.")
         rows.append(f"| `{m['mutant']}` | {m['bug'] or 'fault model'} | "
                     f"{m['needs'] or 'default campaign'} | {found} | {m['workloads']} | "
                     f"{m['seconds_to_artifact']:.1f} |")
@@ -76,6 +83,11 @@ def selftest(cwd: str) -> str:
                     f"{c['workloads']} | {c['crash_states']} | {len(c['false_positives'])} |")
     tail = [ln for ln in out.splitlines() if ln.startswith(("mutants killed", "time to",
                                                              "false positives", "result"))]
+    if equivalent:
+        rows += ["", "Why each equivalent mutant cannot change an outcome in this engine, and "
+                     "what it would need (the experiment above, the clean engine run on the "
+                     "mutant's campaigns with every crash state's outcome compared, backs "
+                     "each):", ""] + equivalent
     return ("```\n$ tornpage selftest\n...\n" + "\n".join(tail) + f"\n```\n(exit status {rc})\n\n"
             + "\n".join(rows) + "\n")
 

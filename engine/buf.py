@@ -297,7 +297,8 @@ class BufferPool:
                                      f"an open mtr: none can be flushed")
 
     def _write(self, frames: list[Frame], single: bool) -> None:
-        """Write ``frames`` through the WAL rule and the doublewrite buffer, then fsync.
+        """Write ``frames`` through the WAL rule and the doublewrite buffer, then fsync them
+        (without the doublewrite buffer the next checkpoint fsyncs them).
 
         Raises:
             EnginePanic: the engine has stopped (nothing is written).
@@ -315,7 +316,12 @@ class BufferPool:
                 self.dblwr.write_batch(images)
         for f, img in zip(frames, images):
             self.fil.space(f.space).write_pages(f.page_no, img)
-        self.fil.fsync_all()
+        if self.dblwr is not None:
+            # the area is reused by the next batch only after the in-place writes are durable
+            # (buf_dblwr_sync_datafiles); without the doublewrite buffer the writes stay in the
+            # file system's cache until the next checkpoint fsyncs the data files
+            # (log_checkpoint → fil_flush_file_spaces), as in InnoDB with innodb_doublewrite=0
+            self.fil.fsync_all()
         for f in frames:
             self.flush_list.remove(f)
             f.oldest_modification = 0

@@ -1110,9 +1110,10 @@ def _dblwr_area(config: EngineConfig) -> range:
 
 
 def _in_place_page_writes(run: Run, system: bool = False) -> list[tuple[int, int]]:
-    """(write index, index of the next fsync of that file) for every whole-page write to a
-    table tablespace (``system``: to the system tablespace outside the doublewrite area:
-    undo log and rollback segment pages) after the setup."""
+    """(write index, index of the next fsync of that file, or the end of the trace when none
+    follows: without the doublewrite buffer a page write waits for the next checkpoint's fsync)
+    for every whole-page write to a table tablespace (``system``: to the system tablespace
+    outside the doublewrite area: undo log and rollback segment pages) after the setup."""
     ops = run.disk.trace.ops
     area = _dblwr_area(run.config)
     out = []
@@ -1122,8 +1123,8 @@ def _in_place_page_writes(run: Run, system: bool = False) -> list[tuple[int, int
             continue
         if (op.path == "ibdata1" and op.offset not in area) if system else \
                 op.path.endswith(".ibd"):
-            j = next(j for j in range(i + 1, len(ops))
-                     if isinstance(ops[j], Fsync) and ops[j].inode == op.inode)
+            j = next((j for j in range(i + 1, len(ops))
+                      if isinstance(ops[j], Fsync) and ops[j].inode == op.inode), len(ops))
             out.append((i, j))
     return out
 

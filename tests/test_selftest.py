@@ -1,0 +1,103 @@
+"""``tornpage selftest``'s verdicts: a killed mutant, a survivor, and a mutant shown equivalent by
+its experiment (the clean engine run on the mutant's campaigns, every crash state's outcome
+compared, the mutant's seam watched).  Each check here can fail: the outcome comparison sees a
+mutant that changes an outcome, and each watcher fires on the input its mutant answers
+differently."""
+from __future__ import annotations
+
+import contextlib
+from unittest import mock
+
+import pytest
+
+from tornpage.campaigns import mutants, selftest as st
+from tornpage.campaigns.mutants import MUTANTS, Divergence
+from tornpage.campaigns.runner import run_campaign
+from tornpage.engine import page as fil_page
+from tornpage.engine import recovery
+from tornpage.engine.errors import RecoveryError
+
+EQUIVALENT = [name for name, m in MUTANTS.items() if m.equivalent]
+
+
+def test_every_equivalence_argument_has_its_experiment():
+    assert EQUIVALENT
+    for name in EQUIVALENT:
+        assert MUTANTS[name].differential is not None, name
+
+
+@pytest.mark.parametrize("name", EQUIVALENT)
+def test_an_equivalent_mutant_changes_no_outcome(tmp_path, name):
+    r = st.run_mutant(name, examples=4, seed=0, artifacts_dir=str(tmp_path), shrink_steps=0)
+    assert not r["killed"]
+    e = r["experiment"]
+    assert e["outcomes_compared"] == r["crash_states"] > 0
+    assert e["outcomes_differ"] == 0, e["first_difference"]
+    assert e["seam_calls"] > 0          # the seam was reached: the experiment saw something
+    assert r["equivalent"] is True and e["argument"] == MUTANTS[name].equivalent
+
+
+def test_the_outcome_comparison_sees_a_mutant_that_changes_an_outcome(tmp_path):
+    # a killable mutant's campaign against the clean engine's: the logs must differ
+    name = "bg-rollback-off-by-one"
+    log: list = []
+    with st.recorded_outcomes(log):
+        res = run_campaign(st._mutant_config(name, 0, 4, str(tmp_path), 0, name))
+    assert res.findings
+    e = st.equivalence(name, [0], 4, str(tmp_path), log,
+                       differential=lambda d: contextlib.nullcontext())
+    assert e["outcomes_differ"] > 0 and e["first_difference"]
+    # ... and the same campaign against itself gives equal logs
+    again: list = []
+    with st.recorded_outcomes(again):
+        run_campaign(st._mutant_config(name, 0, 4, str(tmp_path), 0, name))
+    assert again == log
+
+
+def test_the_checksum_watcher_fires_on_one_damaged_checksum_field():
+    page = bytearray(4096)
+    fil_page.put_u32(page, fil_page.FIL_PAGE_OFFSET, 3)
+    page = bytearray(fil_page.stamp_for_write(bytes(page), 1000))
+    assert fil_page.verify(bytes(page), 4096) == fil_page.PAGE_OK
+    d = Divergence()
+    with MUTANTS["either-checksum-field"].differential(d):
+        assert fil_page.verify(bytes(page), 4096) == fil_page.PAGE_OK
+        assert d.calls == 1 and d.diverged == 0
+        page[0] ^= 1                    # the header field only: the trailer field still matches
+        assert fil_page.verify(bytes(page), 4096) != fil_page.PAGE_OK    # the clean answer
+    assert d.calls == 2 and d.diverged == 1 and "with either field" in d.first
+
+
+def test_the_marker_watcher_fires_when_the_marker_is_missing():
+    class Checkpoint:
+        lsn = 4096
+
+    class Res:                          # a scan that reached no MLOG_CHECKPOINT marker
+        mtrs: list = []
+        checkpoint = Checkpoint()
+        recovered_lsn = 8192
+    real = recovery.check_checkpoint_marker
+    d = Divergence()
+    with MUTANTS["redo-ignored-without-checkpoint-marker"].differential(d):
+        with pytest.raises(RecoveryError, match="MLOG_CHECKPOINT"):   # the clean answer
+            recovery.check_checkpoint_marker(None, Res())
+    assert d.calls == 1 and d.diverged == 1 and "4096" in d.first
+    assert recovery.check_checkpoint_marker is real
+
+
+def test_selftest_counts_an_equivalent_mutant_apart_from_survivors(tmp_path):
+    chosen = {n: MUTANTS[n] for n in ("bg-rollback-off-by-one", "either-checksum-field")}
+    with mock.patch.object(st, "MUTANTS", chosen), \
+            mock.patch.object(st, "DEVICES", {"sector512": None}):
+        report = st.selftest(examples=4, clean_examples=1, seeds=1, shrink_steps=0,
+                             artifacts_dir=str(tmp_path))
+    assert report["killed"] == 1 and report["equivalent"] == ["either-checksum-field"]
+    assert report["survivors"] == [] and report["passed"] is True
+    # a mutant with no equivalence argument that survives is a survivor
+    plain = dict(chosen, **{"either-checksum-field": mutants.Mutant(
+        "either-checksum-field", 10, "d", "e", MUTANTS["either-checksum-field"].patch)})
+    with mock.patch.object(st, "MUTANTS", plain), \
+            mock.patch.object(st, "DEVICES", {"sector512": None}):
+        report = st.selftest(examples=4, clean_examples=1, seeds=1, shrink_steps=0,
+                             artifacts_dir=str(tmp_path))
+    assert report["survivors"] == ["either-checksum-field"] and report["passed"] is False
