@@ -35,7 +35,8 @@ from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, HANG, ISOLATION, L
                                        UNCOMMITTED,
                               Verdict)
 from tornpage.engine import Engine, undo
-from tornpage.engine.errors import Corruption, EngineError, LockConflict, RecoveryError
+from tornpage.engine.errors import (Corruption, EngineError, LockConflict, RecoveryError,
+                                   WatchdogExpired)
 from tornpage.faultfs import (DROP, KEEP, SIZE_ONLY, TEAR, CrashPlan, CrashPlanError,
                      CrashStateBuilder, Image, InjectedIOError,
                      MediaFault, OpBudgetExceeded, SimDisk, Write, get_device)
@@ -470,6 +471,11 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
     uninterrupted recovery of the first crash state produced (recovery is idempotent).
     """
     b = builder_for(run)
+    if run.hung:
+        return CrashResult(plan, Verdict.failed(
+            HANG, f"the engine hung during the workload: {run.stopped}", [
+                "each opened engine may access buffer pool pages a bounded number of times; a "
+                "loop that only touches cached pages is taken for a hang"], rule="engine.hang"))
     if run.crashed:
         return CrashResult(plan, Verdict.failed(
             ENGINE_ERROR, f"the engine crashed during the workload: {run.stopped}",
@@ -601,11 +607,11 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         if used:
             f.verdict.details.append(f"after {len(used)} crash(es) during recovery")
         return CrashResult(plan, f.verdict, probes, used, new_work)
-    except OpBudgetExceeded as e:
+    except (OpBudgetExceeded, WatchdogExpired) as e:
         v = Verdict.failed(HANG, f"the engine did not finish: {e}", [
             "recovery, background rollback, purge and the checks of one crash state read and "
             "write each page a bounded number of times; a loop that keeps calling the file "
-            "system is taken for a hang"], rule="engine.hang")
+            "system, or keeps touching cached pages, is taken for a hang"], rule="engine.hang")
         if used:
             v.details.append(f"after {len(used)} crash(es) during recovery")
         return CrashResult(plan, v, probes, used, new_work)

@@ -7,8 +7,9 @@ machinery that uses them (mtr, buf, btr, trx, recovery).
 from tornpage.engine.config import ConfigError, EngineConfig
 from tornpage.engine.engine import Engine, EnginePanic
 from tornpage.engine.errors import (Corruption, DuplicateKey, EngineError, EngineIOError, LockConflict, LogFull,
-                           PageFromFuture, RecoveryError, TornPageUnrepairable, TrxStateError)
+                           PageFromFuture, RecoveryError, TornPageUnrepairable, TrxStateError,
+                           WatchdogExpired)
 
 __all__ = ["Engine", "EngineConfig", "ConfigError", "EnginePanic", "EngineError",
            "EngineIOError", "LockConflict", "DuplicateKey", "TrxStateError", "Corruption", "PageFromFuture",
-           "TornPageUnrepairable", "RecoveryError", "LogFull"]
+           "TornPageUnrepairable", "RecoveryError", "LogFull", "WatchdogExpired"]

@@ -26,6 +26,7 @@ LRU eviction of a dirty page does the same for one page through the single-page 
 """
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from itertools import chain, pairwise
@@ -34,7 +35,7 @@ from sortedcontainers import SortedKeyList
 
 from tornpage.engine import page as fil_page
 from tornpage.engine.errors import (BufferPoolFull, Corruption, EnginePanic, PageFromFuture,
-                                   TornPageUnrepairable)
+                                   TornPageUnrepairable, WatchdogExpired)
 from tornpage.engine.page import PAGE_OK, PAGE_TORN, PAGE_FROM_FUTURE
 
 
@@ -149,11 +150,14 @@ class BufferPool:
     """Args: ``fil`` (tablespaces), ``log`` (:class:`~engine.log.LogSys`), ``dblwr`` (a
     :class:`~engine.dblwr.Doublewrite` or None when disabled), ``capacity`` (pages),
     ``owner`` (the engine, or anything with ``panicked``: once it is set no page is written,
-    since a frame may hold changes a failed mtr made and never logged)."""
+    since a frame may hold changes a failed mtr made and never logged), ``watchdog`` (page
+    accesses allowed, None for no limit: see :class:`~engine.errors.WatchdogExpired`)."""
 
     def __init__(self, fil, log, dblwr, capacity: int, page_size: int, stats,
-                 owner=None) -> None:
+                 owner=None, watchdog: int | None = None) -> None:
         self.owner = owner
+        self.accesses = 0               # page accesses (hits and misses), for the watchdog
+        self.watchdog = watchdog if watchdog is not None else sys.maxsize
         self.fil = fil
         self.log = log
         self.dblwr = dblwr
@@ -173,8 +177,12 @@ class BufferPool:
             Corruption: bad checksum, an all-zero/short page that should exist, or a valid
                 page of another page number (misplaced by a misdirected write).
             BufferPoolFull: a miss with every frame fixed.
+            WatchdogExpired: more accesses than the watchdog allows (a hang).
         """
         key = (space, page_no)
+        self.accesses += 1
+        if self.accesses > self.watchdog:
+            raise WatchdogExpired(self.watchdog, key)
         f = self.frames.get(key)
         if f is not None:
             self.frames.move_to_end(key)

@@ -41,6 +41,9 @@ class EngineConfig:
     transaction_isolation: str = "REPEATABLE-READ"   # transaction_isolation: REPEATABLE-READ
                                                      # or READ-COMMITTED
     purge_batch: int = 4                # undo records per purge step (innodb_purge_batch_size)
+    watchdog_page_accesses: int | None = None   # buffer pool page accesses one opened engine
+                                                # may make (None: no limit); past it
+                                                # WatchdogExpired (a hang that makes no IO)
 
     def __post_init__(self) -> None:
         if self.page_size not in PAGE_SIZES:
@@ -62,6 +65,8 @@ class EngineConfig:
             raise ConfigError("transaction_isolation must be REPEATABLE-READ or READ-COMMITTED")
         if not 1 <= self.purge_batch <= 1024:
             raise ConfigError("purge_batch must be in 1..1024")
+        if self.watchdog_page_accesses is not None and self.watchdog_page_accesses < 1:
+            raise ConfigError("watchdog_page_accesses must be at least 1 (or None)")
         if not 1 <= self.page_cleaner_batch <= self.doublewrite_batch_pages:
             raise ConfigError("page_cleaner_batch must be in 1..doublewrite_batch_pages")
 

@@ -79,7 +79,8 @@ class Engine:
         if cfg.doublewrite:
             self.dblwr = Doublewrite(self.fil.space(0), dblwr_first, dblwr_pages, cfg.page_size)
         self.buf = BufferPool(self.fil, self.log, self.dblwr, cfg.buffer_pool_pages,
-                              cfg.page_size, self.stats, owner=self)
+                              cfg.page_size, self.stats, owner=self,
+                              watchdog=cfg.watchdog_page_accesses)
 
     def mtr(self) -> Mtr:
         """Start a mini-transaction (after a log free check, as mtr_start + log_free_check)."""

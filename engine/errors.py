@@ -5,6 +5,21 @@ class EngineError(Exception):
     """Base class of every error the engine raises on purpose."""
 
 
+class WatchdogExpired(BaseException):
+    """The engine made more buffer pool page accesses than its watchdog allows
+    (``EngineConfig.watchdog_page_accesses``): it hangs in a loop that never calls the file
+    system (over pages it has cached, say a B+tree level whose sibling links form a cycle).
+    Counted, never timed, so the same run always expires at the same access; InnoDB's
+    counterpart is srv_error_monitor_thread, which kills the server after a semaphore wait of
+    600 s.  A BaseException, as KeyboardInterrupt is, so no ``except Exception`` in the engine
+    swallows it."""
+
+    def __init__(self, budget: int, where: tuple[int, int]) -> None:
+        super().__init__(f"more than {budget} buffer pool page accesses (the last: page "
+                         f"{where[0]}:{where[1]})")
+        self.budget = budget
+
+
 class EnginePanic(EngineError):
     """The engine has stopped: an mtr failed after changing pages (their changes are not in
     the log), or an IO call failed.  Every later call is refused; only recovery after a

@@ -1345,3 +1345,24 @@ def test_other_page_sizes_crash_and_recover(ps):
     for pos in range(run.setup_end + 1, len(run.disk.trace) + 1, 17):
         eng, rows, _ = recover(run, b.build(drop_all(run, pos)))
         assert rows in allowed_states(run, pos), pos
+
+
+def test_the_watchdog_stops_a_scan_that_loops_over_cached_pages():
+    """A leaf whose FIL_PAGE_NEXT points back at itself makes a full scan loop for ever over a
+    page the buffer pool holds, with no file system call (so no IO budget sees it): the watchdog
+    of page accesses expires instead, deterministically, at the same access every time."""
+    from tornpage.engine import WatchdogExpired
+    from tornpage.engine.page import FIL_PAGE_NEXT
+    disk, eng = _new_engine(watchdog_page_accesses=20_000)
+    t = eng.begin()
+    for k in range(1, 200):
+        t.insert(T, k, b"v" * 40)
+    t.commit()
+    idx = eng._index(T)
+    leaf = idx.search_path(eng.buf, 1)[-1]
+    assert P.u32(leaf.data, FIL_PAGE_NEXT) != P.FIL_NULL      # more than one leaf
+    P.put_u32(leaf.data, FIL_PAGE_NEXT, leaf.page_no)         # a cycle of one leaf
+    before = eng.buf.accesses
+    with pytest.raises(WatchdogExpired, match="more than 20000 buffer pool page accesses"):
+        eng.all_rows(T)
+    assert eng.buf.accesses == 20_001 and before < 20_000

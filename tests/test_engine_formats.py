@@ -1289,7 +1289,8 @@ def test_config_too_small_log_file_raises(ps):
                                 dict(doublewrite_batch_pages=65),
                                 dict(n_rollback_segments=0), dict(n_rollback_segments=128),
                                 dict(page_cleaner_batch=0),
-                                dict(page_cleaner_batch=17, doublewrite_batch_pages=16)])
+                                dict(page_cleaner_batch=17, doublewrite_batch_pages=16),
+                                dict(watchdog_page_accesses=0)])
 def test_config_other_bad_settings_raise(kw):
     with pytest.raises(ConfigError):
         EngineConfig(**kw)

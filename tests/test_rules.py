@@ -693,6 +693,27 @@ def test_rule_fires_on_its_fault(case):
     assert verdict.signature() == f"{case.kind}:{case.rule}"
 
 
+def looping_rollback(self):
+    """A background rollback that loops for ever over one cached page: no file system call."""
+    while True:
+        self.buf.get(0, 0)
+
+
+@pytest.mark.parametrize("run", [
+    patched(Engine, "finish_background_rollback", looping_rollback),
+    edited_run(hung=True, stopped="WatchdogExpired: more than 250000 buffer pool page "
+                                  "accesses (the last: page 1:3)")],
+    ids=["after-recovery", "during-the-workload"])
+def test_engine_hang_fires_on_a_loop_that_makes_no_io(run):
+    """engine.hang's second source: the watchdog of buffer pool page accesses (the case above
+    is the file system call budget), in a crash state's checks and during the workload."""
+    verdict, _ = as_verdict(run(True))
+    assert (verdict.kind, verdict.rule) == (HANG, "engine.hang"), verdict.explain()
+    assert "buffer pool page accesses" in verdict.summary
+    verdict, _ = as_verdict(run(False))
+    assert verdict.ok, verdict.explain()
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_same_input_without_the_fault_passes(case):
     verdict, rules = as_verdict(case.run(False))
