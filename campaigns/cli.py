@@ -540,6 +540,9 @@ def mutants():
         click.echo(f"{m.name}  ({src})")
         click.echo(f"    {m.description}")
         click.echo(f"    expect {m.expect}" + (f"; found only with {m.needs}" if m.needs else ""))
+        if m.equivalent:
+            click.echo(f"    argued equivalent in this engine (tornpage selftest checks it): "
+                       f"{m.equivalent}")
 
 
 @main.command()

@@ -177,6 +177,8 @@ def test_mutants_lists_every_mutant():
     assert listed == set(MUTANTS)
     for m in MUTANTS.values():
         assert m.description in result.stdout
+        assert (f"argued equivalent in this engine (tornpage selftest checks it): "
+                f"{m.equivalent}" in result.stdout) is bool(m.equivalent)
 
 
 def test_devices_lists_every_device():
