@@ -475,6 +475,11 @@ class Mutant:
     differential: Callable[[Divergence], contextlib.AbstractContextManager] | None = None
     equivalent: str = ""
 
+    def __post_init__(self) -> None:
+        if self.equivalent and self.differential is None:
+            raise TypeError(f"mutant {self.name}: an equivalence argument needs the "
+                            f"differential watcher that tests it")
+
     def campaign_options(self) -> dict:
         """The campaign settings ``needs`` names: ``media_faults`` and ``doublewrite`` (bools), ``device`` (a
         profile name or None) and ``recovery_crashes`` (1 when it needs crashes during

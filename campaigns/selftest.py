@@ -1,6 +1,10 @@
 """``tornpage selftest``: prove the harness.  Every planted bug (:mod:`campaigns.mutants`) is run
 with the fault model it needs and must be found (killed), and the clean engine is run on every
-device, with and without media faults, and must give no finding (no false positive).
+device, with and without media faults, and must give no finding (no false positive).  A mutant
+that is not found but carries an argument that it cannot change an outcome in this engine
+(``Mutant.equivalent``) passes only when the experiment of :func:`equivalence` backs it: the
+clean engine on the same campaigns, the seam watched, every checked crash state's outcome the
+same; otherwise it is a survivor.  The selftest passes with no survivor and no false positive.
 
 Budgets are deterministic and the same for every mutant: up to ``seeds`` campaigns of
 ``examples`` workloads each (seeds ``seed``, ``seed + 1``, …; each stops at the first finding)
@@ -35,8 +39,10 @@ def _settings(device: str | None, doublewrite: bool = True) -> WorkloadSettings:
 def recorded_outcomes(log: list) -> Iterator[None]:
     """Record, in order, the outcome of every crash state checked in this process: the workload's
     IO trace hash, the crash plan and its crashes during recovery, the verdict (kind and rule)
-    and a digest of every recovered table state the check read.  Two campaigns with equal logs
-    gave every crash state the same outcome."""
+    and a digest of each recovered state of the table the committed-state oracle reads
+    (``crashcheck.committed_view``, after recovery and background rollback).  A state whose
+    verdict is reused from an equal state checked before is not checked again, in either run.
+    Two campaigns with equal logs gave every checked crash state the same outcome."""
     real_check, real_finish = crashcheck.check_crash_state, crashcheck._finish
 
     def finish(eng, quiesce):
@@ -65,28 +71,61 @@ def _mutant_config(name: str, s: int, examples: int, artifacts_dir: str, shrink_
                           shrink_steps=shrink_steps, required_probes=())
 
 
+def outcomes_by_state(log: list) -> list[tuple]:
+    """A :func:`recorded_outcomes` log as one outcome per crash state checked: its
+    ``("state", …)`` record with the table-state digests recorded before it."""
+    out, rows = [], []
+    for rec in log:
+        if rec[0] == "rows":
+            rows.append(rec[1])
+        else:
+            out.append((rec, tuple(rows)))
+            rows = []
+    return out
+
+
+def compare_outcomes(clean_log: list, mutant_log: list) -> tuple[int, int, str | None]:
+    """(crash states compared, crash states whose outcome differs, the first difference in
+    words or None) between two :func:`recorded_outcomes` logs, state by state; a state only one
+    of the runs checked counts as differing."""
+    clean, mutant = outcomes_by_state(clean_log), outcomes_by_state(mutant_log)
+    differ = sum(a != b for a, b in zip(clean, mutant)) + abs(len(clean) - len(mutant))
+    first = next((i for i, (a, b) in enumerate(zip(clean, mutant)) if a != b),
+                 None if len(clean) == len(mutant) else min(len(clean), len(mutant)))
+    words = None if first is None else (
+        f"crash state {first + 1} of {len(clean)}: clean engine "
+        f"{clean[first] if first < len(clean) else 'checked no such state'}, mutant "
+        f"{mutant[first] if first < len(mutant) else 'checked no such state'}")
+    return min(len(clean), len(mutant)), differ, words
+
+
 def equivalence(name: str, seeds: list[int], examples: int, artifacts_dir: str,
                 mutant_log: list, differential=None) -> dict:
     """The experiment behind a mutant claimed equivalent: the clean engine runs the campaigns
     the mutant ran (``seeds``, same workloads and fault model) with the mutant's seam watched
-    (:class:`~campaigns.mutants.Divergence`), and every crash state's outcome is compared with
-    the mutant's (``mutant_log``, from :func:`recorded_outcomes`).  A JSON-able dict:
-    seam_calls, diverged (the seam's answers that differed), first, outcomes_compared,
-    outcomes_differ (crash states whose outcome differed, 0 for an equivalent mutant),
-    first_difference.  ``differential``: another watcher than the mutant's own."""
+    (:class:`~campaigns.mutants.Divergence`), and the outcome of every crash state it checks is
+    compared with the mutant's (``mutant_log``, from :func:`recorded_outcomes`; see
+    :func:`compare_outcomes`).  A JSON-able dict: seam_calls, diverged (the seam's answers
+    that differed), first, outcomes_compared, outcomes_differ (crash states), first_difference,
+    interrupted.  ``differential``: another watcher than the mutant's own."""
     d = Divergence()
     log: list = []
+    interrupted = False
     with (differential or MUTANTS[name].differential)(d), recorded_outcomes(log):
         for s in seeds:
-            run_campaign(_mutant_config(name, s, examples, artifacts_dir, 0, None))
-    states = [e for e in log if e[0] == "state"]
-    differ = sum(a != b for a, b in zip(log, mutant_log)) + abs(len(log) - len(mutant_log))
-    first = next((i for i, (a, b) in enumerate(zip(log, mutant_log)) if a != b),
-                 None if len(log) == len(mutant_log) else min(len(log), len(mutant_log)))
-    return {**d.to_json(), "outcomes_compared": len(states), "outcomes_differ": differ,
-            "first_difference": None if first is None else
-            f"record {first} of {len(log)}: clean {log[first] if first < len(log) else None}, "
-            f"mutant {mutant_log[first] if first < len(mutant_log) else None}"}
+            res = run_campaign(_mutant_config(name, s, examples, artifacts_dir, 0, None))
+            interrupted |= res.interrupted
+    compared, differ, first = compare_outcomes(log, mutant_log)
+    return {**d.to_json(), "outcomes_compared": compared, "outcomes_differ": differ,
+            "first_difference": first, "interrupted": interrupted}
+
+
+def shown_equivalent(experiment: dict | None) -> bool:
+    """Whether an experiment backs its equivalence argument: both runs ran to the end, the
+    seam was reached, crash states were compared, and none differed."""
+    return experiment is not None and not experiment["interrupted"] and \
+        experiment["seam_calls"] > 0 and experiment["outcomes_compared"] > 0 and \
+        experiment["outcomes_differ"] == 0
 
 
 def run_mutant(name: str, examples: int, seed: int, artifacts_dir: str,
@@ -96,18 +135,21 @@ def run_mutant(name: str, examples: int, seed: int, artifacts_dir: str,
     nothing is tuned to one.  A JSON-able dict: killed, kind, rule, seed, seconds, workloads…
 
     A mutant that survives and has an equivalence argument (``Mutant.equivalent``) gets the
-    experiment of :func:`equivalence`: when no crash state's outcome differs from the clean
-    engine's, it is reported ``equivalent`` (the bug cannot show in this engine under this
-    fault model, and the argument says why), not as a survivor."""
+    experiment of :func:`equivalence`: when it backs the argument (:func:`shown_equivalent`:
+    no crash state's outcome differs from the clean engine's), the mutant is reported
+    ``equivalent`` (the bug cannot show in this engine under this fault model, and the argument
+    says why), not as a survivor."""
     mutant = MUTANTS[name]
     t0 = time.perf_counter()
     workloads = states = 0
     log: list = []
     ran = []
+    interrupted = False
     with recorded_outcomes(log):
         for s in range(seed, seed + seeds):
             res = run_campaign(_mutant_config(name, s, examples, artifacts_dir, shrink_steps,
                                               name))
+            interrupted |= res.interrupted
             ran.append(s)
             workloads += res.workloads
             states += res.crash_states
@@ -119,9 +161,10 @@ def run_mutant(name: str, examples: int, seed: int, artifacts_dir: str,
     if f is None and mutant.equivalent:
         experiment = {**equivalence(name, ran, examples, artifacts_dir, log),
                       "argument": mutant.equivalent}
+        experiment["interrupted"] |= interrupted
     return {"mutant": name, "bug": mutant.bug, "needs": mutant.needs,
             "killed": f is not None,
-            "equivalent": experiment is not None and experiment["outcomes_differ"] == 0,
+            "equivalent": shown_equivalent(experiment),
             "experiment": experiment, "kind": f.verdict["kind"] if f else None,
             "rule": f.verdict.get("rule") if f else None, "seed": s if f else None,
             "artifact": f.artifact if f else None, "workloads": workloads,

@@ -165,38 +165,48 @@ class WorkloadRun:
 def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     """Create the database, load it, then run ``steps``; never crashes by itself.
 
-    Deterministic: the same settings and steps give the same trace, byte for byte.
+    Deterministic: the same settings and steps give the same trace, byte for byte.  An engine
+    that fails while it creates and loads the database gives a run that stopped at once (no
+    ``initial-state`` marker: every crash state's check reports the failure).
     """
     disk = SimDisk(get_device(settings.device))
-    eng = Engine.create(disk, settings.engine_config())
-    eng.create_table(TABLE, k_index=True)
-    trx = eng.begin()
-    for i in range(1, settings.table_size + 1):
-        trx.insert(TABLE, i, row_value(i, i, 0))
-    trx.commit()
-    eng.make_checkpoint(flush=True)
-    rows = tuple((TABLE, k, v) for k, v in sorted(eng.all_rows(TABLE).items()))
+    eng = None
+    try:
+        eng = Engine.create(disk, settings.engine_config())
+        eng.create_table(TABLE, k_index=True)
+        trx = eng.begin()
+        for i in range(1, settings.table_size + 1):
+            trx.insert(TABLE, i, row_value(i, i, 0))
+        trx.commit()
+        eng.make_checkpoint(flush=True)
+        rows = tuple((TABLE, k, v) for k, v in sorted(eng.all_rows(TABLE).items()))
+    except (Exception, WatchdogExpired) as e:  # noqa: BLE001 - as below, in the setup
+        run = WorkloadRun(settings, steps, disk, disk.base, len(disk.trace) - 1)
+        _engine_failed(run, e, "while creating and loading the database")
+        run.engine_stats = dict(eng.stats) if eng is not None else {}
+        return run
     disk.mark("initial-state", rows=rows, tables=(TABLE,))
     run = WorkloadRun(settings, steps, disk, disk.base, len(disk.trace) - 1)
     run.setup_stats = dict(eng.stats)
     disk.arm(settings.schedule())
     try:
         _Runner(eng, disk, run).run(steps)
-    except Exception as e:  # noqa: BLE001 - the process dies here, whatever killed it
-        # the engine stopped: a typed refusal (EngineError: a media fault it refused, or a bug)
-        # or a crash (any other exception, e.g. its own layout assertion, or garbage it did not
-        # verify: always a finding, see crashcheck); the trace so far is what the crash states
-        # are cut from
-        run.stopped = f"{type(e).__name__}: {e}"
-        run.crashed = not isinstance(e, EngineError)
-        run.events.append((len(disk.trace), f"engine {'crashed' if run.crashed else 'stopped'}: "
-                                             f"{run.stopped}"))
-    except WatchdogExpired as e:
-        run.stopped = f"{type(e).__name__}: {e}"
-        run.hung = True
-        run.events.append((len(disk.trace), f"engine hung: {run.stopped}"))
+    except (Exception, WatchdogExpired) as e:  # noqa: BLE001 - the process dies here
+        _engine_failed(run, e)
     run.engine_stats = dict(eng.stats)
     return run
+
+
+def _engine_failed(run: WorkloadRun, e: BaseException, when: str = "") -> None:
+    """Record why the engine stopped: a typed refusal (EngineError: a media fault it refused, or
+    a bug), a crash (any other exception, e.g. its own layout assertion, or garbage it did not
+    verify: always a finding, see crashcheck) or a hang (its watchdog expired); the trace so
+    far is what the crash states are cut from."""
+    run.stopped = f"{type(e).__name__}: {e}" + (f" ({when})" if when else "")
+    run.hung = isinstance(e, WatchdogExpired)
+    run.crashed = not run.hung and not isinstance(e, EngineError)
+    what = "hung" if run.hung else "crashed" if run.crashed else "stopped"
+    run.events.append((len(run.disk.trace), f"engine {what}: {run.stopped}"))
 
 
 class _Runner:

@@ -22,7 +22,10 @@ in page order, not LSN order.  Re-dirtying a dirty page does not move it.
 Flushing: a page-cleaner batch takes up to N pages from the flush-list head, makes the log
 durable to their highest newest_modification, stamps page and trailer LSN and checksums,
 writes them through the doublewrite buffer, writes them in place and fsyncs the data files.
-LRU eviction of a dirty page does the same for one page through the single-page slot.
+LRU eviction of a dirty page does the same for one page through the single-page slot.  Without
+the doublewrite buffer the in-place writes are left to the next checkpoint's fsync (as InnoDB
+does with innodb_doublewrite=0); a page read back before then is checked against what was
+written (engine.os_file, read your writes).
 """
 from __future__ import annotations
 

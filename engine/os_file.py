@@ -16,7 +16,10 @@ DB_LOST_WRITE_PROTECT, TigerBeetle's read-back of its own writes), every success
 followed by reading back what the writes since the previous fsync put in the file.  A mismatch
 stops the engine with :class:`~engine.errors.LostWrite` before anything relies on the write:
 a commit is acknowledged, and a checkpoint moves past a page flush, only after the fsync, so a
-lost log or page write can still be redone from the log after a restart.  A misdirected write's
+lost log or page write can still be redone from the log after a restart.  Until that fsync, a
+read of a range the engine wrote must return what it wrote (read your writes): without the
+doublewrite buffer a page write waits for the next checkpoint's fsync, and a page evicted and
+read again in between would otherwise bring back the old page, which still verifies.  A misdirected write's
 victim (the range it landed on) is caught when read: pages carry their own page number
 (engine.page, PAGE_MISPLACED) and log blocks their block number (engine.log).
 """
@@ -40,10 +43,42 @@ class GuardedFile:
         return EngineIOError(msg)
 
     def pread(self, n: int, offset: int) -> bytes:
+        """Read ``n`` bytes at ``offset``.
+
+        Raises:
+            EngineIOError: the read failed.
+            LostWrite: the range overlaps a write not yet fsynced and does not return what the
+                write put there (read your writes: see the module docstring)."""
         try:
-            return self.file.pread(n, offset)
+            got = self.file.pread(n, offset)
         except OSError as e:
             raise self._failed(f"read of {n} bytes at {offset}", e) from e
+        if self._unverified:
+            self._check_read(got, n, offset)
+        return got
+
+    def _check_read(self, got: bytes, n: int, offset: int) -> None:
+        """A read overlapping writes that await their fsync must return what they wrote, later
+        writes winning: otherwise the disk lost or misdirected one of them."""
+        end = offset + n
+        want = bytearray(got)
+        written_to = 0                  # how far into the range the writes reach
+        for off, data in self._unverified:
+            lo, hi = max(off, offset), min(off + len(data), end)
+            if lo < hi:
+                if hi - offset > len(want):
+                    want.extend(bytes(hi - offset - len(want)))
+                want[lo - offset:hi - offset] = data[lo - off:hi - off]
+                written_to = max(written_to, hi - offset)
+        if len(got) >= written_to and want[:len(got)] == got:
+            return
+        at = next((k for k in range(len(want)) if k >= len(got) or got[k] != want[k]),
+                  len(want))
+        msg = (f"read of {n} bytes at {offset} of {self.path} does not return what a write not "
+               f"yet fsynced put there (first difference at byte {offset + at}): the disk lost "
+               f"or misdirected the write")
+        self._owner._panic(msg)
+        raise LostWrite(msg)
 
     def pwrite(self, data: bytes, offset: int) -> int:
         try:

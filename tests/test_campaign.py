@@ -290,17 +290,16 @@ def mutant_args(name: str) -> list[str]:
     once, below) and no crashes during recovery unless it needs them; the measured seed and
     number of workloads (the campaign stops at the first finding), or 40 workloads for a
     mutant known to be unkillable."""
-    needs = MUTANTS[name].needs
+    opts = MUTANTS[name].campaign_options()
     seed, examples, _ = MUTANT_RUNS.get(name, (0, 40, None))
     args = ["--mutant", name, "--seed", str(seed), "--no-shrink", "--examples", str(examples)]
-    if "--media-faults" in needs:
+    if opts["media_faults"]:
         args.append("--media-faults")
-    if "--no-doublewrite" in needs:
+    if not opts["doublewrite"]:
         args.append("--no-doublewrite")
-    device = re.search(r"--device ([a-z0-9-]+)", needs)
-    if device:
-        args += ["--device", device.group(1)]
-    if "--recovery-crashes" not in needs:
+    if opts["device"]:
+        args += ["--device", opts["device"]]
+    if not opts["recovery_crashes"]:
         args += ["--recovery-crashes", "0"]
     return args
 

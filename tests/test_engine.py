@@ -1111,7 +1111,8 @@ def _dblwr_area(config: EngineConfig) -> range:
 
 def _in_place_page_writes(run: Run, system: bool = False) -> list[tuple[int, int]]:
     """(write index, index of the next fsync of that file, or the end of the trace when none
-    follows: without the doublewrite buffer a page write waits for the next checkpoint's fsync)
+    follows, which only a run without the doublewrite buffer may show: its page writes wait
+    for the next checkpoint's fsync)
     for every whole-page write to a table tablespace (``system``: to the system tablespace
     outside the doublewrite area: undo log and rollback segment pages) after the setup."""
     ops = run.disk.trace.ops
@@ -1124,7 +1125,10 @@ def _in_place_page_writes(run: Run, system: bool = False) -> list[tuple[int, int
         if (op.path == "ibdata1" and op.offset not in area) if system else \
                 op.path.endswith(".ibd"):
             j = next((j for j in range(i + 1, len(ops))
-                      if isinstance(ops[j], Fsync) and ops[j].inode == op.inode), len(ops))
+                      if isinstance(ops[j], Fsync) and ops[j].inode == op.inode), None)
+            if j is None:       # the doublewrite protocol fsyncs every in-place write
+                assert not run.config.doublewrite, f"write #{i} is never fsynced"
+                j = len(ops)
             out.append((i, j))
     return out
 
@@ -1366,3 +1370,30 @@ def test_the_watchdog_stops_a_scan_that_loops_over_cached_pages():
     with pytest.raises(WatchdogExpired, match="more than 20000 buffer pool page accesses"):
         eng.all_rows(T)
     assert eng.buf.accesses == 20_001 and before < 20_000
+
+
+def test_without_doublewrite_a_lost_page_write_is_caught_when_the_page_is_read_back():
+    """Without the doublewrite buffer a page write waits for the next checkpoint's fsync.  If
+    the drive lost it and the page is evicted and read again before then, the old page comes
+    back and still verifies: the read is checked against what was written (read your writes)
+    and the engine stops with LostWrite instead of carrying on from the stale page."""
+    from tornpage.engine.errors import LostWrite
+    disk, eng = _new_engine(doublewrite=False)
+    t = eng.begin()
+    for k in range(1, 40):
+        t.insert(T, k, b"old" * 10)
+    t.commit()
+    eng.make_checkpoint(flush=True)                  # every page durable and verified
+    t = eng.begin()
+    t.update(T, 1, b"new" * 10)
+    t.commit()
+    leaf = eng._index(T).search_path(eng.buf, 1)[-1]
+    path = eng.fil.space(leaf.space).file.path
+    before = disk.read_file(path)
+    eng.buf.flush_all()                              # written in place, not yet fsynced
+    assert disk.read_file(path) != before
+    disk._inodes[disk._names[path]][:] = before      # the drive lost the write
+    del eng.buf.frames[leaf.key]                     # evicted (clean)
+    with pytest.raises(LostWrite, match="does not return what a write not yet fsynced put"):
+        eng.all_rows(T)
+    assert eng.panicked

@@ -714,6 +714,36 @@ def test_engine_hang_fires_on_a_loop_that_makes_no_io(run):
     assert verdict.ok, verdict.explain()
 
 
+@pytest.mark.parametrize("during", ["setup", "workload"])
+def test_a_real_hang_in_the_workload_engine_is_an_h_finding(during):
+    """The workload's own engine loops over a cached page (with the campaign's watchdog set by
+    WorkloadSettings): in the setup (creating and loading the database) or in a step, the run
+    records a hang and every crash state of it reports engine.hang; nothing escapes."""
+    real_insert, real_update = Engine.insert, Engine.update
+    calls = []
+
+    def loop(self, *a, **k):
+        while True:
+            self.buf.get(0, 0)
+
+    def insert(self, *a, **k):
+        calls.append(1)
+        return loop(self) if during == "setup" and len(calls) == 10 else \
+            real_insert(self, *a, **k)
+
+    def update(self, *a, **k):
+        return loop(self) if during == "workload" else real_update(self, *a, **k)
+    mp = pytest.MonkeyPatch()
+    with mp.context() as m:
+        m.setattr(Engine, "insert", insert)
+        m.setattr(Engine, "update", update)
+        r = run_workload(SMALL, [["update_non_index", 0, 5, 11], ["commit", 0]])
+    assert r.hung and not r.crashed and "WatchdogExpired" in r.stopped
+    assert ("while creating and loading the database" in r.stopped) is (during == "setup")
+    verdict = crash_check(r)
+    assert (verdict.kind, verdict.rule) == (HANG, "engine.hang"), verdict.explain()
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_same_input_without_the_fault_passes(case):
     verdict, rules = as_verdict(case.run(False))

@@ -54,6 +54,67 @@ def test_the_outcome_comparison_sees_a_mutant_that_changes_an_outcome(tmp_path):
     assert again == log
 
 
+STATE = ("state", "tracehash", "plan", "[]", "passed", None)
+
+
+def test_the_comparison_sees_one_differing_table_state():
+    clean = [("rows", "a"), STATE, ("rows", "b"), STATE]
+    assert st.compare_outcomes(clean, list(clean)) == (2, 0, None)
+    mutant = [("rows", "a"), STATE, ("rows", "c"), STATE]     # the second state's rows differ
+    compared, differ, first = st.compare_outcomes(clean, mutant)
+    assert (compared, differ) == (2, 1) and first.startswith("crash state 2 of 2")
+
+
+def test_the_comparison_sees_another_trace_plan_or_verdict():
+    clean = [("rows", "a"), STATE]
+    for i, other in ((1, "othertrace"), (2, "otherplan"), (4, "refused")):
+        changed = list(STATE)
+        changed[i] = other
+        assert st.compare_outcomes(clean, [("rows", "a"), tuple(changed)])[1] == 1
+
+
+def test_the_comparison_counts_a_state_only_one_run_checked():
+    clean = [("rows", "a"), STATE, ("rows", "b"), STATE]
+    compared, differ, first = st.compare_outcomes(clean, clean[:2])
+    assert (compared, differ) == (1, 1) and "checked no such state" in first
+
+
+@pytest.mark.parametrize("change", [dict(seam_calls=0), dict(outcomes_compared=0),
+                                    dict(interrupted=True), dict(outcomes_differ=1)])
+def test_an_experiment_without_evidence_backs_no_argument(change):
+    e = dict(seam_calls=5, diverged=0, outcomes_compared=3, outcomes_differ=0, interrupted=False)
+    assert st.shown_equivalent(e)
+    assert not st.shown_equivalent({**e, **change})
+    assert not st.shown_equivalent(None)
+
+
+def test_an_argued_mutant_whose_outcomes_differ_is_a_survivor(tmp_path):
+    """A mutant that no oracle flags but that changes the IO (it fsyncs the doublewrite area
+    twice) and carries an equivalence argument: the experiment must not back it."""
+    from tornpage.engine import dblwr
+    real = dblwr.Doublewrite._sync_area
+
+    def twice(self):
+        real(self)
+        real(self)
+    fake = mutants.Mutant("fsync-twice", 0, "d", "nothing",
+                          lambda: mock.patch.object(dblwr.Doublewrite, "_sync_area", twice),
+                          differential=lambda d: mock.patch.object(
+                              dblwr.Doublewrite, "_sync_area",
+                              lambda self: (d.reached(True, "one fsync"), real(self))),
+                          equivalent="argued for the test")
+    with mock.patch.dict(st.MUTANTS, {"fsync-twice": fake}):
+        r = st.run_mutant("fsync-twice", examples=4, seed=0, artifacts_dir=str(tmp_path),
+                          shrink_steps=0)
+    assert not r["killed"] and not r["equivalent"]
+    assert r["experiment"]["outcomes_differ"] > 0 and r["experiment"]["first_difference"]
+
+
+def test_an_equivalence_argument_without_its_watcher_is_refused():
+    with pytest.raises(TypeError, match="differential watcher"):
+        mutants.Mutant("m", 0, "d", "e", contextlib.nullcontext, equivalent="why")
+
+
 def test_the_checksum_watcher_fires_on_one_damaged_checksum_field():
     page = bytearray(4096)
     fil_page.put_u32(page, fil_page.FIL_PAGE_OFFSET, 3)
