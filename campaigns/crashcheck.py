@@ -28,8 +28,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tornpage.checkers import probes as probes_mod
-from tornpage.checkers.oracle import (check_committed_state, check_dictionary, check_prepared,
-                                     check_xa_resolution, describe_value, xa_promised)
+from tornpage.checkers.oracle import (check_committed_state, check_ddl_rows, check_dictionary,
+                                     check_prepared, check_xa_resolution, describe_value,
+                                     xa_promised)
 from tornpage.checkers.structure import check_after_recovery, check_quiesced
 from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, HANG, ISOLATION, LOST, REFUSED,
                                        UNCOMMITTED,
@@ -248,14 +249,20 @@ def _finish(eng: Engine, quiesce: bool) -> dict:
 
 
 def committed_view(eng: Engine) -> dict:
-    """(table, key) → value of every row a new transaction's consistent read sees: the latest
-    versions when no transaction is left (after background rollback, nothing PREPARED), else a
-    whole-table read by a new transaction (a prepared transaction's writes are not committed)."""
+    """(table, key) → value of every row of TABLE a new transaction's consistent read sees."""
+    return {(TABLE, k): v for k, v in table_view(eng, TABLE).items()}
+
+
+def table_view(eng: Engine, table: str) -> dict:
+    """key → value of every row of ``table`` a new transaction's consistent read sees: the
+    latest versions when no transaction is left (after background rollback, nothing
+    PREPARED), else a whole-table read by a new transaction (a prepared transaction's writes
+    are not committed)."""
     if not eng.trx_sys.active:
-        return {(TABLE, k): v for k, v in eng.all_rows(TABLE).items()}
+        return eng.all_rows(table)
     t = eng.begin()
     try:
-        return {(TABLE, k): v for k, v in t.scan(TABLE, 0, (1 << 64) - 1)}
+        return dict(t.scan(table, 0, (1 << 64) - 1))
     finally:
         t.rollback()
 
@@ -563,6 +570,11 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         # read back by the engine) was promised, as after a power loss
         v = check_committed_state(markers, plan.position, judged, run.writers,
                                   power_loss=power_loss)
+        if not v.ok:
+            raise _Failed(v)
+        ddl_rows = {t: table_view(eng, t) for t in sorted(eng.tables) if t != TABLE}
+        probes["ddl_table_rows_checked"] += sum(1 for rows in ddl_rows.values() if rows)
+        v = check_ddl_rows(markers, plan.position, ddl_rows, power_loss=power_loss)
         if not v.ok:
             raise _Failed(v)
         if reference is not None and rows != reference:

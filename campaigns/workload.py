@@ -30,7 +30,9 @@ statement on an empty slot begins a transaction (at the run's isolation level). 
                                            slot, the next slot's, if any); the slot lets go of
                                            it (XA END), so its next statement begins anew
     ["create_table", n]                    CREATE TABLE sbtest2 or sbtest3 (n even / odd), with
-                                           the index on k when n % 4 >= 2
+                                           the index on k when n % 4 >= 2, then its load: one
+                                           transaction inserts 10, 25 or 40 rows (n % 3) and
+                                           commits (``load-begin`` / ``load-ack`` markers)
     ["drop_table", n]                      DROP TABLE sbtest2 or sbtest3
     ["rename_table", n]                    RENAME TABLE sbtest2 TO sbtest3 (n even) or back
                                            (DDL on a table that does not exist, or onto one
@@ -388,6 +390,9 @@ class _Runner:
                 return self._note(f"CREATE TABLE {name} skipped: it exists")
             self.disk.mark("ddl-begin", op="create", table=name)
             self.eng.create_table(name, k_index=n % 4 >= 2)
+            self.disk.mark("ddl-ack")
+            self.eng.stats["workload_ddl"] += 1
+            return self._load(name, n)
         elif op == "drop_table":
             if name not in tables:
                 return self._note(f"DROP TABLE {name} skipped: no such table")
@@ -401,6 +406,19 @@ class _Runner:
             self.eng.rename_table(name, new)
         self.disk.mark("ddl-ack")
         self.eng.stats["workload_ddl"] += 1
+
+    def _load(self, name: str, n: int) -> None:
+        """Fill a table CREATE TABLE just made in one transaction (INSERT ... SELECT), between
+        ``load-begin`` (``table``, ``trx``, ``rows``: ``(key, value)`` pairs) and ``load-ack``
+        (``trx``, ``lsn``, ``mode`` as ``commit-ack``) markers: the rows of a DDL table the
+        oracle checks (checkers.oracle.check_ddl_rows)."""
+        t = self.eng.begin()
+        rows = tuple((k, row_value(k, k, n + 1)) for k in range(1, 10 + 15 * (n % 3) + 1))
+        for k, v in rows:
+            t.insert(name, k, v)
+        self.disk.mark("load-begin", table=name, trx=t.id, rows=rows)
+        lsn = t.commit()
+        self.disk.mark("load-ack", trx=t.id, lsn=lsn, **self._mode_kw())
 
     def _mode_kw(self) -> dict:
         return {} if self.mode == 1 else {"mode": self.mode}

@@ -61,7 +61,11 @@ DDL (:func:`check_dictionary`).  Markers: ``initial-state`` (``tables``), ``ddl-
 ``table``, ``new``) before CREATE / DROP / RENAME TABLE, ``ddl-ack`` once it returned.  The
 recovered tables must be those after every acknowledged statement, or after the one in doubt
 too: ``oracle.ddl_lost`` (L) when an acknowledged statement is undone, ``oracle.ddl_not_atomic``
-(C) for any other set of tables.
+(C) for any other set of tables.  The rows of the tables DDL made (:func:`check_ddl_rows`):
+each is filled by one load transaction (``load-begin``: ``table``, ``trx``, ``rows``;
+``load-ack`` as ``commit-ack``), follows its table through RENAME, and must be found whole or
+not at all, whole when its commit was promised (the commit rules above):
+``oracle.ddl_load_lost`` (L), ``oracle.ddl_table_rows_wrong`` (C).
 """
 from __future__ import annotations
 
@@ -484,3 +488,97 @@ def check_dictionary(markers, position: int, found: set[str]) -> Verdict:
                           [f"missing {sorted(set().union(*allowed) - found)}, unexpected "
                            f"{sorted(found - set().union(*allowed))}"],
                           rule="oracle.ddl_not_atomic")
+
+
+@dataclass
+class Load:
+    """A DDL table's load (``load-begin`` / ``load-ack``): its rows and whether its commit was
+    promised to survive (:func:`_must_survive`)."""
+    rows: dict
+    commit: Commit
+
+
+def ddl_loads(markers, position: int, power_loss: bool = True) -> dict[str, Load | None]:
+    """Table name → the load of the table that name may hold after recovery (None: the table
+    was created and never loaded), for every name a DDL statement before ``position`` made:
+    CREATE starts a table empty, its load (``load-begin`` ``table``, ``trx``, ``rows``;
+    ``load-ack`` ``trx``, ``lsn``, ``mode``) fills it, RENAME carries it to the new name (the
+    old name keeps it while the RENAME is in doubt), DROP ends it (once acknowledged).
+
+    Raises:
+        MarkerError: a ``load-ack`` with no ``load-begin``.
+    """
+    names: dict[str, list] = {}             # name → [Load | None] (a box, shared by a rename)
+    loads: dict[int, Load] = {}
+    pending: tuple = ()
+    log = LogMarks()
+    for i, m in markers:
+        if i >= position:
+            break
+        if m.label == "ddl-begin":
+            op, name = m.get("op"), m.get("table")
+            if op == "create":
+                names[name] = [None]
+            elif op == "rename" and name in names:
+                names[m.get("new")] = names[name]
+            pending = (op, name)
+        elif m.label == "ddl-ack" and pending:
+            op, name = pending
+            if op in ("drop", "rename"):
+                names.pop(name, None)
+            pending = ()
+        elif m.label == "load-begin":
+            ld = Load({int(k): bytes(v) for k, v in m.get("rows", ())},
+                      Commit(int(m.get("trx")), (), False))
+            loads[ld.commit.trx] = ld
+            names.setdefault(m.get("table"), [None])[0] = ld
+        elif m.label == "load-ack":
+            ld = loads.get(int(m.get("trx")))
+            if ld is None:
+                raise MarkerError(f"load-ack for trx {m.get('trx')} without load-begin "
+                                  f"(marker {i})")
+            ld.commit.acked = True
+            ld.commit.lsn = int(m.get("lsn", 0) or 0)
+            ld.commit.mode = int(m.get("mode", 1))
+        elif m.label == "log-written":
+            log.written = max(log.written, int(m.get("lsn")))
+        elif m.label == "log-durable":
+            log.durable = max(log.durable, int(m.get("lsn")))
+    for ld in loads.values():
+        ld.commit.must_survive = _must_survive(ld.commit, power_loss, log)
+    return {name: box[0] for name, box in names.items()}
+
+
+def check_ddl_rows(markers, position: int, found: dict[str, dict[int, bytes]],
+                   power_loss: bool = True) -> Verdict:
+    """Demand that every table DDL made, as recovered (``found``: table → key → value, tables
+    no DDL made ignored), holds no rows or exactly the rows its load committed, and those rows
+    if the load's commit was promised to survive: a load is one transaction.
+
+    Rules: ``oracle.ddl_load_lost`` (L): a table is missing rows of a load promised to survive,
+    or holds only part of its load; ``oracle.ddl_table_rows_wrong`` (C): a table holds a row
+    or value its load never wrote.
+    """
+    loads = ddl_loads(markers, position, power_loss)
+    for table in sorted(found):
+        if table not in loads:
+            continue
+        ld, rows = loads[table], found[table]
+        want = ld.rows if ld is not None else {}
+        if rows == want and rows or not rows and not (ld and ld.commit.must_survive):
+            continue
+        wrong = sorted(k for k in rows if want.get(k) != rows[k])
+        if wrong:
+            return Verdict.failed(CORRUPT, f"table {table} holds {len(wrong)} row(s) its load "
+                                           f"never wrote",
+                                  [f"{table}:{k}: {describe_value(rows[k])}, the load wrote "
+                                   f"{describe_value(want.get(k))}" for k in wrong[:8]],
+                                  rule="oracle.ddl_table_rows_wrong")
+        missing = sorted(set(want) - set(rows))
+        return Verdict.failed(LOST, f"table {table} lost {len(missing)} of the {len(want)} rows "
+                                    f"its load committed"
+                                    + (" (the load was promised to survive)"
+                                       if ld.commit.must_survive else " (half a transaction)"),
+                              [f"{table}:{k}: missing" for k in missing[:8]],
+                              rule="oracle.ddl_load_lost")
+    return Verdict.passed()

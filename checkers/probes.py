@@ -106,6 +106,7 @@ FAULT_PROBES: dict[str, str] = {
                               "held (expected)",
     "crash_after_new_work": "crash during recovery after new transactions ran during "
                             "background rollback",
+    "ddl_table_rows_checked": "a table DDL made was recovered with rows, and its load checked",
     "media_bitflip": "a read returned one flipped bit (media faults)",
     "media_sector_error": "a latent sector error failed a read, and every later read of it",
     "media_eio_write": "a write failed with EIO",

@@ -75,6 +75,10 @@ RULES: dict[str, str] = {
     "oracle.xa_commit_lost": "XA COMMIT of a recovered prepared transaction did not make all "
                              "its writes visible",
     "oracle.ddl_lost": "an acknowledged CREATE, DROP or RENAME TABLE is undone after recovery",
+    "oracle.ddl_load_lost": "a table DDL made lacks rows of its load, whose commit was promised "
+                            "to survive, or holds only part of it",
+    "oracle.ddl_table_rows_wrong": "a table DDL made holds a row or value its load never "
+                                   "wrote",
     "oracle.ddl_not_atomic": "the recovered tables are no state the DDL statements pass "
                              "through (a statement half done, or a table no DDL made)",
     "oracle.xa_rollback_visible": "XA ROLLBACK of a recovered prepared transaction left rows "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tornpage.campaigns.workload import TABLE, WorkloadSettings, run_workload
-from tornpage.checkers.oracle import check_committed_state, promised
+from tornpage.checkers.oracle import MarkerError, check_committed_state, check_ddl_rows, promised
 from tornpage.checkers.verdict import KIND_NAMES, LOST, UNCOMMITTED, Verdict
 from tornpage.engine import Engine
 from tornpage.faultfs import SimDisk
@@ -341,7 +341,6 @@ def test_oracle_on_a_real_workload_trace():
 
 # -- XA ------------------------------------------------------------------------------------------
 def _xa_disk(*events):
-    from tornpage.faultfs import SimDisk
     d = SimDisk()
     d.mark("initial-state", rows=(("t", 1, b"a"),))
     for label, kw in events:
@@ -388,3 +387,61 @@ def test_resolved_prepares_must_not_come_back():
     # a read-only prepare (LSN 0) leaves nothing to find
     ro = _xa_disk(("xa-prepare-begin", {"trx": 8, "writes": ()}), ("xa-prepare", {"trx": 8, "lsn": 0}))
     assert _xa_verdict(ro, {}).ok
+
+
+# -- the rows of the tables DDL made ----------------------------------------------------------------
+def _ddl_markers(*marks):
+    d = SimDisk()
+    d.mark("initial-state", rows=(), tables=("sbtest1",))
+    for label, attrs in marks:
+        d.mark(label, **attrs)
+    return d.trace.markers(), len(d.trace)
+
+
+_ROWS = ((1, b"a"), (2, b"b"))
+
+
+def test_a_load_in_doubt_may_be_whole_or_absent_never_half():
+    markers, pos = _ddl_markers(("ddl-begin", {"op": "create", "table": "sbtest2"}),
+                                ("ddl-ack", {}),
+                                ("load-begin", {"table": "sbtest2", "trx": 7, "rows": _ROWS}))
+    assert check_ddl_rows(markers, pos, {"sbtest2": {}}).ok
+    assert check_ddl_rows(markers, pos, {"sbtest2": dict(_ROWS)}).ok
+    v = check_ddl_rows(markers, pos, {"sbtest2": {1: b"a"}})
+    assert v.rule == "oracle.ddl_load_lost" and "half a transaction" in v.summary
+
+
+def test_a_load_follows_its_table_through_rename_and_ends_with_drop():
+    load = [("ddl-begin", {"op": "create", "table": "sbtest2"}), ("ddl-ack", {}),
+            ("load-begin", {"table": "sbtest2", "trx": 7, "rows": _ROWS}),
+            ("load-ack", {"trx": 7, "lsn": 100})]
+    rename = ("ddl-begin", {"op": "rename", "table": "sbtest2", "new": "sbtest3"})
+    markers, pos = _ddl_markers(*load, rename)                   # the rename in doubt
+    for name in ("sbtest2", "sbtest3"):
+        assert check_ddl_rows(markers, pos, {name: dict(_ROWS)}).ok
+        assert check_ddl_rows(markers, pos, {name: {}}).rule == "oracle.ddl_load_lost"
+    # dropped and created again: the new table starts empty, whatever the old one held
+    markers, pos = _ddl_markers(*load, ("ddl-begin", {"op": "drop", "table": "sbtest2"}),
+                                ("ddl-ack", {}),
+                                ("ddl-begin", {"op": "create", "table": "sbtest2"}),
+                                ("ddl-ack", {}))
+    assert check_ddl_rows(markers, pos, {"sbtest2": {}}).ok
+    assert check_ddl_rows(markers, pos,
+                          {"sbtest2": dict(_ROWS)}).rule == "oracle.ddl_table_rows_wrong"
+
+
+def test_a_load_acknowledged_under_mode_2_survives_a_power_loss_only_if_durable():
+    marks = [("ddl-begin", {"op": "create", "table": "sbtest2"}), ("ddl-ack", {}),
+             ("load-begin", {"table": "sbtest2", "trx": 7, "rows": _ROWS}),
+             ("load-ack", {"trx": 7, "lsn": 100, "mode": 2})]
+    markers, pos = _ddl_markers(*marks)
+    assert check_ddl_rows(markers, pos, {"sbtest2": {}}, power_loss=True).ok
+    assert not check_ddl_rows(markers, pos, {"sbtest2": {}}, power_loss=False).ok
+    markers, pos = _ddl_markers(*marks, ("log-durable", {"lsn": 100}))
+    assert not check_ddl_rows(markers, pos, {"sbtest2": {}}, power_loss=True).ok
+
+
+def test_a_load_ack_without_its_begin_is_refused():
+    markers, pos = _ddl_markers(("load-ack", {"trx": 9, "lsn": 1}))
+    with pytest.raises(MarkerError, match="load-ack for trx 9"):
+        check_ddl_rows(markers, pos, {})

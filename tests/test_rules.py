@@ -32,8 +32,8 @@ from tornpage.campaigns.artifacts import from_dict
 from tornpage.campaigns.runner import Finding
 from tornpage.campaigns.workload import TABLE, WorkloadSettings, row_value, run_workload
 from tornpage.checkers import structure
-from tornpage.checkers.oracle import (check_committed_state, check_dictionary, check_prepared,
-                                     check_xa_resolution)
+from tornpage.checkers.oracle import (check_committed_state, check_ddl_rows, check_dictionary,
+                                     check_prepared, check_xa_resolution)
 from tornpage.checkers.rules import RULES, Problem
 from tornpage.checkers.structure import check_after_recovery, check_quiesced
 from tornpage.checkers.verdict import (CORRUPT, ENGINE_ERROR, HANG, ISOLATION, LOST, REFUSED,
@@ -410,6 +410,23 @@ def ddl_case(faulty: set, clean: set):
     return run
 
 
+LOAD = {1: b"1-load", 2: b"2-load"}
+
+
+def ddl_rows_case(faulty: dict, clean: dict):
+    """sbtest2 created and loaded (both acknowledged); ``run(fault)`` judges the recovered rows
+    of sbtest2."""
+    def run(fault: bool):
+        s = Script(INITIAL)
+        s.disk.mark("ddl-begin", op="create", table="sbtest2")
+        s.disk.mark("ddl-ack")
+        s.disk.mark("load-begin", table="sbtest2", trx=50, rows=tuple(sorted(LOAD.items())))
+        s.disk.mark("load-ack", trx=50, lsn=1000)
+        return check_ddl_rows(s.disk.trace.markers(), len(s.disk.trace),
+                              {"sbtest2": faulty if fault else clean})
+    return run
+
+
 def orphan_file():
     """The base image with a tablespace file no table owns."""
     img = base_image().copy()
@@ -648,6 +665,9 @@ CASES = [
     # DDL
     Case("oracle.ddl_lost", LOST, ddl_case({TABLE, "sbtest2"}, {TABLE})),
     Case("oracle.ddl_not_atomic", CORRUPT, ddl_case({TABLE, "sbtest4"}, {TABLE, "sbtest3"})),
+    Case("oracle.ddl_load_lost", LOST, ddl_rows_case({1: b"1-load"}, LOAD)),
+    Case("oracle.ddl_table_rows_wrong", CORRUPT,
+         ddl_rows_case({**LOAD, 2: b"2-torn"}, LOAD)),
     # new transactions during background rollback
     Case("recovery.new_work_lock_ignored", UNCOMMITTED, no_lock_conflicts),
     Case("recovery.new_work_dirty_read", UNCOMMITTED,
