@@ -16,6 +16,8 @@ A generated block sits between ``<!-- BEGIN generated:NAME -->`` and
 * ``shards``: two CI shards of the ``ci`` profile;
 * ``speed``: ``benchmarks/campaign_speed.py`` (figures only: not shape-checked);
 * ``benchmarks``: the recovery-scaling and engine-throughput benchmarks (figures only);
+* ``nightly-memory``: a one-hour nightly campaign's memory (figures only; it takes the hour, so
+  it runs only when named: ``--only nightly-memory``);
 * ``selftest``: ``tornpage selftest`` as a table: every planted bug with the fault model it needs,
   what the campaign found (kind and checker rule) and the time from the start of its campaign
   to the saved, shrunk artifact; then the clean engine on every device.
@@ -154,17 +156,24 @@ def every_device(cwd: str) -> str:
             f" for each device{note}:\n\n" + "\n".join(rows) + "\n")
 
 
+def _load() -> str:
+    """The load average (1, 5 and 15 minutes), or "unknown" off Linux."""
+    if not os.path.exists("/proc/loadavg"):
+        return "unknown"
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def speed(cwd: str) -> str:
     """benchmarks/campaign_speed.py against its reference commit, with the load it ran under."""
-    load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
+    load = _load()
     bench = os.path.join(os.path.dirname(README), "benchmarks", "campaign_speed.py")
     r = subprocess.run([sys.executable, bench, "--examples", "24", "--repeat", "3"], cwd=cwd,
                        capture_output=True, text=True)
     lines = [ln for ln in r.stdout.splitlines() if not ln.startswith("run ")]
     return ("```\n$ python benchmarks/campaign_speed.py --examples 24 --repeat 3\n"
             + "\n".join(lines).strip() + "\n```\n"
-            + (f"(load average {' '.join(load)} when it started, 2-core machine)\n" if load
-               else ""))
+            + f"(load average {load} when it started, 2-core machine)\n")
 
 
 def _tail(args: list[str], cwd: str, start: str) -> list[str]:
@@ -218,12 +227,30 @@ def benchmarks(cwd: str) -> str:
     return "```\n" + "\n".join(out).rstrip() + "\n```\n"
 
 
+def nightly_memory(cwd: str) -> str:
+    """``benchmarks/nightly_memory.py --minutes 60 --jobs 1``: a one-hour nightly campaign's
+    memory (an hour of wall-clock time: run it on its own, ``--only nightly-memory``)."""
+    load = _load()
+    args = ["--minutes", "60", "--jobs", "1", "--every", "60"]
+    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(README), "benchmarks",
+                                                     "nightly_memory.py"), *args],
+                       cwd=cwd, capture_output=True, text=True)
+    keep = [ln for ln in r.stdout.splitlines()
+            if ln.startswith(("campaign exit status", "peak total", "total RSS at", "nightly RSS"))]
+    return ("```\n$ python benchmarks/nightly_memory.py " + " ".join(args) + "\n...\n"
+            + "\n".join(keep or r.stdout.splitlines()[-6:]) + "\n```\n"
+            + f"(load average {load} when it started, 2-core machine)\n")
+
+
 GENERATORS = {"default-run": default_run, "walkthrough": walkthrough, "devices": devices,
               "every-device": every_device, "selftest": selftest, "speed": speed,
-              "benchmarks": benchmarks, "doublewrite": doublewrite, "shards": shards}
+              "benchmarks": benchmarks, "doublewrite": doublewrite, "shards": shards,
+              "nightly-memory": nightly_memory}
 # blocks of measured figures whose shape varies between runs (phases sorted by their share):
 # regenerated, never shape-checked
-FIGURES_ONLY = {"speed", "benchmarks"}
+FIGURES_ONLY = {"speed", "benchmarks", "nightly-memory"}
+# blocks regenerated only when named with --only (an hour of wall-clock time)
+ON_REQUEST = {"nightly-memory"}
 
 
 def shape(text: str) -> str:
@@ -250,7 +277,7 @@ def main() -> int:
         print(f"README.md has no generated block for {', '.join(sorted(missing))}",
               file=sys.stderr)
         return 2
-    wanted = a.only or sorted(set(GENERATORS) - (FIGURES_ONLY if a.check else set()))
+    wanted = a.only or sorted(set(GENERATORS) - (FIGURES_ONLY if a.check else ON_REQUEST))
     new = {}
     with tempfile.TemporaryDirectory() as cwd:
         for name in wanted:
@@ -268,6 +295,8 @@ def main() -> int:
     def replace(m: re.Match) -> str:
         name = m.group("name")
         return m.group(1) + new[name] + m.group(4) if name in new else m.group(0)
+    with open(README) as f:         # as it is now: another run may have rewritten other blocks
+        text = f.read()
     with open(README, "w") as f:
         f.write(BLOCK.sub(replace, text))
     print(f"rewrote {', '.join(wanted)} in {README}", file=sys.stderr)
