@@ -228,14 +228,15 @@ def _tb(e: BaseException) -> list[str]:
 
 
 def _finish(eng: Engine, quiesce: bool) -> dict:
-    """Finish background rollback (and with ``quiesce``, all background work); return rows."""
+    """Finish background rollback (and with ``quiesce``, all background work); return the rows
+    of every table, ``(table, key) → value`` (:func:`all_views`)."""
     probes = probes_mod.collect(eng.stats)
     try:
         eng.finish_background_rollback()
         if quiesce:
             while eng.run_background(3):
                 pass
-        return committed_view(eng)
+        return all_views(eng)
     except Exception as e:  # noqa: BLE001
         if caused_by_media(e):
             raise _RefusedOnMedia(str(e)) from None
@@ -251,6 +252,14 @@ def _finish(eng: Engine, quiesce: bool) -> dict:
 def committed_view(eng: Engine) -> dict:
     """(table, key) → value of every row of TABLE a new transaction's consistent read sees."""
     return {(TABLE, k): v for k, v in table_view(eng, TABLE).items()}
+
+
+def all_views(eng: Engine) -> dict:
+    """(table, key) → value of every row of every table (:func:`table_view`), TABLE first."""
+    out = committed_view(eng)
+    for t in sorted(set(eng.tables) - {TABLE}):
+        out.update(((t, k), v) for k, v in table_view(eng, t).items())
+    return out
 
 
 def table_view(eng: Engine, table: str) -> dict:
@@ -415,7 +424,7 @@ def check_new_work(nw: NewWork, rows: dict) -> tuple[dict, Verdict]:
                        f"{_brief(exp)}")
     for j, lo, hi, got in nw.scans:
         snap = _overlay(base, [c for c in nw.commits if c[0] < j])
-        exp = [(k, v) for (t, k), v in sorted(snap.items()) if lo <= k <= hi]
+        exp = [(k, v) for (t, k), v in sorted(snap.items()) if t == TABLE and lo <= k <= hi]
         if got != exp:
             bad.append(f"new trx #{j} scanned {TABLE}:{lo}..{hi} as {[k for k, _ in got]}, "
                        f"committed: {[k for k, _ in exp]}")
@@ -568,12 +577,16 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         # what the OS was given but not fsynced survives a process kill, unless the drive
         # misdirected a write: then it may hold anything, and only what was fsynced (and so
         # read back by the engine) was promised, as after a power loss
-        v = check_committed_state(markers, plan.position, judged, run.writers,
-                                  power_loss=power_loss)
+        v = check_committed_state(markers, plan.position,
+                                  {r: val for r, val in judged.items() if r[0] == TABLE},
+                                  run.writers, power_loss=power_loss)
         if not v.ok:
             raise _Failed(v)
-        ddl_rows = {t: table_view(eng, t) for t in sorted(eng.tables) if t != TABLE}
-        probes["ddl_table_rows_checked"] += sum(1 for rows in ddl_rows.values() if rows)
+        ddl_rows: dict = {t: {} for t in eng.tables if t != TABLE}
+        for (t, k), val in rows.items():
+            if t != TABLE:
+                ddl_rows.setdefault(t, {})[k] = val
+        probes["ddl_table_rows_checked"] += sum(1 for found in ddl_rows.values() if found)
         v = check_ddl_rows(markers, plan.position, ddl_rows, power_loss=power_loss)
         if not v.ok:
             raise _Failed(v)

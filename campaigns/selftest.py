@@ -39,8 +39,8 @@ def _settings(device: str | None, doublewrite: bool = True) -> WorkloadSettings:
 def recorded_outcomes(log: list) -> Iterator[None]:
     """Record, in order, the outcome of every crash state checked in this process: the workload's
     IO trace hash, the crash plan and its crashes during recovery, the verdict (kind and rule)
-    and a digest of each recovered state of the table the committed-state oracle reads
-    (``crashcheck.committed_view``, after recovery and background rollback).  A state whose
+    and a digest of each recovered state of every table (``crashcheck.all_views``, after
+    recovery and background rollback).  A state whose
     verdict is reused from an equal state checked before is not checked again, in either run.
     Two campaigns with equal logs gave every checked crash state the same outcome."""
     real_check, real_finish = crashcheck.check_crash_state, crashcheck._finish

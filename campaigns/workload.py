@@ -55,8 +55,10 @@ back (as innodb_rollback_on_timeout would), which the oracle sees as a rollback.
 Setup (sysbench ``prepare``) creates the database and table, loads ``table_size`` rows, takes a
 sharp checkpoint and emits the ``initial-state`` marker (its rows and tables); crash positions
 lie after it.  DDL statements announce themselves with ``ddl-begin`` (op, table, new name) and
-``ddl-ack`` once they returned (checkers.oracle.check_dictionary).  The tables DDL creates hold
-no rows: the committed-state oracle follows sbtest1 only.
+``ddl-ack`` once they returned (checkers.oracle.check_dictionary); a CREATE is followed by the
+table's load, one transaction between ``load-begin`` and ``load-ack`` markers whose rows no
+other load writes (checkers.oracle.check_ddl_rows).  The workload's other transactions touch
+sbtest1 only.
 Transactions announce themselves through trace markers (``commit-begin`` with their writes,
 ``commit-ack`` with the commit LSN once commit returned), which is all the oracle reads.  With
 flush_log_at_trx_commit 0 or 2 the ack carries ``mode`` too, and after every step that moved
@@ -222,6 +224,7 @@ class _Runner:
         self.versions: dict[int, list] = {k: [(0, v)] for _, k, v in
                                           disk.trace.markers("initial-state")[-1][1].get("rows", ())}
         self.seq = 0                          # commits so far
+        self.loads = 0                        # DDL tables loaded so far
         self.snap: dict[int, int] = {}        # REPEATABLE READ trx id → its snapshot's seq
         self.rc = eng.config.transaction_isolation == "READ-COMMITTED"
         self.step_no = 0
@@ -413,7 +416,9 @@ class _Runner:
         (``trx``, ``lsn``, ``mode`` as ``commit-ack``) markers: the rows of a DDL table the
         oracle checks (checkers.oracle.check_ddl_rows)."""
         t = self.eng.begin()
-        rows = tuple((k, row_value(k, k, n + 1)) for k in range(1, 10 + 15 * (n % 3) + 1))
+        self.loads += 1                 # each load its own values: tables never look alike
+        rows = tuple((k, row_value(k, k, 1000 + self.loads))
+                     for k in range(1, 10 + 15 * (n % 3) + 1))
         for k, v in rows:
             t.insert(name, k, v)
         self.disk.mark("load-begin", table=name, trx=t.id, rows=rows)

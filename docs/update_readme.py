@@ -237,8 +237,11 @@ def nightly_memory(cwd: str) -> str:
                        cwd=cwd, capture_output=True, text=True)
     keep = [ln for ln in r.stdout.splitlines()
             if ln.startswith(("campaign exit status", "peak total", "total RSS at", "nightly RSS"))]
+    if r.returncode != 0 or not any(ln.startswith("nightly RSS") for ln in keep):
+        raise SystemExit(f"benchmarks/nightly_memory.py failed (exit status {r.returncode}): "
+                         f"{(r.stderr or r.stdout)[-2000:]}")
     return ("```\n$ python benchmarks/nightly_memory.py " + " ".join(args) + "\n...\n"
-            + "\n".join(keep or r.stdout.splitlines()[-6:]) + "\n```\n"
+            + "\n".join(keep) + "\n```\n"
             + f"(load average {load} when it started, 2-core machine)\n")
 
 
