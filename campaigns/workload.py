@@ -98,7 +98,7 @@ row_k = row.row_k      # the k column: the value's first 4 bytes (the engine's i
 
 
 # buffer pool page accesses one opened engine may make before it is taken for hung in a loop
-# that makes no IO (engine.errors.WatchdogExpired); measured: at most 5,601 per engine, workload
+# that makes no IO (engine.errors.WatchdogExpired); measured: at most 5,677 per engine, workload
 # or crash state, in `tornpage run --examples 40` with seed 0, and seed 1 with --media-faults
 WATCHDOG_PAGE_ACCESSES = 250_000
 

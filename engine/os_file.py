@@ -19,9 +19,9 @@ a commit is acknowledged, and a checkpoint moves past a page flush, only after t
 lost log or page write can still be redone from the log after a restart.  Until that fsync, a
 read of a range the engine wrote must return what it wrote (read your writes): without the
 doublewrite buffer a page write waits for the next checkpoint's fsync, and a page evicted and
-read again in between would otherwise bring back the old page, which still verifies.  A misdirected write's
-victim (the range it landed on) is caught when read: pages carry their own page number
-(engine.page, PAGE_MISPLACED) and log blocks their block number (engine.log).
+read again in between would otherwise bring back the old page, which still verifies.  A
+misdirected write's victim (the range it landed on) is caught when read: pages carry their own
+page number (engine.page, PAGE_MISPLACED) and log blocks their block number (engine.log).
 """
 from __future__ import annotations
 
