@@ -80,13 +80,17 @@ class GuardedFile:
             raise self._failed(f"read of {n} bytes at {offset}", e) from e
         if len(again) >= written_to and want[:len(again)] == again:
             return              # a transient read error: page verification sees the bad copy
+        raise self._lost(f"read of {n} bytes at {offset} of {self.path} does not return what a "
+                         f"write not yet fsynced put there", offset, got, want)
+
+    def _lost(self, what: str, offset: int, got: bytes, want: bytearray) -> LostWrite:
+        """Stop the engine for a lost or misdirected write; the error to raise."""
         at = next((k for k in range(len(want)) if k >= len(got) or got[k] != want[k]),
                   len(want))
-        msg = (f"read of {n} bytes at {offset} of {self.path} does not return what a write not "
-               f"yet fsynced put there (first difference at byte {offset + at}): the disk lost "
-               f"or misdirected the write")
+        msg = (f"{what} (first difference at byte {offset + at}): the disk lost or misdirected "
+               f"the write")
         self._owner._panic(msg)
-        raise LostWrite(msg)
+        return LostWrite(msg)
 
     def pwrite(self, data: bytes, offset: int) -> int:
         try:
@@ -124,13 +128,8 @@ class GuardedFile:
                     want[lo - off:hi - off] = data2[lo - off2:hi - off2]
             got = self.pread(len(want), off)
             if got != want:
-                at = next((k for k in range(len(want)) if k >= len(got) or got[k] != want[k]),
-                          len(want))
-                msg = (f"write of {len(want)} bytes at {off} of {self.path} does not read back "
-                       f"after fsync (first difference at byte {off + at}): the disk lost or "
-                       f"misdirected it")
-                self._owner._panic(msg)
-                raise LostWrite(msg)
+                raise self._lost(f"write of {len(want)} bytes at {off} of {self.path} does not "
+                                 f"read back after fsync", off, got, want)
 
     def truncate(self, size: int) -> None:
         try:
