@@ -68,6 +68,7 @@ from __future__ import annotations
 import bisect
 import struct
 
+from tornpage.engine.bytecache import BoundedCache
 from tornpage.engine.errors import LayoutError
 from tornpage.engine.page import (FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, FIL_PAGE_INDEX, u16,
                          put_u16, put_u64, page_type)
@@ -155,8 +156,7 @@ def keys_ascending(pp: ParsedPage) -> bool:
 
 
 CACHE_BYTES = 8 << 20       # heap bytes whose decoding is kept (per process)
-_cache: dict[bytes, ParsedPage] = {}     # heap bytes -> their decoding, oldest stored first
-_cache_bytes = 0
+_cache = BoundedCache(CACHE_BYTES)       # heap bytes -> their decoding, oldest stored first
 
 
 HINTS = 512                 # frames whose last entry is remembered (per process)
@@ -183,22 +183,13 @@ def _hinted(frame, top: int) -> ParsedPage | None:
 
 
 def _remember(pp: ParsedPage) -> None:
-    global _cache_bytes
-    old = _cache.pop(pp.heap, None)
-    if old is not None:
-        _cache_bytes -= len(old.heap)
-    _cache[pp.heap] = pp
-    _cache_bytes += len(pp.heap)
-    while _cache_bytes > CACHE_BYTES and len(_cache) > 1:
-        _cache_bytes -= len(_cache.pop(next(iter(_cache))).heap)
+    _cache.put(pp.heap, pp)
 
 
 def clear_cache() -> None:
     """Drop every cached decoding (for tests and benchmarks: the cache is never stale)."""
-    global _cache_bytes
     _cache.clear()
     _hints.clear()
-    _cache_bytes = 0
 
 
 def _heap_top(frame) -> int:
@@ -550,18 +541,16 @@ def _check_cache() -> None:
     Raises:
         PageLayoutError: an invariant does not hold.
     """
-    total = 0
     for heap, pp in _cache.items():
         fresh = _decode_heap(heap)
         if pp.heap != heap or (fresh.recs, fresh.keys) != (pp.recs, pp.keys):
             raise PageLayoutError("parsed-page cache entry differs from a decode of its heap")
-        total += len(heap)
     for pp in _hints.values():
         fresh = _decode_heap(pp.heap)
         if (fresh.recs, fresh.keys) != (pp.recs, pp.keys):
             raise PageLayoutError("a frame hint differs from a decode of its heap")
     if len(_hints) > HINTS:
         raise PageLayoutError(f"{len(_hints)} frame hints, at most {HINTS}")
-    if total != _cache_bytes or (total > CACHE_BYTES and len(_cache) > 1):
-        raise PageLayoutError(f"parsed-page cache holds {total} heap bytes, counts "
-                              f"{_cache_bytes}, at most {CACHE_BYTES}")
+    problem = _cache.accounting_problem()
+    if problem:
+        raise PageLayoutError(f"parsed-page cache {problem} heap bytes")

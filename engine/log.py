@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 import crc32c as _crc
 
+from tornpage.engine.bytecache import BoundedCache
 from tornpage.engine.errors import LogFull, RecoveryError
 from tornpage.engine.mtr_log import RedoParseError, RedoRecord, parse_mtr
 from tornpage.engine.page import put_u16, put_u32, put_u64, u16, u32, u64
@@ -463,8 +464,8 @@ def _block_problem(blk: bytes, block_lsn: int, prev_ckno: int | None) -> str | N
 
 
 PARSE_CACHE_BYTES = 1 << 20     # payload bytes whose parse parse_run keeps (per process)
-_parsed: dict[tuple, tuple] = {}    # (parse function, payload bytes) -> parse_run's result
-_parsed_bytes = 0
+# (parse function, payload bytes) -> parse_run's result
+_parsed = BoundedCache(PARSE_CACHE_BYTES, size=lambda key: len(key[1]))
 
 
 def parse_run(payload) -> tuple[tuple, str | None]:
@@ -480,7 +481,6 @@ def parse_run(payload) -> tuple[tuple, str | None]:
     A seam must be a pure function of its input for that, as both are.  Records are frozen,
     so they are shared; any other exception propagates and nothing is kept.
     """
-    global _parsed_bytes
     fn = parse_mtr
     data = bytes(payload)
     key = (fn, data)
@@ -502,20 +502,13 @@ def parse_run(payload) -> tuple[tuple, str | None]:
         out.append((tuple(recs), end))
         pos = end
     res = (tuple(out), failure)
-    _parsed[key] = res
-    _parsed_bytes += len(data)
-    while _parsed_bytes > PARSE_CACHE_BYTES and len(_parsed) > 1:
-        oldest = next(iter(_parsed))
-        del _parsed[oldest]
-        _parsed_bytes -= len(oldest[1])
+    _parsed.put(key, res)
     return res
 
 
 def clear_parse_cache() -> None:
     """Drop every kept parse (for tests and benchmarks: the cache is never stale)."""
-    global _parsed_bytes
     _parsed.clear()
-    _parsed_bytes = 0
 
 
 def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:

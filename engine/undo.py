@@ -60,6 +60,7 @@ import bisect
 import struct
 from collections import deque
 
+from tornpage.engine.bytecache import BoundedCache
 from tornpage.engine.errors import LayoutError
 from tornpage.engine.page import FIL_PAGE_DATA, FIL_PAGE_END_LSN_OLD_CHKSUM, u16, u32, u64
 
@@ -124,8 +125,8 @@ def append_rec(frame: bytearray, payload: bytes) -> int:
 
 CACHE_BYTES = 4 << 20      # record-area bytes whose decoding is kept (per process)
 RECENT = 4                 # decoded areas a miss is compared with for the prefix lookup
-_cache: dict[tuple[int, bytes], tuple] = {}     # (start, area) -> (records, offsets)
-_cache_bytes = 0
+# (TRX_UNDO_PAGE_START, record area) -> (records, offsets)
+_cache = BoundedCache(CACHE_BYTES, size=lambda key: len(key[1]))
 _recent: deque = deque(maxlen=RECENT)           # (start, area, records, offsets), newest last
 
 
@@ -167,23 +168,10 @@ def _from_recent(start: int, area: bytes) -> tuple | None:
     return None
 
 
-def _remember(key: tuple, entry: tuple) -> None:
-    global _cache_bytes
-    if key not in _cache:
-        _cache_bytes += len(key[1])
-    _cache[key] = entry
-    while _cache_bytes > CACHE_BYTES and len(_cache) > 1:
-        oldest = next(iter(_cache))
-        del _cache[oldest]
-        _cache_bytes -= len(oldest[1])
-
-
 def clear_cache() -> None:
     """Drop every cached decoding (for tests and benchmarks: the cache is never stale)."""
-    global _cache_bytes
     _cache.clear()
     _recent.clear()
-    _cache_bytes = 0
 
 
 def page_records(frame) -> list[tuple[int, bytes]]:
@@ -205,7 +193,7 @@ def page_records(frame) -> list[tuple[int, bytes]]:
     entry = _cache.get(key)
     if entry is None:
         entry = _from_recent(pos, area) or _decode(area, pos, frame)
-        _remember(key, entry)
+        _cache.put(key, entry)
     _recent.append((pos, area) + entry)
     return list(entry[0])
 
@@ -218,14 +206,12 @@ def _check_cache() -> None:
     Raises:
         UndoLayoutError: an invariant does not hold.
     """
-    total = 0
     for (start, area), entry in _cache.items():
         if _decode(area, start) != entry:
             raise UndoLayoutError("undo record cache entry differs from a decode of its area")
-        total += len(area)
-    if total != _cache_bytes or (total > CACHE_BYTES and len(_cache) > 1):
-        raise UndoLayoutError(f"undo record cache holds {total} area bytes, counts "
-                              f"{_cache_bytes}, at most {CACHE_BYTES}")
+    problem = _cache.accounting_problem()
+    if problem:
+        raise UndoLayoutError(f"undo record cache {problem} area bytes")
 
 
 def make_rec(rtype: int, undo_no: int, space: int, key: int, old_rec: bytes = b"") -> bytes:

@@ -143,7 +143,7 @@ def _fresh_cache():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_page_operations_match_the_model_and_the_reference_bytes(seed, monkeypatch):
-    monkeypatch.setattr(bp, "CACHE_BYTES", 64 << 10)    # evictions too, and a quick _check_cache
+    monkeypatch.setattr(bp._cache, "limit", 64 << 10)    # evictions too, and a quick _check_cache
     rng = random.Random(seed)
     f, shadow = _index_frame(), _index_frame()
     model: dict[int, bytes] = {}
@@ -188,7 +188,7 @@ def test_random_page_operations_match_the_model_and_the_reference_bytes(seed, mo
 
 
 def test_the_cache_is_bounded_and_evicts_least_recently_used(monkeypatch):
-    monkeypatch.setattr(bp, "CACHE_BYTES", 3000)
+    monkeypatch.setattr(bp._cache, "limit", 3000)
     rng = random.Random(3)
     frames = [(_index_frame(), _index_frame(), {}) for _ in range(6)]
     for step in range(400):
@@ -202,7 +202,7 @@ def test_the_cache_is_bounded_and_evicts_least_recently_used(monkeypatch):
             if _both(f, shadow, "insert", _leaf(key, val)) is None:
                 model[key] = val
         _assert_matches(f, model)
-        assert bp._cache_bytes <= 3000 or len(bp._cache) == 1
+        assert bp._cache.nbytes <= 3000 or len(bp._cache) == 1
     # one heap larger than the whole budget is still cached alone
     big = _index_frame()
     bp.write_records(big, [_leaf(k, b"y" * 200) for k in range(14)])   # 3150 bytes

@@ -110,7 +110,7 @@ def test_the_same_area_at_another_start_is_another_entry():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_appends_pops_and_corruption_match_the_walk(seed, monkeypatch):
-    monkeypatch.setattr(undo, "CACHE_BYTES", 16 << 10)    # evictions too
+    monkeypatch.setattr(undo._cache, "limit", 16 << 10)    # evictions too
     rng = random.Random(seed)
     frames = [_undo_frame(page_no=n) for n in range(3)]
     stacks: list[list[int]] = [[] for _ in frames]
