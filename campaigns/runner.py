@@ -48,6 +48,7 @@ from tornpage.campaigns.mutants import planted
 from tornpage.campaigns.workload import (SLOTS, TRX_COMMIT_MODES, WorkloadSettings,
                                 ISOLATION_LEVELS, isolation_strategy,
                                 media_schedule_strategy, prepare_inserts,
+                                database_age_strategy,
                                 run_workload, settings_strategy, with_prepares,
                                 trx_commit_mode_strategy, workload_probes, workload_strategy)
 from tornpage.engine.config import EngineConfig
@@ -554,6 +555,9 @@ def _draw_workload(cfg: CampaignConfig, data):
             n_rollback_segments=data.draw(st.sampled_from([2, 1, 8]),
                                           label="rollback segments"))
     seed = data.draw(st.integers(0, 2 ** 32 - 1), label="crash search seed")
+    if cfg.vary_settings:       # drawn last: the draws before it stay what they were
+        lsn, trx_id = data.draw(database_age_strategy(), label="database age")
+        s = dataclasses.replace(s, initial_lsn=lsn, initial_trx_id=trx_id)
     # XA PREPARE steps, placed by a generator seeded with the crash search seed: a Hypothesis
     # draw would change the examples generated after it (workload.prepare_inserts)
     steps = with_prepares(steps, prepare_inserts(seed, len(steps)))

@@ -23,7 +23,7 @@ from tornpage.checkers.verdict import finding_signature
 
 from tornpage.campaigns import crashcheck
 from tornpage.campaigns.artifacts import Artifact
-from tornpage.campaigns.workload import run_workload
+from tornpage.campaigns.workload import age_words, run_workload
 
 
 class _BytesFile:
@@ -112,7 +112,7 @@ def inspect_log(data: bytes, max_blocks: int = 64) -> list[str]:
     block_lsn = ck.lsn - ck.lsn % redo.BLOCK
     cap = len(data) - redo.LOG_FILE_HDR_SIZE
     for _ in range(min(max_blocks, res.blocks + 1)):
-        off = redo.LOG_FILE_HDR_SIZE + (block_lsn - redo.LOG_START_LSN) % cap
+        off = redo.data_offset(ck.lsn - ck.lsn % redo.BLOCK, ck.offset, block_lsn, cap)
         blk = data[off:off + redo.BLOCK]
         if len(blk) < redo.BLOCK:
             out.append(f"  block LSN {block_lsn} @{off}: short")
@@ -169,6 +169,9 @@ def explain(art: Artifact, context: int = 12) -> list[str]:
                                                new_work=art.new_work)
     lines = [f"finding: {out.verdict.explain().splitlines()[0] if not out.verdict.ok else 'none'}"
              + ("" if not out.verdict.ok else " (the artifact no longer fails)")]
+    age = age_words(run)
+    if age:
+        lines.append(age)
     trace = run.trace
     pos = art.plan.position
     events = dict(run.events)

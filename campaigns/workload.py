@@ -78,6 +78,8 @@ from tornpage.checkers.probes import WORKLOAD_PROBES
 from tornpage.engine import (DuplicateKey, Engine, EngineConfig, EngineError, LockConflict,
                              WatchdogExpired)
 from tornpage.engine import row
+from tornpage.engine.log import LOG_START_LSN
+from tornpage.engine.trx_sys import TRX_SYS_TRX_ID_WRITE_MARGIN
 from tornpage.faultfs import Image, SimDisk, get_device
 from tornpage.faultfs.media import KINDS, parse_schedule
 
@@ -117,6 +119,8 @@ class WorkloadSettings:
                                         # older than modes 0 and 2 lack the key: 1)
     isolation: str = "REPEATABLE-READ"  # transaction_isolation: or READ-COMMITTED
     n_rollback_segments: int = 2        # innodb_rollback_segments
+    initial_lsn: int = LOG_START_LSN    # the database's age (EngineConfig.initial_lsn,
+    initial_trx_id: int = 0             # .initial_trx_id): see database_age_strategy
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(page_size=self.page_size, buffer_pool_pages=self.buffer_pool_pages,
@@ -125,7 +129,8 @@ class WorkloadSettings:
                             flush_log_at_trx_commit=self.flush_log_at_trx_commit,
                             transaction_isolation=self.isolation,
                             n_rollback_segments=self.n_rollback_segments,
-                            watchdog_page_accesses=WATCHDOG_PAGE_ACCESSES)
+                            watchdog_page_accesses=WATCHDOG_PAGE_ACCESSES,
+                            initial_lsn=self.initial_lsn, initial_trx_id=self.initial_trx_id)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -138,7 +143,9 @@ class WorkloadSettings:
         d = dict(d)
         d["media_faults"] = tuple(tuple(f.to_json())
                                   for f in parse_schedule(d.get("media_faults", ())))
-        return cls(**d)
+        out = cls(**d)
+        out.engine_config()         # ConfigError (a ValueError): a setting out of range
+        return out
 
     def schedule(self) -> tuple:
         return parse_schedule(self.media_faults)
@@ -158,6 +165,8 @@ class WorkloadRun:
     stopped: str | None = None          # why the engine stopped before the last step, if it did
     crashed: bool = False               # ... and it was no typed refusal (EngineError) but a crash
     hung: bool = False                  # ... or its watchdog expired (a loop that makes no IO)
+    lsn_span: tuple = (0, 0)            # the log's end LSN at the initial state and at the end
+    trx_id_span: tuple = (0, 0)         # the next trx id at the initial state and at the end
     read_anomalies: list = field(default_factory=list)  # reads the snapshot model disagrees with
     setup_stats: dict = field(default_factory=dict)     # engine stats at the initial state
 
@@ -192,13 +201,35 @@ def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     disk.mark("initial-state", rows=rows, tables=(TABLE,))
     run = WorkloadRun(settings, steps, disk, disk.base, len(disk.trace) - 1)
     run.setup_stats = dict(eng.stats)
+    lsn, trx_id = eng.log.lsn, eng.trx_sys.max_trx_id
     disk.arm(settings.schedule())
     try:
         _Runner(eng, disk, run).run(steps)
     except (Exception, WatchdogExpired) as e:  # noqa: BLE001 - the process dies here
         _engine_failed(run, e)
     run.engine_stats = dict(eng.stats)
+    run.lsn_span, run.trx_id_span = (lsn, eng.log.lsn), (trx_id, eng.trx_sys.max_trx_id)
     return run
+
+
+def age_words(run: WorkloadRun) -> str | None:
+    """What an explanation says of a database created aged (None for a new one): where its
+    counters started, where the workload took them and which width boundary they crossed."""
+    s = run.settings
+    if s.initial_lsn == LOG_START_LSN and not s.initial_trx_id:
+        return None
+    crossings = [f"LSN 2**{b}" for b in LSN_BOUNDARIES if crossed(run.lsn_span, b)] + \
+        [f"trx id 2**{b}" for b in TRX_ID_BOUNDARIES if crossed(run.trx_id_span, b)]
+    return (f"database created aged: log from LSN {s.initial_lsn}, trx ids from "
+            f"{s.initial_trx_id + TRX_SYS_TRX_ID_WRITE_MARGIN}; the workload took the LSN "
+            f"{run.lsn_span[0]}..{run.lsn_span[1]} and trx ids {run.trx_id_span[0]}.."
+            f"{run.trx_id_span[1]}" + (f", crossing {' and '.join(crossings)}" if crossings
+                                        else ""))
+
+
+def crossed(span: tuple, bits: int) -> bool:
+    """Whether a counter that went from ``span[0]`` to ``span[1]`` crossed ``2**bits``."""
+    return span[0] < 1 << bits <= span[1]
 
 
 def _engine_failed(run: WorkloadRun, e: BaseException, when: str = "") -> None:
@@ -627,6 +658,28 @@ def settings_strategy(base: WorkloadSettings):
         st.sampled_from([base.table_size, 20, 150, 400]))
 
 
+# counter widths a long-lived database crosses and a new one never does (database_age_strategy)
+LSN_BOUNDARIES = (32, 39)       # LSN 2**32: the page trailer's low 32 bits (FIL_PAGE_END_LSN_
+                                # OLD_CHKSUM) wrap; 2**39: log block numbers (30 bits) wrap
+TRX_ID_BOUNDARIES = (32,)       # trx id 2**32: past any 32-bit truncation of DB_TRX_ID
+
+
+def database_age_strategy():
+    """(initial_lsn, initial_trx_id) of the database a workload creates (EngineConfig): new
+    (8192, 0), or aged, as a database in service for years is, so that the LSN or the trx id
+    counter may cross a width boundary during the setup or the workload: the LSN starts up to
+    128 KiB of redo (a setup writes about 10 to 220 KiB, a workload up to about 100) before
+    2**32 or 2**39, the first trx id up to 8 ids (a setup takes 2, a workload up to about 10)
+    before 2**32.  Shrinks towards a new database.  (FoundationDB's simulator randomises its
+    knobs the same way: a value no test picks is a path no test runs.)"""
+    def age(lsn_bits, lsn_blocks, trx_bits, trx_ids):
+        lsn = (1 << lsn_bits) - 512 * lsn_blocks if lsn_bits else LOG_START_LSN
+        trx = (1 << trx_bits) - TRX_SYS_TRX_ID_WRITE_MARGIN - trx_ids if trx_bits else 0
+        return lsn, trx
+    return st.builds(age, st.sampled_from((0,) + LSN_BOUNDARIES), st.integers(1, 256),
+                     st.sampled_from((0,) + TRX_ID_BOUNDARIES), st.integers(1, 8))
+
+
 def trx_commit_mode_strategy(modes: tuple = TRX_COMMIT_MODES):
     """innodb_flush_log_at_trx_commit among ``modes``, shrinking towards the first.  Campaigns
     draw it after the steps, so a seed gives the same workloads it gave before modes 0 and 2
@@ -647,6 +700,12 @@ def workload_probes(run: WorkloadRun) -> Counter:
     out: Counter = Counter()
     out[f"trx_commit_mode_{run.settings.flush_log_at_trx_commit}"] += 1
     out[isolation_probe(run.settings.isolation)] += 1
+    for bits in LSN_BOUNDARIES:
+        if crossed(run.lsn_span, bits):
+            out[f"lsn_crossed_2_{bits}"] += 1
+    for bits in TRX_ID_BOUNDARIES:
+        if crossed(run.trx_id_span, bits):
+            out[f"trx_id_crossed_2_{bits}"] += 1
     for name, (key, _) in WORKLOAD_PROBES.items():    # what the workload did, not the setup
         n = run.engine_stats.get(key, 0) - run.setup_stats.get(key, 0) if key else 0
         if n > 0:

@@ -74,6 +74,11 @@ WORKLOAD_PROBES: dict[str, tuple[str, str]] = {
     "insert_over_delete_marked": ("insert_over_delete_marked",
                                   "insert reused a delete-marked record purge had not removed"),
     "xa_prepare": ("trx_prepared", "workload transaction XA PREPAREd"),
+    "lsn_crossed_2_32": ("", ("workload's LSN crossed 2**32 (an aged database: the page "
+                              "trailer's low 32 bits of the LSN wrapped)")),
+    "lsn_crossed_2_39": ("", ("workload's LSN crossed 2**39 (an aged database: log block "
+                              "numbers wrapped)")),
+    "trx_id_crossed_2_32": ("", "workload's transaction ids crossed 2**32 (an aged database)"),
     "btr_page_merge": ("btr_page_merges",
                        "B+tree page below the merge threshold merged into a sibling after a "
                        "delete (btr_compress)"),

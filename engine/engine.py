@@ -25,7 +25,7 @@ from tornpage.engine.dblwr import Doublewrite
 from tornpage.engine.errors import (Corruption, DuplicateKey, EngineError, EnginePanic,
                                    RecoveryError, TrxStateError)
 from tornpage.engine.fil import IBD_SUFFIX, LOG_FILE, SYS_FILE, Fil
-from tornpage.engine.log import LogSys
+from tornpage.engine.log import LOG_START_LSN, LogSys
 from tornpage.engine.mtr import Mtr
 from tornpage.engine import mtr_log
 from tornpage.engine.mtr_log import MLOG_FILE_CREATE, MLOG_FILE_DELETE, MLOG_FILE_RENAME
@@ -71,7 +71,8 @@ class Engine:
     def _open_files(self, create: bool) -> None:
         self.fil.open_space(0, SYS_FILE, create=create)
         self.log = LogSys(self.vfs.open(LOG_FILE, create=create), self.config.log_file_size,
-                          self.stats)
+                          self.stats, start_lsn=self.config.initial_lsn if create
+                          else LOG_START_LSN)   # an opened log: placed by its checkpoint
 
     def _open_pool(self, dblwr_first: int, dblwr_pages: int) -> None:
         """The doublewrite buffer (at the area given, when enabled) and the buffer pool."""
@@ -123,6 +124,12 @@ class Engine:
         ps = config.page_size
         R = config.n_rollback_segments
         first_free = trx_sys.first_free_page(R, eng._dblwr_pages())
+        # TRX_SYS_TRX_ID_STORE must stay above every id handed out: ids below the first
+        # multiple of the write margin at or after the first id go unpersisted, and at that
+        # multiple TrxSys._new_id persists the next store before handing it out
+        margin = trx_sys.TRX_SYS_TRX_ID_WRITE_MARGIN
+        first_trx_id = config.initial_trx_id + margin
+        trx_id_store = -(-first_trx_id // margin) * margin
         with eng.mtr() as m:
             f0 = m.new_page(0, 0, FIL_PAGE_TYPE_FSP_HDR)
             m.write(f0, fsp.FSP_SPACE_ID, fsp.header_bytes(0, ps, first_free, first_free))
@@ -132,7 +139,7 @@ class Engine:
             m.write(f0, fsp.FSP_BITMAP, bytes(bitmap))
             ts = m.new_page(0, trx_sys.TRX_SYS_PAGE_NO, FIL_PAGE_TYPE_TRX_SYS)
             m.write(ts, trx_sys.TRX_SYS_TRX_ID_STORE,
-                    trx_sys.TRX_SYS_TRX_ID_WRITE_MARGIN.to_bytes(8, "big") +
+                    trx_id_store.to_bytes(8, "big") +
                     R.to_bytes(4, "big") +
                     trx_sys.doublewrite_header(trx_sys.doublewrite_first_page(R),
                                                eng._dblwr_pages()) +
@@ -142,7 +149,7 @@ class Engine:
             m.write(d, trx_sys.DICT_HDR_N_TABLES, trx_sys.encode_dict([]))
             for i in range(R):
                 m.new_page(0, trx_sys.FIRST_RSEG_PAGE_NO + i, FIL_PAGE_TYPE_RSEG)
-        eng.trx_sys.max_trx_id = trx_sys.TRX_SYS_TRX_ID_WRITE_MARGIN
+        eng.trx_sys.max_trx_id = first_trx_id
         eng.buf.flush_all()
         eng.make_checkpoint()
         vfs.fsync_dir("")

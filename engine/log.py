@@ -9,11 +9,16 @@ File layout (F = log file size, bytes):
     1024  512   unused
     1536  512   checkpoint slot 2 (odd checkpoint numbers)
     2048  F-2048  the circular data area: the block holding LSN L is at
-                  2048 + (floor512(L) - LOG_START_LSN) mod (F - 2048)
+                  2048 + (floor512(L) - S) mod (F - 2048), S the database's start LSN
+                  (LOG_HEADER_START_LSN: LOG_START_LSN for a new database, larger for one
+                  created aged, see ``EngineConfig.initial_lsn``); recovery finds it from the
+                  checkpoint, which names the offset of its own block (LOG_CHECKPOINT_OFFSET, as
+                  log_group_read_checkpoint_info), so it never depends on the header block
 
 Block (512 bytes):
-    0   4  LOG_BLOCK_HDR_NO          ((lsn / 512) mod 2^30) + 1; bit 31 is the flush bit, bit 30
-                                     marks the first block of a run (see below)
+    0   4  LOG_BLOCK_HDR_NO          ((lsn / 512) mod (2^30 - 1)) + 1; bit 31 is the flush bit,
+                                     bit 30 marks the first block of a run (see below; InnoDB
+                                     takes mod 2^30 and has no run flag)
     4   2  LOG_BLOCK_HDR_DATA_LEN    bytes used including the header; 512 = full
     6   2  LOG_BLOCK_FIRST_REC_GROUP offset of the first mtr that starts in the block, 0 if none
     8   4  LOG_BLOCK_CHECKPOINT_NO   low 32 bits of the next checkpoint number when written
@@ -89,7 +94,7 @@ LOG_CHECKPOINT_2 = 1536
 LOG_CHECKPOINT_NO = 0
 LOG_CHECKPOINT_LSN = 8
 LOG_CHECKPOINT_OFFSET = 16
-LOG_START_LSN = 8192
+LOG_START_LSN = 8192             # a new database's first LSN (InnoDB: 16 blocks)
 BLOCK = OS_FILE_LOG_BLOCK_SIZE
 
 STOP_BLOCK_NUMBER = "block-number"
@@ -101,8 +106,18 @@ STOP_WRAP = "wrapped"
 
 
 def block_no(lsn: int) -> int:
-    """LOG_BLOCK_HDR_NO for the block holding ``lsn`` (log_block_convert_lsn_to_no)."""
-    return ((lsn // BLOCK) & 0x3FFFFFFF) + 1
+    """LOG_BLOCK_HDR_NO for the block holding ``lsn``: 1..LOG_BLOCK_NO_MASK.  InnoDB's
+    log_block_convert_lsn_to_no takes the block index mod 2**30, so its numbers reach 2**30,
+    which is bit 30, our run-start flag: here the index is taken mod 2**30 - 1, so a number
+    never reaches the flag (a number of 2**30 read back as 0, a block-number mismatch that
+    ended the scan at LSN 2**39 - 512, lost the rest of the log)."""
+    return (lsn // BLOCK) % LOG_BLOCK_NO_MASK + 1
+
+
+def blocks_between(newer_no: int, older_no: int) -> int:
+    """How many blocks the block numbered ``newer_no`` lies after ``older_no`` (0 ..
+    LOG_BLOCK_NO_MASK - 1), numbers wrapping as :func:`block_no`'s do (after 512 GiB of log)."""
+    return (newer_no - older_no) % LOG_BLOCK_NO_MASK
 
 
 def block_checksum(block) -> int:
@@ -161,6 +176,15 @@ def decode_checkpoint(b: bytes, slot: int) -> Checkpoint | None:
                       u64(b, LOG_CHECKPOINT_OFFSET), slot)
 
 
+def data_offset(anchor_lsn: int, anchor_offset: int, block_lsn: int, capacity: int) -> int:
+    """File offset (bytes) of the block starting at ``block_lsn``, given one block's place: the
+    block of ``anchor_lsn`` lies at ``anchor_offset`` (a new log: the start LSN at 2048; in
+    recovery: the checkpoint's block at its LOG_CHECKPOINT_OFFSET).  ``capacity``: bytes of the
+    data area."""
+    return LOG_FILE_HDR_SIZE + (anchor_offset - LOG_FILE_HDR_SIZE + block_lsn - anchor_lsn) \
+        % capacity
+
+
 def file_header(start_lsn: int = LOG_START_LSN) -> bytes:
     b = bytearray(BLOCK)
     put_u32(b, LOG_HEADER_FORMAT, LOG_HEADER_FORMAT_TORNPAGE)
@@ -177,24 +201,32 @@ class LogSys:
         file_size: bytes; the data area is ``file_size - 2048``.
         counters: the engine's stats (a Counter) for its probes: ``log_wraps`` counts the
             writes that started a new lap of the circular data area.
+        start_lsn: the LSN a new log starts at (a multiple of 512, at least LOG_START_LSN;
+            used by :meth:`create`; an opened log takes its place from the checkpoint in
+            :meth:`restart_at`).
 
     All LSNs are byte addresses (see the module docstring).
     """
 
-    def __init__(self, file, file_size: int, counters: Counter | None = None) -> None:
+    def __init__(self, file, file_size: int, counters: Counter | None = None,
+                 start_lsn: int = LOG_START_LSN) -> None:
+        assert start_lsn % BLOCK == 0 and start_lsn >= LOG_START_LSN, start_lsn
         self.file = file
         self.file_size = file_size
         self.capacity = file_size - LOG_FILE_HDR_SIZE
         assert self.capacity % BLOCK == 0 and self.capacity >= 64 * BLOCK
-        self.lsn = LOG_START_LSN
-        self.end_lsn = LOG_START_LSN     # end of the last mtr (lsn may be past it: padding)
+        self.start_lsn = start_lsn
+        # one block's place in the file, from which every other block's follows (data_offset)
+        self._anchor = (start_lsn, LOG_FILE_HDR_SIZE)
+        self.lsn = start_lsn
+        self.end_lsn = start_lsn         # end of the last mtr (lsn may be past it: padding)
         self._run_start = False          # flag the next new block LOG_BLOCK_RUN_START
-        self.buf_start = LOG_START_LSN
+        self.buf_start = start_lsn
         self.buf = bytearray()
-        self.written_lsn = LOG_START_LSN  # the log up to here was written to the OS (pwrite):
-                                          # it survives a process kill
-        self.flushed_lsn = LOG_START_LSN  # ... and up to here fsynced: it survives a power loss
-        self.checkpoint_lsn = LOG_START_LSN
+        self.written_lsn = start_lsn     # the log up to here was written to the OS (pwrite):
+                                         # it survives a process kill
+        self.flushed_lsn = start_lsn     # ... and up to here fsynced: it survives a power loss
+        self.checkpoint_lsn = start_lsn
         self.checkpoint_no = 0
         self.next_checkpoint_no = 0
         self.stats = {"log_writes": 0, "log_fsyncs": 0, "checkpoints": 0}
@@ -204,7 +236,7 @@ class LogSys:
     # -- creation and recovery --------------------------------------------------------------------
     def create(self) -> None:
         """Write a fresh file header and empty checkpoint slots (the caller fsyncs)."""
-        self.file.pwrite(file_header() + bytes(LOG_FILE_HDR_SIZE - BLOCK), 0)
+        self.file.pwrite(file_header(self.start_lsn) + bytes(LOG_FILE_HDR_SIZE - BLOCK), 0)
         self.file.truncate(self.file_size)
 
     def restart_at(self, lsn: int, ckpt: Checkpoint) -> None:
@@ -223,17 +255,20 @@ class LogSys:
         self.buf_start = lsn
         self.buf = bytearray()
         self._run_start = True
-        self._lap = self._lap_of(max(lsn - BLOCK, LOG_START_LSN))
+        self._anchor = (ckpt.lsn - ckpt.lsn % BLOCK, ckpt.offset)
+        self._lap = self._lap_of(lsn - BLOCK)
 
     # -- addressing ----------------------------------------------------------------------------------
     def offset_of(self, block_lsn: int) -> int:
         """File offset (bytes) of the block starting at ``block_lsn``."""
         assert block_lsn % BLOCK == 0
-        return LOG_FILE_HDR_SIZE + (block_lsn - LOG_START_LSN) % self.capacity
+        return data_offset(*self._anchor, block_lsn, self.capacity)
 
     def _lap_of(self, block_lsn: int) -> int:
-        """How many times the data area was filled before the block at ``block_lsn``."""
-        return (block_lsn - LOG_START_LSN) // self.capacity
+        """How many times the data area was filled before the block at ``block_lsn`` (counted
+        from the anchor block's lap, for the ``log_wraps`` probe)."""
+        anchor_lsn, anchor_off = self._anchor
+        return (anchor_off - LOG_FILE_HDR_SIZE + block_lsn - anchor_lsn) // self.capacity
 
     def free_space(self) -> int:
         """Bytes of LSN that may still be written before the log would overwrite redo newer
@@ -426,8 +461,7 @@ def misplaced_block(blk: bytes, block_lsn: int, capacity: int) -> bool:
     where L maps to, so only a misdirected write leaves one of these."""
     if len(blk) != BLOCK or u32(blk, LOG_BLOCK_CHECKSUM) != block_checksum(blk):
         return False
-    older = (block_no(block_lsn) - (u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK)) \
-        & LOG_BLOCK_NO_MASK            # blocks behind; numbers wrap only after 512 GiB of log
+    older = blocks_between(block_no(block_lsn), u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK)
     return older % (capacity // BLOCK) != 0
 
 
@@ -438,8 +472,7 @@ def overrun_by(blk: bytes, block_lsn: int, capacity: int) -> int:
     past its checkpoint leaves one (the invariant the log free check keeps; MySQL #69477)."""
     if len(blk) != BLOCK or u32(blk, LOG_BLOCK_CHECKSUM) != block_checksum(blk):
         return 0
-    newer = ((u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK) - block_no(block_lsn)) \
-        & LOG_BLOCK_NO_MASK
+    newer = blocks_between(u32(blk, LOG_BLOCK_HDR_NO) & LOG_BLOCK_NO_MASK, block_no(block_lsn))
     if 0 < newer < LOG_BLOCK_NO_MASK // 2 and newer % (capacity // BLOCK) == 0:
         return newer * BLOCK
     return 0
@@ -511,6 +544,19 @@ def clear_parse_cache() -> None:
     _parsed.clear()
 
 
+def check_checkpoint_offset(ckpt: Checkpoint, file_size: int) -> None:
+    """The offset a checkpoint names for its block must be a block of the data area.
+
+    Raises:
+        RecoveryError: it is not (a checkpoint written by another program or for another log
+            size: its checksum holds, so it is no torn write).
+    """
+    if ckpt.offset % BLOCK or not LOG_FILE_HDR_SIZE <= ckpt.offset < file_size:
+        raise RecoveryError(
+            f"checkpoint {ckpt.no} (LSN {ckpt.lsn}) names log file offset {ckpt.offset}, not a "
+            f"block of the data area [{LOG_FILE_HDR_SIZE}, {file_size}) of this log")
+
+
 def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
     """Scan from ``ckpt`` to the end of the valid log and parse complete mtrs
     (recv_scan_log_recs + recv_parse_log_recs).  O(redo bytes).
@@ -518,10 +564,13 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
     Raises:
         RecoveryError: the log ends before the checkpoint LSN, a checksum-valid block holds
             bytes that do not parse as redo records, or a checksum-valid block sits where
-            another block belongs (a misdirected write, see :func:`misplaced_block`).
+            another block belongs (a misdirected write, see :func:`misplaced_block`), or the
+            checkpoint names an offset outside the data area (:func:`check_checkpoint_offset`).
     """
     capacity = file_size - LOG_FILE_HDR_SIZE
     block_lsn = ckpt.lsn - ckpt.lsn % BLOCK
+    check_checkpoint_offset(ckpt, file_size)
+    anchor = (block_lsn, ckpt.offset)
     first_off = ckpt.lsn % BLOCK
     # the payload in runs of contiguous blocks: a partial block ends a run (the writer never
     # rewrites a durable block, so after an fsync of a partial block it starts the next one)
@@ -532,7 +581,7 @@ def scan(file, file_size: int, ckpt: Checkpoint) -> ScanResult:
     nblocks = 0
     after_partial = False
     for _ in range(capacity // BLOCK):
-        off = LOG_FILE_HDR_SIZE + (block_lsn - LOG_START_LSN) % capacity
+        off = data_offset(*anchor, block_lsn, capacity)
         blk = file.pread(BLOCK, off)
         why = _block_problem(blk, block_lsn, prev_ckno)
         ahead = overrun_by(blk, block_lsn, capacity) if why == STOP_BLOCK_NUMBER else 0

@@ -55,11 +55,12 @@ def one_line_error(result) -> str:
 
 
 # -- clean runs ----------------------------------------------------------------------------------------
-CLEAN_ARGS = ("--examples", "6", "--seed", "0")   # a seed whose 6 workloads fire every required
-                                                 # probe (measured: of seeds 0-15, 2 and 12 do;
-                                                 # see test_a_run_that_misses_a_probe_fails)
-SHORT_ARGS = ("--examples", "6", "--seed", "3")   # misses a required probe (measured)
-SHORT_MISSES = ["consistent_read_old_version"]
+CLEAN_ARGS = ("--examples", "6", "--seed", "1")   # a seed whose 6 workloads fire every required
+                                                 # probe (measured: of seeds 0-19, 1, 2, 5, 10
+                                                 # and 13 do; see
+                                                 # test_a_run_that_misses_a_probe_fails)
+SHORT_ARGS = ("--examples", "6", "--seed", "0")   # misses a required probe (measured)
+SHORT_MISSES = ["btr_page_merge"]
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +77,12 @@ def test_run_clean_exits_0_with_a_complete_json_summary(clean_run):
     assert result.stderr == "", "--quiet must not print progress"
     assert summary["workloads"] == 6
     # distinct states, at most --crash-states (default 24) per workload, repeats counted apart
-    # (measured for seed 0)
-    assert (summary["crash_states"], summary["crash_states_reused"]) == (105, 0)
+    # (measured for seed 1)
+    assert (summary["crash_states"], summary["crash_states_reused"]) == (112, 0)
     assert summary["findings"] == []
     assert summary["missing_probes"] == []
     assert summary["passed"] is True
-    assert summary["seed"] == 0 and summary["mutant"] is None
+    assert summary["seed"] == 1 and summary["mutant"] is None
     probes = summary["probes"]
     assert isinstance(probes, dict) and probes
     assert all(isinstance(k, str) and isinstance(n, int) and n > 0 for k, n in probes.items())
@@ -118,8 +119,8 @@ def test_same_seed_same_campaign(clean_run, tmp_path):
 
 def test_other_seed_other_campaign(clean_run, tmp_path):
     _, _, first = clean_run
-    _, other = run_json(tmp_path, "--examples", "6", "--seed", "1")
-    assert other["probes"] != first["probes"], "seed 1 explored exactly what seed 0 did"
+    _, other = run_json(tmp_path, "--examples", "6", "--seed", "0")
+    assert other["probes"] != first["probes"], "seed 0 explored exactly what seed 1 did"
 
 
 def test_progress_goes_to_stderr_without_quiet(tmp_path):
@@ -227,33 +228,33 @@ MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
     # name: (seed, examples, kind): the first of examples 4, 8, 16, 40 and seeds 0-7 (0-2 at
     # 40) whose campaign finds the mutant, measured with the fault model it needs
     "ack-before-log-fsync": (0, 4, "L"),
-    "redo-apply-start-gt-page-lsn": (0, 16, "C"),
+    "redo-apply-start-gt-page-lsn": (3, 4, "U"),
     "no-doublewrite-fsync": (1, 4, "R"),
-    "fsync-retry-after-eio": (6, 4, "R"),
+    "fsync-retry-after-eio": (2, 4, "R"),
     "no-checksum-on-read": (3, 16, "E"),
     "no-dir-fsync-on-create": (0, 4, "R"),
     "recovery-checkpoint-ignores-dirty-pages": (0, 4, "R"),
-    "ignore-write-errors": (0, 4, "C"),
-    "lsn-zero-page-trusted": (4, 8, "R"),
-    "unknown-page-type-unchecked": (4, 4, "R"),
-    "no-write-verify": (3, 4, "C"),
+    "ignore-write-errors": (1, 4, "R"),
+    "lsn-zero-page-trusted": (0, 16, "R"),
+    "unknown-page-type-unchecked": (0, 16, "C"),
+    "no-write-verify": (2, 8, "C"),
     "trx-commit-2-no-write": (1, 4, "L"),
     "no-log-free-check": (0, 4, "R"),
-    "merge-no-sibling-link-fix": (0, 4, "E"),
+    "merge-no-sibling-link-fix": (1, 4, "E"),
     "purge-ignores-read-view": (1, 8, "E"),
     "rr-read-view-per-statement": (1, 8, "I"),
     "sec-index-not-rolled-back": (0, 4, "C"),
     "partial-mtr-applied": (0, 4, "C"),
     "log-scan-past-bad-checksum": (0, 4, "R"),
     "checkpoint-same-slot": (0, 4, "R"),
-    "zero-checksum-taken-as-empty": (4, 8, "R"),
-    "recovered-pages-appended-unsorted": (0, 4, "C"),
+    "zero-checksum-taken-as-empty": (0, 16, "R"),
+    "recovered-pages-appended-unsorted": (0, 4, "R"),
     "page-write-before-log-durable": (0, 4, "R"),
-    "undo-n-recs-not-logged": (0, 4, "C"),
+    "undo-n-recs-not-logged": (0, 4, "U"),
     "resurrect-before-redo-apply": (0, 4, "L"),
     "bg-rollback-off-by-one": (0, 4, "U"),
     "rollback-not-redo-logged": (0, 4, "R"),
-    "dropped-space-redo-kept": (1, 8, "H"),
+    "dropped-space-redo-kept": (5, 4, "H"),
     "extend-without-fsync": (0, 4, "C"),
     "checkpoint-before-data-fsync": (0, 4, "R"),
 }
@@ -359,11 +360,11 @@ def test_replay_of_a_mutant_artifact_reproduces_it(campaigns, name):
 # replays and passes without the mutant (exit 0)
 PLAN_DOES_NOT_FIT_WITHOUT_MUTANT = {   # measured for the findings of MUTANT_RUNS
     "ack-before-log-fsync", "no-doublewrite-fsync", "fsync-retry-after-eio",
-    "no-dir-fsync-on-create", "ignore-write-errors", "no-write-verify", "no-log-free-check",
+    "no-dir-fsync-on-create", "ignore-write-errors", "no-write-verify",
     "extend-without-fsync", "checkpoint-before-data-fsync",
     # the workload's IO is unchanged, but the finding crashes the mutant's own recovery, whose
     # IO the fix changes: the nested plan does not fit
-    "recovery-checkpoint-ignores-dirty-pages"}
+    "recovery-checkpoint-ignores-dirty-pages", "recovered-pages-appended-unsorted"}
 
 
 @pytest.mark.parametrize("name", MUTANT_PARAMS)

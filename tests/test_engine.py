@@ -18,6 +18,7 @@ from tornpage.engine import (Corruption, DuplicateKey, Engine, EngineConfig, Eng
                     LockConflict, PageFromFuture, RecoveryError, TornPageUnrepairable,
                     TrxStateError)
 from tornpage.engine import btr, btr_page as bp, log as L, trx_sys
+from tornpage.engine.config import ConfigError
 from tornpage.engine import page as P
 from tornpage.faultfs import (DROP, KEEP, TEAR, Choice, CrashPlan, CrashStateBuilder, SimDisk, Write,
                      tear_units)
@@ -617,6 +618,75 @@ def test_crash_states_across_a_wrapped_log():
         assert rows in allowed_states(run, pos), pos
         n += 1
     assert n > 60
+
+
+def _aged_run(bits: int, trx_ids: bool) -> Run:
+    """run1's workload on a database created aged so that its LSN crosses ``2**bits`` in the
+    middle of the workload (and, with ``trx_ids``, its trx ids cross 2**32 early in it).  The
+    offset is measured on a new database running the same workload: the LSN it reaches halfway
+    between the end of the setup and the end."""
+    fresh = run_workload(1, _cfg())
+    setup = fresh.builder().build(CrashPlan(fresh.setup_end))
+    setup_lsn = Engine.open(SimDisk(image=setup), fresh.config).log.lsn
+    mid = (setup_lsn + fresh.engine.log.lsn) // 2
+    start = (1 << bits) - (mid - L.LOG_START_LSN)
+    start -= start % 512
+    first_id = (1 << 32) - 12
+    cfg = _cfg(initial_lsn=start, initial_trx_id=first_id - trx_sys.TRX_SYS_TRX_ID_WRITE_MARGIN
+               if trx_ids else 0)
+    run = run_workload(1, cfg)
+    assert run.engine.log.lsn > 1 << bits
+    if trx_ids:
+        assert run.engine.trx_sys.max_trx_id > 1 << 32
+    return run
+
+
+@pytest.mark.parametrize("bits,trx_ids", [(32, True), (39, False)])
+def test_an_aged_database_recovers_across_its_counters_width_boundaries(bits, trx_ids):
+    """A database created as if in service for years (EngineConfig.initial_lsn and
+    initial_trx_id): crashes all along a workload whose LSN crosses 2**32 (the page trailer's
+    32 bits) or 2**39 (log block numbers wrap; they once reached 2**30, the run-start flag, and
+    the scan stopped there, losing committed redo) recover the committed state, and trx ids
+    past 2**32 are not reused."""
+    run = _aged_run(bits, trx_ids)
+    b = run.builder()
+    n = 0
+    for pos in range(run.setup_end + 1, len(run.disk.trace) + 1, 7):
+        plan = drop_all(run, pos) if n % 2 else CrashPlan(pos)
+        eng, rows, _ = recover(run, b.build(plan))
+        assert rows in allowed_states(run, pos), pos
+        assert eng.begin().id >= max([c.trx for c in run.commits if c.ack <= pos], default=0)
+        n += 1
+    assert n > 20
+    eng, rows, _ = recover(run, b.build(CrashPlan(len(run.disk.trace))))
+    assert eng.log.lsn > 1 << bits and rows == final_state(run)
+
+
+def test_log_block_numbers_stay_below_the_run_start_flag():
+    """Block numbers run 1..LOG_BLOCK_NO_MASK and wrap after it (InnoDB's reach 2**30, our
+    LOG_BLOCK_RUN_START_MASK), and the distance between two numbers wraps with them."""
+    for lsn in range((1 << 39) - 4 * 512, (1 << 39) + 4 * 512, 512):
+        assert 1 <= L.block_no(lsn) <= L.LOG_BLOCK_NO_MASK
+        assert L.blocks_between(L.block_no(lsn + 512), L.block_no(lsn)) == 1
+    assert L.blocks_between(L.block_no(1 << 40), L.block_no((1 << 40) - 512 * 9)) == 9
+
+
+@pytest.mark.parametrize("kw", [{"initial_lsn": 8192 + 100}, {"initial_lsn": 4096},
+                                {"initial_lsn": 1 << 63}, {"initial_trx_id": -1},
+                                {"initial_trx_id": 1 << 48}])
+def test_an_impossible_age_is_a_config_error(kw):
+    with pytest.raises(ConfigError):
+        _cfg(**kw)
+
+
+def test_a_checkpoint_naming_an_offset_outside_the_log_is_refused():
+    disk, eng = _new_engine()
+    eng.close()
+    f = disk.open("ib_logfile0")
+    ck = L.read_checkpoints(f)[0]
+    f.pwrite(L.encode_checkpoint(ck.no, ck.lsn, 100), ck.slot)     # checksum-valid, offset 100
+    with pytest.raises(RecoveryError, match="names log file offset 100"):
+        Engine.open(disk, eng.config)
 
 
 def test_trx_ids_are_never_reused_after_recovery():

@@ -943,7 +943,7 @@ def test_lsn_add_skips_block_header_and_trailer():
 def test_block_no_and_checkpoint_encoding():
     assert L.block_no(0) == 1
     assert L.block_no(L.LOG_START_LSN) == L.LOG_START_LSN // BLK + 1
-    assert L.block_no(BLK * (1 << 30)) == 1                     # wraps at 2^30
+    assert L.block_no(BLK * L.LOG_BLOCK_NO_MASK) == 1      # wraps at 2^30 - 1 (bit 30: a flag)
     b = L.encode_checkpoint(7, 123456, 4096)
     assert len(b) == BLK
     assert L.decode_checkpoint(b, L.LOG_CHECKPOINT_2) == L.Checkpoint(7, 123456, 4096,
@@ -1032,7 +1032,7 @@ def test_log_scan_stops_at_a_wrong_block_number():
     blk = _block_at(f, log, blsn)
     lap = (64 * 1024 - L.LOG_FILE_HDR_SIZE) // BLK
     # a block one lap older (what a previous lap left there) ends the scan
-    P.put_u32(blk, L.LOG_BLOCK_HDR_NO, (L.block_no(blsn) - lap) & L.LOG_BLOCK_NO_MASK)
+    P.put_u32(blk, L.LOG_BLOCK_HDR_NO, L.block_no(blsn - lap * BLK))
     _put_block(f, log, blsn, blk)
     res = _scan(f, 64 * 1024)
     assert res.stop == L.STOP_BLOCK_NUMBER
@@ -1045,8 +1045,9 @@ def test_log_scan_stops_at_a_wrong_block_number():
     assert [(m.start_lsn, m.end_lsn) for m in res.mtrs] == before
     # a valid block of another place (any number but whole laps older): a misdirected write
     # destroyed this block, and ending the log here would silently drop committed redo
-    for wrong in (L.block_no(blsn) + 1, L.block_no(blsn) - lap + 1, L.block_no(blsn) - 3):
-        P.put_u32(blk, L.LOG_BLOCK_HDR_NO, wrong & L.LOG_BLOCK_NO_MASK)
+    for wrong in (L.block_no(blsn + BLK), L.block_no(blsn - (lap - 1) * BLK),
+                  L.block_no(blsn - 3 * BLK)):
+        P.put_u32(blk, L.LOG_BLOCK_HDR_NO, wrong)
         _put_block(f, log, blsn, blk)
         assert L.misplaced_block(bytes(blk), blsn, 64 * 1024 - L.LOG_FILE_HDR_SIZE)
         with pytest.raises(RecoveryError, match="misdirected write"):

@@ -520,8 +520,8 @@ def campaign(tmp_path, mutant, examples, media_faults=False, device="sector512",
 
 
 def test_fsync_retry_after_eio_found_with_media_faults(tmp_path):
-    # seed 6 draws an EIO on fsync among its first 4 workloads (measured; seed 0 in none of 40)
-    res = campaign(tmp_path, "fsync-retry-after-eio", 40, media_faults=True, seed=6)
+    # seed 2 finds it in its 4th workload (measured; seed 0 in its 16th)
+    res = campaign(tmp_path, "fsync-retry-after-eio", 40, media_faults=True, seed=2)
     assert len(res.findings) == 1
     assert res.findings[0].verdict["kind"] in ("L", "C", "R")
     assert res.probes["media_eio_fsync"] >= 1
