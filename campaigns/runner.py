@@ -48,7 +48,7 @@ from tornpage.campaigns.mutants import planted
 from tornpage.campaigns.workload import (SLOTS, TRX_COMMIT_MODES, WorkloadSettings,
                                 ISOLATION_LEVELS, isolation_strategy,
                                 media_schedule_strategy, prepare_inserts,
-                                database_age_strategy,
+                                database_age_strategy, MEDIA_ROTATION,
                                 run_workload, settings_strategy, with_prepares,
                                 trx_commit_mode_strategy, workload_probes, workload_strategy)
 from tornpage.engine.config import EngineConfig
@@ -266,7 +266,7 @@ def run_chunk(cfg: CampaignConfig, i: int, n_examples: int) -> "CampaignResult":
     Findings come back with their artifacts as JSON; :func:`run_campaign` saves them."""
     res = CampaignResult()
     with planted(cfg.mutant), _no_local_constants():
-        _run_chunk(cfg, chunk_seed(cfg.seed, i), n_examples, res)
+        _run_chunk(cfg, chunk_seed(cfg.seed, i), n_examples, res, chunk=i)
     res.chunks = 1
     res.chunk_ids = [i]
     return res
@@ -530,14 +530,17 @@ def check_workload(cfg: CampaignConfig, run, seed: int, res: "CampaignResult | N
     return found
 
 
-def _draw_workload(cfg: CampaignConfig, data):
-    """(settings, steps, crash search seed) of one workload, drawn by Hypothesis."""
+def _draw_workload(cfg: CampaignConfig, data, chunk: int = 0):
+    """(settings, steps, crash search seed) of one workload of chunk ``chunk``, drawn by
+    Hypothesis."""
     s = data.draw(settings_strategy(cfg.settings), label="settings") \
         if cfg.vary_settings else cfg.settings
     if cfg.media_faults:
         # a table larger than the buffer pool, so pages are read back (and can be hit)
         big = data.draw(st.booleans(), label="table larger than the buffer pool")
-        s = dataclasses.replace(s, media_faults=data.draw(media_schedule_strategy(),
+        # the chunk's kind first: every kind in every campaign of enough chunks
+        first = MEDIA_ROTATION[chunk % len(MEDIA_ROTATION)]
+        s = dataclasses.replace(s, media_faults=data.draw(media_schedule_strategy(first),
                                                           label="media faults"),
                                 **({"table_size": 400, "buffer_pool_pages": 16}
                                    if big else {}))
@@ -590,7 +593,8 @@ def _say(cfg: CampaignConfig, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignResult) -> None:
+def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignResult,
+               chunk: int = 0) -> None:
     failing: list[_Failing] = []
     final: list[_Failing] = []          # the failure Hypothesis replayed last: its minimal one
     unshrunk: list[str] = []
@@ -599,7 +603,7 @@ def _run_chunk(cfg: CampaignConfig, cseed: int, n_examples: int, res: CampaignRe
     @hyp_seed(cseed)
     @given(st.data())
     def campaign_example(data):
-        s, steps, seed = _draw_workload(cfg, data)
+        s, steps, seed = _draw_workload(cfg, data, chunk)
         if failing:
             # shrinking: Hypothesis proposes smaller workloads; each run is one shrink step
             f = failing[-1]

@@ -184,7 +184,7 @@ def run_clean(device: str, media_faults: bool, examples: int, seed: int,
             "false_positives": [f.to_json() for f in res.findings]}
 
 
-def selftest(*, examples: int = 40, clean_examples: int = 8, seed: int = 0, seeds: int = 4,
+def selftest(*, examples: int = 400, clean_examples: int = 8, seed: int = 0, seeds: int = 4,
              artifacts_dir: str = "tornpage-selftest", shrink_steps: int = 100,
              executor=None, progress=lambda line: None) -> dict:
     """Run every mutant and every clean configuration; return the report (see the module

@@ -81,7 +81,7 @@ from tornpage.engine import row
 from tornpage.engine.log import LOG_START_LSN
 from tornpage.engine.trx_sys import TRX_SYS_TRX_ID_WRITE_MARGIN
 from tornpage.faultfs import Image, SimDisk, get_device
-from tornpage.faultfs.media import KINDS, parse_schedule
+from tornpage.faultfs.media import KINDS, MediaFaultError, parse_schedule
 
 TABLE = "sbtest1"
 SLOTS = 3
@@ -713,17 +713,36 @@ def workload_probes(run: WorkloadRun) -> Counter:
     return out
 
 
-def media_schedule_strategy():
+# the media fault kinds a --media-faults campaign takes in turn, one per chunk of workloads, as
+# the first fault of each workload's schedule (media_schedule_strategy): every required kind
+# is drawn in every campaign of at least len(MEDIA_ROTATION) chunks, whatever the seed.  ENOSPC
+# is left to chance: it fires only on file-extending writes and is not a required probe.
+MEDIA_ROTATION = tuple(k for k in KINDS if k != "enospc")
+
+
+def media_schedule_strategy(first_kind: str | None = None):
     """One or two media faults (faultfs.media), each at one of the first IOs of its class
     after the setup (a workload issues a handful of reads, writes and fsyncs), or now and
     then later (a fault that stops the engine early also cuts the workload short, and some
     crash states, such as a pending file extension, need a longer run):
     ``(kind, at, arg)`` tuples.  ``arg`` reaches past ``2**20``: a misdirected write's bits 20
-    and up choose where it lands (further on, earlier, another file)."""
+    and up choose where it lands (further on, earlier, another file).  With ``first_kind``
+    the first fault is of that kind (the campaign's rotation, :data:`MEDIA_ROTATION`), the
+    second, if any, of any kind.
+
+    Raises:
+        MediaFaultError: ``first_kind`` is no media fault kind.
+    """
+    if first_kind is not None and first_kind not in KINDS:
+        raise MediaFaultError(f"unknown media fault kind {first_kind!r}")
     at = st.sampled_from(["early", "early", "early", "late"]).flatmap(
         lambda when: st.integers(0, 4) if when == "early" else st.integers(5, 40))
-    fault = st.tuples(st.sampled_from(KINDS), at, st.integers(0, 3 * 2**20 - 1))
-    return st.lists(fault, min_size=1, max_size=2).map(tuple)
+    arg = st.integers(0, 3 * 2**20 - 1)
+    fault = st.tuples(st.sampled_from(KINDS), at, arg)
+    if first_kind is None:
+        return st.lists(fault, min_size=1, max_size=2).map(tuple)
+    return st.tuples(st.tuples(st.just(first_kind), at, arg),
+                     st.lists(fault, max_size=1)).map(lambda t: (t[0], *t[1]))
 
 
 def prepare_inserts(seed: int, n_steps: int) -> list:

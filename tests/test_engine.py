@@ -610,14 +610,22 @@ def test_crash_states_across_a_wrapped_log():
     run = run_workload(31, cfg, n_ops=700)
     log = run.engine.log
     assert log.lsn - L.LOG_START_LSN > log.capacity                 # the circular file wrapped
+    assert _crash_all_along(run, 13) > 60
+
+
+def _crash_all_along(run: Run, step: int, check=lambda eng, pos: None) -> int:
+    """Crash after every ``step``-th operation of the workload, alternately keeping every
+    pending write and dropping them all; each recovery must give an allowed state and pass
+    ``check(engine, position)``.  Returns how many crash states were recovered."""
     b = run.builder()
     n = 0
-    for pos in range(run.setup_end + 1, len(run.disk.trace) + 1, 13):
+    for pos in range(run.setup_end + 1, len(run.disk.trace) + 1, step):
         plan = drop_all(run, pos) if n % 2 else CrashPlan(pos)
         eng, rows, _ = recover(run, b.build(plan))
         assert rows in allowed_states(run, pos), pos
+        check(eng, pos)
         n += 1
-    assert n > 60
+    return n
 
 
 def _aged_run(bits: int, trx_ids: bool) -> Run:
@@ -649,16 +657,11 @@ def test_an_aged_database_recovers_across_its_counters_width_boundaries(bits, tr
     the scan stopped there, losing committed redo) recover the committed state, and trx ids
     past 2**32 are not reused."""
     run = _aged_run(bits, trx_ids)
-    b = run.builder()
-    n = 0
-    for pos in range(run.setup_end + 1, len(run.disk.trace) + 1, 7):
-        plan = drop_all(run, pos) if n % 2 else CrashPlan(pos)
-        eng, rows, _ = recover(run, b.build(plan))
-        assert rows in allowed_states(run, pos), pos
-        assert eng.begin().id >= max([c.trx for c in run.commits if c.ack <= pos], default=0)
-        n += 1
-    assert n > 20
-    eng, rows, _ = recover(run, b.build(CrashPlan(len(run.disk.trace))))
+
+    def no_trx_id_reused(eng, pos):
+        assert eng.begin().id > max([c.trx for c in run.commits if c.ack <= pos], default=0)
+    assert _crash_all_along(run, 7, no_trx_id_reused) > 20
+    eng, rows, _ = recover(run, run.builder().build(CrashPlan(len(run.disk.trace))))
     assert eng.log.lsn > 1 << bits and rows == final_state(run)
 
 
