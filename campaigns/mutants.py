@@ -648,16 +648,13 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("either-checksum-field", 10,
            "a page is accepted when either of its two stored checksum fields matches "
            "(MDEV-27931)",
-           "C: a page with one damaged checksum field is accepted",
+           "C: a torn page is accepted when its header field matches: a doublewrite copy torn "
+           "over the copy of another page that the same mtr stamped (the same LSN, so the "
+           "trailer test passes) with equal middle sectors",
            lambda: mock.patch.object(fil_page, "verify", _either_checksum_field),
-           differential=_either_checksum_differential,
-           equivalent="both fields hold the same crc32c of the same bytes (INNODB.md: the same "
-                      "value is stored at 0 and P-8), and the torn check (trailer LSN against "
-                      "header LSN) runs first: only damage confined to one checksum field makes "
-                      "the fields differ, and then the page's content is right, so accepting it "
-                      "is not wrong.  InnoDB's bug needs fields computed over different bytes "
-                      "(its legacy innodb checksum covers only the header in the trailer "
-                      "field)"),
+           # once argued equivalent (the torn check runs first); the selftest's 400-workload
+           # budget refuted it: the watcher stays for the equivalence machinery's own tests
+           differential=_either_checksum_differential),
     Mutant("recovered-pages-appended-unsorted", 11,
            "pages recovery applied redo to are appended to the flush list in page order, not "
            "inserted sorted by oldest_modification",

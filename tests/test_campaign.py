@@ -257,6 +257,8 @@ MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
     "dropped-space-redo-kept": (5, 4, "H"),
     "extend-without-fsync": (0, 4, "C"),
     "checkpoint-before-data-fsync": (0, 4, "R"),
+    # once argued equivalent; seeds 0-2 miss it in 40 workloads, seed 4 finds it in its 18th
+    "either-checksum-field": (4, 40, "C"),
 }
 # mutants no campaign found in 40 workloads (these tests' budget) on each of seeds 0-3 (measured
 # with the fault model they name, and with --media-faults, --device nonatomic512 and
