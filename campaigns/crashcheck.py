@@ -586,7 +586,9 @@ def check_crash_state(run: WorkloadRun, plan: CrashPlan, nested: list | None = N
         for (t, k), val in rows.items():
             if t != TABLE:
                 ddl_rows.setdefault(t, {})[k] = val
-        probes["ddl_table_rows_checked"] += sum(1 for found in ddl_rows.values() if found)
+        checked = sum(1 for found in ddl_rows.values() if found)
+        if checked:             # a probe that did not fire is absent, never 0
+            probes["ddl_table_rows_checked"] += checked
         v = check_ddl_rows(markers, plan.position, ddl_rows, power_loss=power_loss)
         if not v.ok:
             raise _Failed(v)

@@ -48,7 +48,7 @@ from tornpage.campaigns.mutants import planted
 from tornpage.campaigns.workload import (SLOTS, TRX_COMMIT_MODES, WorkloadSettings,
                                 ISOLATION_LEVELS, isolation_strategy,
                                 media_schedule_strategy, prepare_inserts,
-                                database_age_strategy, MEDIA_ROTATION,
+                                database_age_strategy, MEDIA_ROTATION, setup_redo_bytes,
                                 run_workload, settings_strategy, with_prepares,
                                 trx_commit_mode_strategy, workload_probes, workload_strategy)
 from tornpage.engine.config import EngineConfig
@@ -538,8 +538,9 @@ def _draw_workload(cfg: CampaignConfig, data, chunk: int = 0):
     if cfg.media_faults:
         # a table larger than the buffer pool, so pages are read back (and can be hit)
         big = data.draw(st.booleans(), label="table larger than the buffer pool")
-        # the chunk's kind first: every kind in every campaign of enough chunks
-        first = MEDIA_ROTATION[chunk % len(MEDIA_ROTATION)]
+        # the chunk's kind first: every kind in every campaign, or shard, of enough chunks (a
+        # shard K/N runs every N-th chunk: it counts its own, whatever N)
+        first = MEDIA_ROTATION[chunk // cfg.shard[1] % len(MEDIA_ROTATION)]
         s = dataclasses.replace(s, media_faults=data.draw(media_schedule_strategy(first),
                                                           label="media faults"),
                                 **({"table_size": 400, "buffer_pool_pages": 16}
@@ -558,8 +559,9 @@ def _draw_workload(cfg: CampaignConfig, data, chunk: int = 0):
             n_rollback_segments=data.draw(st.sampled_from([2, 1, 8]),
                                           label="rollback segments"))
     seed = data.draw(st.integers(0, 2 ** 32 - 1), label="crash search seed")
-    if cfg.vary_settings:       # drawn last: the draws before it stay what they were
-        lsn, trx_id = data.draw(database_age_strategy(), label="database age")
+    if cfg.vary_settings:       # drawn last, so this example's earlier draws are unchanged
+        lsn, trx_id = data.draw(database_age_strategy(lambda: setup_redo_bytes(s, cfg.mutant)),
+                                label="database age")
         s = dataclasses.replace(s, initial_lsn=lsn, initial_trx_id=trx_id)
     # XA PREPARE steps, placed by a generator seeded with the crash search seed: a Hypothesis
     # draw would change the examples generated after it (workload.prepare_inserts)

@@ -67,6 +67,8 @@ lsn=`` (fsynced), from which the oracle learns which acknowledged commits must s
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import random
 import struct
 from collections import Counter
@@ -78,7 +80,7 @@ from tornpage.checkers.probes import WORKLOAD_PROBES
 from tornpage.engine import (DuplicateKey, Engine, EngineConfig, EngineError, LockConflict,
                              WatchdogExpired)
 from tornpage.engine import row
-from tornpage.engine.log import LOG_START_LSN
+from tornpage.engine.log import LOG_START_LSN, OS_FILE_LOG_BLOCK_SIZE
 from tornpage.engine.trx_sys import TRX_SYS_TRX_ID_WRITE_MARGIN
 from tornpage.faultfs import Image, SimDisk, get_device
 from tornpage.faultfs.media import KINDS, MediaFaultError, parse_schedule
@@ -186,12 +188,7 @@ def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     eng = None
     try:
         eng = Engine.create(disk, settings.engine_config())
-        eng.create_table(TABLE, k_index=True)
-        trx = eng.begin()
-        for i in range(1, settings.table_size + 1):
-            trx.insert(TABLE, i, row_value(i, i, 0))
-        trx.commit()
-        eng.make_checkpoint(flush=True)
+        _load(eng, settings)
         rows = tuple((TABLE, k, v) for k, v in sorted(eng.all_rows(TABLE).items()))
     except (Exception, WatchdogExpired) as e:  # noqa: BLE001 - as below, in the setup
         run = WorkloadRun(settings, steps, disk, disk.base, len(disk.trace) - 1)
@@ -212,6 +209,41 @@ def run_workload(settings: WorkloadSettings, steps: list) -> WorkloadRun:
     return run
 
 
+def _load(eng: Engine, settings: WorkloadSettings) -> None:
+    """The setup after Engine.create: the table, its rows in one transaction, a sharp
+    checkpoint (the initial state)."""
+    eng.create_table(TABLE, k_index=True)
+    trx = eng.begin()
+    for i in range(1, settings.table_size + 1):
+        trx.insert(TABLE, i, row_value(i, i, 0))
+    trx.commit()
+    eng.make_checkpoint(flush=True)
+
+
+def setup_redo_bytes(settings: WorkloadSettings, mutant: str | None = None) -> int:
+    """Bytes of LSN the setup (create, load, sharp checkpoint) takes for ``settings`` on a new
+    database, or 0 when the setup fails: what an aged database's start is measured back from
+    (:func:`database_age_strategy`).  The engine as it is now (``mutant`` planted or not, which
+    is part of the key the result is kept under: a mutant may change the setup's redo)."""
+    # only what changes the setup's redo is kept (so few setups are run per process)
+    base = WorkloadSettings(table_size=settings.table_size, page_size=settings.page_size,
+                            buffer_pool_pages=settings.buffer_pool_pages,
+                            log_file_size=settings.log_file_size,
+                            doublewrite=settings.doublewrite,
+                            n_rollback_segments=settings.n_rollback_segments)
+    return _setup_redo_bytes(base, mutant)
+
+
+@functools.lru_cache(maxsize=512)
+def _setup_redo_bytes(settings: WorkloadSettings, mutant: str | None) -> int:
+    try:
+        eng = Engine.create(SimDisk(get_device(settings.device)), settings.engine_config())
+        _load(eng, settings)
+    except (Exception, WatchdogExpired):  # noqa: BLE001 - the workload's run reports it
+        return 0
+    return eng.log.lsn - LOG_START_LSN
+
+
 def age_words(run: WorkloadRun) -> str | None:
     """What an explanation says of a database created aged (None for a new one): where its
     counters started, where the workload took them and which width boundary they crossed."""
@@ -228,8 +260,10 @@ def age_words(run: WorkloadRun) -> str | None:
 
 
 def crossed(span: tuple, bits: int) -> bool:
-    """Whether a counter that went from ``span[0]`` to ``span[1]`` crossed ``2**bits``."""
-    return span[0] < 1 << bits <= span[1]
+    """Whether a counter that went from ``span[0]`` to ``span[1]`` (the next LSN or trx id, at
+    the initial state and at the end) was used on both sides of ``2**bits``: values below it
+    and at least one value ``2**bits`` or above, which only a next value past it shows."""
+    return span[0] < 1 << bits < span[1]
 
 
 def _engine_failed(run: WorkloadRun, e: BaseException, when: str = "") -> None:
@@ -664,19 +698,23 @@ LSN_BOUNDARIES = (32, 39)       # LSN 2**32: the page trailer's low 32 bits (FIL
 TRX_ID_BOUNDARIES = (32,)       # trx id 2**32: past any 32-bit truncation of DB_TRX_ID
 
 
-def database_age_strategy():
+def database_age_strategy(setup_bytes=lambda: 0):
     """(initial_lsn, initial_trx_id) of the database a workload creates (EngineConfig): new
     (8192, 0), or aged, as a database in service for years is, so that the LSN or the trx id
-    counter may cross a width boundary during the setup or the workload: the LSN starts up to
-    128 KiB of redo (a setup writes about 10 to 220 KiB, a workload up to about 100) before
-    2**32 or 2**39, the first trx id up to 8 ids (a setup takes 2, a workload up to about 10)
-    before 2**32.  Shrinks towards a new database.  (FoundationDB's simulator randomises its
-    knobs the same way: a value no test picks is a path no test runs.)"""
-    def age(lsn_bits, lsn_blocks, trx_bits, trx_ids):
-        lsn = (1 << lsn_bits) - 512 * lsn_blocks if lsn_bits else LOG_START_LSN
+    counter crosses a width boundary during the workload: the LSN starts so that 2**32 or
+    2**39 lies up to 64 KiB of redo after the setup (``setup_bytes()``: the setup's redo,
+    :func:`setup_redo_bytes`, asked only for an aged LSN; a workload writes up to about
+    100 KiB), the first trx id up to 8 ids (a setup takes 2, a workload up to about 10) before
+    2**32.  Shrinks towards a new database.  (FoundationDB's simulator randomises its knobs
+    the same way: a value no test picks is a path no test runs.)"""
+    def age(lsn_bits, gap_blocks, trx_bits, trx_ids):
+        lsn = LOG_START_LSN
+        if lsn_bits:
+            lsn = (1 << lsn_bits) - setup_bytes() - OS_FILE_LOG_BLOCK_SIZE * gap_blocks
+            lsn = max(LOG_START_LSN, lsn - lsn % OS_FILE_LOG_BLOCK_SIZE)
         trx = (1 << trx_bits) - TRX_SYS_TRX_ID_WRITE_MARGIN - trx_ids if trx_bits else 0
         return lsn, trx
-    return st.builds(age, st.sampled_from((0,) + LSN_BOUNDARIES), st.integers(1, 256),
+    return st.builds(age, st.sampled_from((0,) + LSN_BOUNDARIES), st.integers(1, 128),
                      st.sampled_from((0,) + TRX_ID_BOUNDARIES), st.integers(1, 8))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from tornpage.engine.errors import RecoveryError
+from tornpage.engine.log import LOG_START_LSN as LOG_START
+from tornpage.engine.log import OS_FILE_LOG_BLOCK_SIZE as LOG_BLOCK
 
 PAGE_SIZES = (4096, 8192, 16384, 32768, 65536)
 MAX_INITIAL_LSN = 1 << 62       # an LSN is a u64 on disk: room for 2**62 bytes of redo after it
@@ -50,7 +52,7 @@ class EngineConfig:
     # counters had run before it was created, as if it had been in service for a long time.
     # Crossing a width boundary (LSN 2**32: the page trailer holds its low 32 bits; LSN 2**39:
     # log block numbers wrap; trx id 2**32) is what a new database never does in a test.
-    initial_lsn: int = 8192             # the log's first LSN, bytes; a multiple of 512
+    initial_lsn: int = LOG_START        # the log's first LSN, bytes; a multiple of LOG_BLOCK
     initial_trx_id: int = 0             # trx ids already used (the first is this + 256)
 
     def __post_init__(self) -> None:
@@ -75,8 +77,8 @@ class EngineConfig:
             raise ConfigError("purge_batch must be in 1..1024")
         if self.watchdog_page_accesses is not None and self.watchdog_page_accesses < 1:
             raise ConfigError("watchdog_page_accesses must be at least 1 (or None)")
-        if self.initial_lsn % 512 or not 8192 <= self.initial_lsn <= MAX_INITIAL_LSN:
-            raise ConfigError(f"initial_lsn must be a multiple of 512 in [8192, "
+        if self.initial_lsn % LOG_BLOCK or not LOG_START <= self.initial_lsn <= MAX_INITIAL_LSN:
+            raise ConfigError(f"initial_lsn must be a multiple of {LOG_BLOCK} in [{LOG_START}, "
                               f"{MAX_INITIAL_LSN}], got {self.initial_lsn}")
         if not 0 <= self.initial_trx_id <= MAX_INITIAL_TRX_ID:
             raise ConfigError(f"initial_trx_id must be in [0, {MAX_INITIAL_TRX_ID}], got "

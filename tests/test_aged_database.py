@@ -15,6 +15,7 @@ from tornpage.campaigns.workload import (
     crossed,
     database_age_strategy,
     run_workload,
+    setup_redo_bytes,
     workload_probes,
 )
 from tornpage.engine.log import LOG_START_LSN
@@ -45,7 +46,7 @@ def test_every_age_drawn_is_a_valid_engine_config(age):
     s = WorkloadSettings(initial_lsn=lsn, initial_trx_id=trx_id)
     cfg = s.engine_config()
     assert cfg.initial_lsn == lsn and lsn % 512 == 0
-    assert lsn == LOG_START_LSN or any(0 < (1 << b) - lsn <= 128 * 1024 for b in LSN_BOUNDARIES)
+    assert lsn == LOG_START_LSN or any(0 < (1 << b) - lsn <= 64 * 1024 for b in LSN_BOUNDARIES)
     first = trx_id + TRX_SYS_TRX_ID_WRITE_MARGIN
     assert trx_id == 0 or any(0 < (1 << b) - first <= 8 for b in TRX_ID_BOUNDARIES)
 
@@ -83,6 +84,22 @@ def test_an_aged_workload_crosses_its_boundary_and_its_crash_states_pass(bits):
             assert out.verdict.ok, (pos, out.verdict.explain())
             checked += 1
     assert checked > 20
+
+
+@pytest.mark.parametrize("table_size", [20, 400])
+def test_an_aged_lsn_boundary_lies_after_the_setup(table_size):
+    """The age is measured back from the end of the setup (setup_redo_bytes), so the boundary
+    is crossed in the workload, where crash states are cut, even after a long setup."""
+    s = WorkloadSettings(table_size=table_size)
+    setup = setup_redo_bytes(s)
+    assert setup > 0
+    for gap in (1, 7):                      # blocks between the setup's end and 2**32
+        want = (1 << 32) - setup - 512 * gap
+        want -= want % 512
+        lsn = find(database_age_strategy(lambda: setup), lambda a, w=want: a[0] == w)[0]
+        run = run_workload(WorkloadSettings(table_size=table_size, initial_lsn=lsn), STEPS)
+        assert run.lsn_span[0] < 1 << 32 < run.lsn_span[1], (gap, run.lsn_span)
+        assert workload_probes(run)["lsn_crossed_2_32"] == 1
 
 
 def test_a_new_database_has_no_age_words_and_crosses_nothing():

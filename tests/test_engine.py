@@ -682,13 +682,16 @@ def test_an_impossible_age_is_a_config_error(kw):
         _cfg(**kw)
 
 
-def test_a_checkpoint_naming_an_offset_outside_the_log_is_refused():
+@pytest.mark.parametrize("where", ["in the header", "not a block start", "past the end"])
+def test_a_checkpoint_naming_an_offset_outside_the_log_is_refused(where):
     disk, eng = _new_engine()
     eng.close()
     f = disk.open("ib_logfile0")
     ck = L.read_checkpoints(f)[0]
-    f.pwrite(L.encode_checkpoint(ck.no, ck.lsn, 100), ck.slot)     # checksum-valid, offset 100
-    with pytest.raises(RecoveryError, match="names log file offset 100"):
+    offset = {"in the header": 1024, "not a block start": ck.offset + 100,
+              "past the end": eng.config.log_file_size}[where]
+    f.pwrite(L.encode_checkpoint(ck.no, ck.lsn, offset), ck.slot)   # checksum-valid
+    with pytest.raises(RecoveryError, match=f"names log file offset {offset},"):
         Engine.open(disk, eng.config)
 
 

@@ -21,8 +21,7 @@ from tornpage.engine.errors import EngineIOError
 from tornpage.faultfs import (DROP, TEAR, Choice, CrashPlan, CrashPlanError, CrashStateBuilder, FaultSpec,
                      InjectedIOError, MediaFault, MediaFaultError, SimDisk, pending_ops,
                      search)
-from tornpage.faultfs.media import (KINDS, SECTOR, MediaFaultError, flip_bit, parse_schedule,
-                                   sectors, whole_sectors)
+from tornpage.faultfs.media import KINDS, SECTOR, flip_bit, parse_schedule, sectors, whole_sectors
 from tornpage.faultfs.trace import Write
 
 PATTERN = bytes(range(256)) * 8          # 2048 bytes, four sectors, every byte distinct per 256
@@ -757,6 +756,27 @@ def test_each_chunk_draws_its_kind_first_and_a_campaign_of_enough_chunks_draws_e
             assert sched[0][0] == MEDIA_ROTATION[chunk] and 1 <= len(sched) <= 2
     assert {f[0] for scheds in drawn.values() for sched in scheds for f in sched} \
         >= set(MEDIA_ROTATION)
+
+
+def test_a_shard_takes_the_kinds_in_turn_over_its_own_chunks():
+    """Shard K/N runs chunks K-1, K-1+N, ...: its j-th chunk starts with the j-th kind, so a
+    shard count that is a multiple of the rotation's length still draws every kind."""
+    n = 2 * len(MEDIA_ROTATION)
+    cfg = CampaignConfig(seed=3, budget=None, examples=4 * n * len(MEDIA_ROTATION),
+                         media_faults=True, check_determinism=False, shard=(2, n))
+    firsts = []
+
+    def draw(cfg_, data, chunk=0):
+        s, steps, seed = real(cfg_, data, chunk)
+        firsts.append((chunk, s.media_faults[0][0]))
+        return s, [["checkpoint"]], seed
+
+    real = runner._draw_workload
+    with mock.patch.object(runner, "_draw_workload", draw):
+        run_campaign(cfg)
+    chunks = sorted({c for c, _ in firsts})
+    assert chunks == [1 + j * n for j in range(len(MEDIA_ROTATION))]
+    assert {k for _, k in firsts} == set(MEDIA_ROTATION)
 
 
 def test_an_unknown_first_kind_is_a_typed_error():
