@@ -55,7 +55,7 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None, recovery_cr
     req.append("purge_after_recovery")
     if not media_faults:
         req += ["consistent_read_old_version", "sec_index_delete_mark",
-                "purge_removed_sec_entry", "btr_page_merge"]
+                "purge_removed_sec_entry", "btr_page_merge", "log_flushed_at_mtr_boundary"]
     dev = DEVICES[settings.device]
     if not settings.doublewrite or not dev.power_loss or dev.tear_unit >= settings.page_size:
         req.remove("doublewrite_repair")   # nothing can tear, or nothing can repair

@@ -49,6 +49,7 @@ from tornpage.campaigns.workload import (SLOTS, TRX_COMMIT_MODES, WorkloadSettin
                                 ISOLATION_LEVELS, isolation_strategy,
                                 media_schedule_strategy, prepare_inserts,
                                 database_age_strategy, MEDIA_ROTATION, setup_redo_bytes,
+                                LOG_FLUSH_EVERY_MTRS,
                                 run_workload, settings_strategy, with_prepares,
                                 trx_commit_mode_strategy, workload_probes, workload_strategy)
 from tornpage.engine.config import EngineConfig
@@ -562,7 +563,10 @@ def _draw_workload(cfg: CampaignConfig, data, chunk: int = 0):
     if cfg.vary_settings:       # drawn last, so this example's earlier draws are unchanged
         lsn, trx_id = data.draw(database_age_strategy(lambda: setup_redo_bytes(s, cfg.mutant)),
                                 label="database age")
-        s = dataclasses.replace(s, initial_lsn=lsn, initial_trx_id=trx_id)
+        s = dataclasses.replace(s, initial_lsn=lsn, initial_trx_id=trx_id,
+                                log_flush_every_mtrs=data.draw(
+                                    st.sampled_from(LOG_FLUSH_EVERY_MTRS),
+                                    label="log flushes at mtr boundaries"))
     # XA PREPARE steps, placed by a generator seeded with the crash search seed: a Hypothesis
     # draw would change the examples generated after it (workload.prepare_inserts)
     steps = with_prepares(steps, prepare_inserts(seed, len(steps)))

@@ -123,6 +123,8 @@ class WorkloadSettings:
     n_rollback_segments: int = 2        # innodb_rollback_segments
     initial_lsn: int = LOG_START_LSN    # the database's age (EngineConfig.initial_lsn,
     initial_trx_id: int = 0             # .initial_trx_id): see database_age_strategy
+    log_flush_every_mtrs: int = 0       # EngineConfig.log_flush_every_mtrs: see
+                                        # LOG_FLUSH_EVERY_MTRS
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(page_size=self.page_size, buffer_pool_pages=self.buffer_pool_pages,
@@ -132,7 +134,8 @@ class WorkloadSettings:
                             transaction_isolation=self.isolation,
                             n_rollback_segments=self.n_rollback_segments,
                             watchdog_page_accesses=WATCHDOG_PAGE_ACCESSES,
-                            initial_lsn=self.initial_lsn, initial_trx_id=self.initial_trx_id)
+                            initial_lsn=self.initial_lsn, initial_trx_id=self.initial_trx_id,
+                            log_flush_every_mtrs=self.log_flush_every_mtrs)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -716,6 +719,13 @@ def database_age_strategy(setup_bytes=lambda: 0):
         return lsn, trx
     return st.builds(age, st.sampled_from((0,) + LSN_BOUNDARIES), st.integers(1, 128),
                      st.sampled_from((0,) + TRX_ID_BOUNDARIES), st.integers(1, 8))
+
+
+# EngineConfig.log_flush_every_mtrs values campaigns draw per workload, shrinking towards 0
+# (no extra flush): in a real engine other threads' commits and the log writer flush the log at
+# any moment, so any mtr boundary can be the durable end of the redo, and an operation split
+# into two mtrs that must be one shows only when a crash keeps the first and loses the second
+LOG_FLUSH_EVERY_MTRS = (0, 1, 3)
 
 
 def trx_commit_mode_strategy(modes: tuple = TRX_COMMIT_MODES):

@@ -74,6 +74,9 @@ WORKLOAD_PROBES: dict[str, tuple[str, str]] = {
     "insert_over_delete_marked": ("insert_over_delete_marked",
                                   "insert reused a delete-marked record purge had not removed"),
     "xa_prepare": ("trx_prepared", "workload transaction XA PREPAREd"),
+    "log_flushed_at_mtr_boundary": ("log_flushes_at_mtr_boundary",
+                                    "log written and fsynced after an mtr commit, as a "
+                                    "concurrent commit would (log_flush_every_mtrs)"),
     "lsn_crossed_2_32": ("", ("workload's LSN crossed 2**32 (an aged database: the page "
                               "trailer's low 32 bits of the LSN wrapped)")),
     "lsn_crossed_2_39": ("", ("workload's LSN crossed 2**39 (an aged database: log block "

@@ -48,6 +48,10 @@ class EngineConfig:
     watchdog_page_accesses: int | None = None   # buffer pool page accesses one opened engine
                                                 # may make (None: no limit); past it
                                                 # WatchdogExpired (a hang that makes no IO)
+    log_flush_every_mtrs: int = 0       # write and fsync the log after every N-th mtr commit
+                                        # (0: never): what other threads' commits and the log
+                                        # writer thread do to a real engine's log, so that any
+                                        # mtr boundary may be the durable end of the redo
     # Creation only (Engine.create; an opened database keeps what is on disk): how far its
     # counters had run before it was created, as if it had been in service for a long time.
     # Crossing a width boundary (LSN 2**32: the page trailer holds its low 32 bits; LSN 2**39:
@@ -83,6 +87,8 @@ class EngineConfig:
         if not 0 <= self.initial_trx_id <= MAX_INITIAL_TRX_ID:
             raise ConfigError(f"initial_trx_id must be in [0, {MAX_INITIAL_TRX_ID}], got "
                               f"{self.initial_trx_id}")
+        if self.log_flush_every_mtrs < 0:
+            raise ConfigError("log_flush_every_mtrs must be 0 (never) or more")
         if not 1 <= self.page_cleaner_batch <= self.doublewrite_batch_pages:
             raise ConfigError("page_cleaner_batch must be in 1..doublewrite_batch_pages")
 

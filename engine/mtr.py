@@ -99,8 +99,14 @@ class Mtr:
                 for key in sorted(self.modified):
                     self.buf.note_modification(self.modified[key], self.start_lsn,
                                                self.end_lsn)
-                self.engine.stats["mtr_committed"] += 1
-                self.engine.stats["redo_records_written"] += len(recs)
+                stats = self.engine.stats
+                stats["mtr_committed"] += 1
+                stats["redo_records_written"] += len(recs)
+                every = self.engine.config.log_flush_every_mtrs
+                if every and stats["mtr_committed"] % every == 0:
+                    # a concurrent commit's log flush: this mtr boundary becomes durable
+                    self.engine.log.write_up_to(self.end_lsn)
+                    stats["log_flushes_at_mtr_boundary"] += 1
         except BaseException as e:
             if self.records:
                 self.engine._panic(f"mtr commit failed after changing pages: "

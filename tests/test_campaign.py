@@ -57,9 +57,9 @@ def one_line_error(result) -> str:
 # -- clean runs ----------------------------------------------------------------------------------------
 CLEAN_ARGS = ("--examples", "6", "--seed", "1")   # a seed whose 6 workloads fire every required
                                                  # probe (measured: of seeds 0-15, 1, 2, 5 and
-                                                 # 13 do; see
+                                                 # 10 do; see
                                                  # test_a_run_that_misses_a_probe_fails)
-SHORT_ARGS = ("--examples", "6", "--seed", "14")  # misses a required probe (measured)
+SHORT_ARGS = ("--examples", "6", "--seed", "13")  # misses a required probe (measured)
 SHORT_MISSES = ["btr_page_merge"]
 
 
@@ -78,7 +78,7 @@ def test_run_clean_exits_0_with_a_complete_json_summary(clean_run):
     assert summary["workloads"] == 6
     # distinct states, at most --crash-states (default 24) per workload, repeats counted apart
     # (measured for seed 1)
-    assert (summary["crash_states"], summary["crash_states_reused"]) == (105, 0)
+    assert (summary["crash_states"], summary["crash_states_reused"]) == (112, 0)
     assert summary["findings"] == []
     assert summary["missing_probes"] == []
     assert summary["passed"] is True
@@ -229,26 +229,26 @@ MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
     # 40, unless all three miss) whose campaign finds the mutant, measured with the fault
     # model it needs
     "ack-before-log-fsync": (0, 4, "L"),
-    "redo-apply-start-gt-page-lsn": (3, 4, "U"),
-    "no-doublewrite-fsync": (5, 4, "R"),
+    "redo-apply-start-gt-page-lsn": (0, 4, "C"),
+    "no-doublewrite-fsync": (1, 8, "R"),
     "fsync-retry-after-eio": (0, 4, "R"),
     "no-checksum-on-read": (2, 4, "E"),
     "no-dir-fsync-on-create": (0, 4, "R"),
     "recovery-checkpoint-ignores-dirty-pages": (0, 4, "R"),
-    "ignore-write-errors": (7, 4, "R"),
-    "lsn-zero-page-trusted": (5, 4, "R"),
-    "unknown-page-type-unchecked": (4, 4, "C"),
-    "no-write-verify": (2, 8, "C"),
+    "ignore-write-errors": (2, 4, "L"),
+    "lsn-zero-page-trusted": (0, 4, "R"),
+    "unknown-page-type-unchecked": (0, 4, "C"),
+    "no-write-verify": (1, 8, "L"),
     "trx-commit-2-no-write": (1, 4, "L"),
     "no-log-free-check": (1, 4, "R"),
-    "merge-no-sibling-link-fix": (0, 4, "C"),
+    "merge-no-sibling-link-fix": (1, 4, "E"),
     "purge-ignores-read-view": (1, 8, "E"),
     "rr-read-view-per-statement": (1, 8, "I"),
     "sec-index-not-rolled-back": (0, 4, "C"),
     "partial-mtr-applied": (0, 4, "C"),
     "log-scan-past-bad-checksum": (0, 4, "R"),
     "checkpoint-same-slot": (0, 4, "R"),
-    "zero-checksum-taken-as-empty": (5, 4, "R"),
+    "zero-checksum-taken-as-empty": (0, 4, "R"),
     "recovered-pages-appended-unsorted": (0, 4, "L"),
     "page-write-before-log-durable": (0, 4, "R"),
     "undo-n-recs-not-logged": (0, 4, "U"),
@@ -258,8 +258,8 @@ MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
     "dropped-space-redo-kept": (0, 16, "H"),
     "extend-without-fsync": (0, 4, "C"),
     "checkpoint-before-data-fsync": (0, 4, "R"),
-    # once argued equivalent; seed 2 finds it in its 35th workload
-    "either-checksum-field": (2, 40, "C"),
+    # once argued equivalent (its argument was refuted by a kill)
+    "either-checksum-field": (4, 8, "C"),
 }
 # mutants no campaign found in 40 workloads (these tests' budget) on each of seeds 0-3 (measured
 # with the fault model they name, and with --media-faults, --device nonatomic512 and

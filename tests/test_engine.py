@@ -665,6 +665,31 @@ def test_an_aged_database_recovers_across_its_counters_width_boundaries(bits, tr
     assert eng.log.lsn > 1 << bits and rows == final_state(run)
 
 
+@pytest.mark.parametrize("every", [1, 3])
+def test_log_flushes_at_mtr_boundaries_make_those_boundaries_durable(every):
+    """log_flush_every_mtrs=N: the log is written and fsynced after every N-th mtr commit, as a
+    concurrent commit would, so a crash right after such a flush recovers exactly to that mtr's
+    end, with no commit involved."""
+    disk, eng = _new_engine(log_flush_every_mtrs=every)
+    before = eng.stats["log_flushes_at_mtr_boundary"]
+    t = eng.begin()
+    ends = []
+    for k in range(12):
+        t.insert(T, k, b"x" * 40)
+        if eng.stats["mtr_committed"] % every == 0:       # the insert's last mtr flushed
+            assert eng.log.flushed_lsn >= eng.log.end_lsn     # durable without a commit
+            ends.append((len(disk.trace), eng.log.end_lsn))
+    assert len(ends) >= 12 // (every + 1)
+    assert eng.stats["log_flushes_at_mtr_boundary"] - before >= 12 // every
+    b = CrashStateBuilder(disk.base, disk.trace, disk.profile)
+    for pos, end in ends:
+        plan = CrashPlan(pos, tuple((i, Choice(DROP)) for i in b.pending(pos)))
+        e2 = Engine.open(SimDisk(image=b.build(plan)), eng.config)
+        assert e2.recovered_lsn == end
+        e2.finish_background_rollback()
+        assert e2.all_rows(T) == {}                # the transaction never committed
+
+
 def test_log_block_numbers_stay_below_the_run_start_flag():
     """Block numbers run 1..LOG_BLOCK_NO_MASK and wrap after it (InnoDB's reach 2**30, our
     LOG_BLOCK_RUN_START_MASK), and the distance between two numbers wraps with them."""
@@ -676,7 +701,7 @@ def test_log_block_numbers_stay_below_the_run_start_flag():
 
 @pytest.mark.parametrize("kw", [{"initial_lsn": 8192 + 100}, {"initial_lsn": 4096},
                                 {"initial_lsn": 1 << 63}, {"initial_trx_id": -1},
-                                {"initial_trx_id": 1 << 48}])
+                                {"initial_trx_id": 1 << 48}, {"log_flush_every_mtrs": -1}])
 def test_an_impossible_age_is_a_config_error(kw):
     with pytest.raises(ConfigError):
         _cfg(**kw)
