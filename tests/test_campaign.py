@@ -272,10 +272,9 @@ UNKILLABLE: dict[str, str] = {
         "is older than the checkpoint, with changes between that copy and the checkpoint and "
         "no MLOG_INIT_FILE_PAGE of the page after it.  Found by long campaigns with crashes "
         "during recovery: of `tornpage run --mutant dblwr-first-copy-any-lsn --examples 400 "
-        "--seed S` for seeds 0-5, seed 2 finds it in workload 394 (R: engine.refused) and seed "
-        "3 in workload 63 (C: fsck, an index entry missing, after a crash during recovery; "
-        "the same state passes without the mutant); `tornpage selftest` (400 workloads per "
-        "campaign) kills it",
+        "--seed S` for seeds 0-9, seed 5 finds it in workload 115 (U: recovery.not_idempotent) "
+        "and seed 9 in workload 316 (R: engine.refused), each after a crash during recovery; "
+        "`tornpage selftest` (seeds 0-3, 400 workloads each) misses it",
 }
 # mutants shown equivalent (campaigns.mutants.Mutant.equivalent says why; tests/test_selftest.py
 # runs the experiment that backs it): not found by any campaign
