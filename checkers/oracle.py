@@ -565,7 +565,7 @@ def check_ddl_rows(markers, position: int, found: dict[str, dict[int, bytes]],
             continue
         ld, rows = loads[table], found[table]
         want = ld.rows if ld is not None else {}
-        if rows == want and rows or not rows and not (ld and ld.commit.must_survive):
+        if (rows and rows == want) or (not rows and not (ld and ld.commit.must_survive)):
             continue
         wrong = sorted(k for k in rows if want.get(k) != rows[k])
         if wrong:
