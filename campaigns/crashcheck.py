@@ -670,7 +670,8 @@ def describe_write(run: WorkloadRun):
                 from tornpage.engine import trx_sys
                 d0 = trx_sys.doublewrite_first_page(run.settings.engine_config()
                                                     .n_rollback_segments)
-                if d0 <= first < d0 + run.settings.engine_config().doublewrite_batch_pages + 1:
+                if d0 <= first < d0 + trx_sys.dblwr_area_pages(
+                        run.settings.engine_config().doublewrite_batch_pages):
                     what += " (doublewrite area)"
             return what
         if op.path == "ib_logfile0":

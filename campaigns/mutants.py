@@ -622,8 +622,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            lambda: mock.patch.object(dblwr.Doublewrite, "_pick_copies",
                                      _dblwr_first_copy_any_lsn),
            needs="--recovery-crashes >= 1 (the area then also holds the copies an interrupted "
-                 "recovery's own flushes left), and long campaigns: of seeds 0-9, 400 "
-                 "workloads each, two find it"),
+                 "recovery's own flushes left)"),
     Mutant("dblwr-copy-not-verified", 8,
            "doublewrite recovery restores a copy without validating its checksum",
            "C: a copy torn while it was written is written in place",

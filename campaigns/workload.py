@@ -334,6 +334,28 @@ class _Runner:
         self.snap.pop(t.id, None)
         for k, v in writes.items():
             self.run_.writers.setdefault((TABLE, k, v), f"trx {t.id} ({how})")
+        if how != "committed":
+            self._reread_k_after_rollback(writes)
+
+    def _reread_k_after_rollback(self, writes: dict) -> None:
+        """After a rollback, every open snapshot (a REPEATABLE READ transaction that has read)
+        reads again, through the secondary index, each k value the rolled-back rows had in the
+        rolled-back writes, have now, or have in the version that snapshot sees: a rollback
+        must leave (delete-marked) every entry an old read view still needs, and no entry a
+        read view would wrongly see."""
+        readers = [t for t in self.slots.values() if t.id in self.snap]
+        if not readers or not writes:
+            return
+        ks = {row_k(v) for v in writes.values() if v is not None}
+        for key in writes:
+            if self.versions.get(key) and (v := self.versions[key][-1][1]) is not None:
+                ks.add(row_k(v))
+            for t in readers:
+                if (v := self._expected(t, key, self.snap[t.id])) is not None:
+                    ks.add(row_k(v))
+        for t in readers:
+            for k in sorted(ks):
+                self._k_select(t, k)
 
     def _purge(self, batches: int) -> None:
         for _ in range(batches):

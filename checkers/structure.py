@@ -48,7 +48,7 @@ def _used_pages(eng, space: int) -> list[int]:
 
 def _dblwr_area(eng) -> range:
     first = trx_sys.doublewrite_first_page(eng.config.n_rollback_segments)
-    return range(first, first + eng.config.doublewrite_batch_pages + 1)
+    return range(first, first + trx_sys.dblwr_area_pages(eng.config.doublewrite_batch_pages))
 
 
 def _page_problems(eng, lsn_limit: int, use_pool: bool) -> list[Problem]:
@@ -259,8 +259,9 @@ def check_quiesced(eng) -> list[Problem]:
             if used and not eng.trx_sys.active:
                 out.append(Problem("fsck.rseg_slot_in_use",
                                    f"rollback segment {r}: undo slots still in use {used[:4]}"))
-        reserved = trx_sys.first_free_page(eng.config.n_rollback_segments,
-                                           eng.config.doublewrite_batch_pages + 1)
+        cfg = eng.config
+        reserved = trx_sys.first_free_page(cfg.n_rollback_segments,
+                                           trx_sys.dblwr_area_pages(cfg.doublewrite_batch_pages))
         if not eng.trx_sys.active:
             leaked = [p for p in _used_pages(eng, 0) if p >= reserved]
             if leaked:

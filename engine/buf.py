@@ -301,7 +301,7 @@ class BufferPool:
             BufferPoolFull: every dirty page left is fixed by an open mtr (so none can be
                 flushed: a caller that checkpoints with an mtr open).
         """
-        step = self.dblwr.batch_pages if self.dblwr else 64
+        step = self.dblwr.segment_pages if self.dblwr else 64
         while self.flush_list:
             if self.flush_batch(step) == 0:
                 raise BufferPoolFull(f"{len(self.flush_list)} dirty pages are all fixed by "

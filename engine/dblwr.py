@@ -1,12 +1,17 @@
 """The doublewrite buffer (buf/buf0dblwr.cc): torn-page protection for data file writes.
 
 The area is ``n_pages`` contiguous pages of the system tablespace: ``batch_pages`` slots for
-page-cleaner batches plus one slot for single-page flushes (LRU eviction).
+page-cleaner batches, then ``DBLWR_SINGLE_SLOTS`` slots for single-page flushes (LRU eviction).
+As in InnoDB 8.0.20+ (``Double_write``'s segment queues), the batch slots are divided into
+segments of ``segment_pages`` slots, and a batch takes the segment after the previous batch's,
+in turn; a single-page flush takes the single-page slot after the previous one's, in turn.  So
+the area keeps older copies of a page beside, and before, its newest copy, as the doublewrite
+files of a real server do.
 
-Write protocol (the invariant recovery relies on): a batch is copied into the area and written;
-the system tablespace is fsynced (:meth:`Doublewrite._sync_area`); only then are the pages
-written in place, and the data files fsynced before the area is reused.  So whenever an in-place
-write can be torn, its copy is durable.
+Write protocol (the invariant recovery relies on): a batch is copied into its segment and
+written; the system tablespace is fsynced (:meth:`Doublewrite._sync_area`); only then are the
+pages written in place, and the data files fsynced before the segment is used again.  So
+whenever an in-place write can be torn, its copy is durable.
 
 Recovery (buf_dblwr_process, after the redo scan and before redo apply): every copy in the area
 that is itself valid and whose LSN lies in [checkpoint LSN, scanned log end] is a candidate; per
@@ -18,19 +23,27 @@ from __future__ import annotations
 
 from tornpage.engine import page as fil_page
 from tornpage.engine.page import PAGE_OK, PAGE_ZERO, page_lsn, page_no, page_space
+from tornpage.engine.trx_sys import DBLWR_SINGLE_SLOTS
 
 
 class Doublewrite:
     """Args: ``sys_space`` (the system :class:`~engine.fil.Tablespace`), ``first_page`` and
-    ``n_pages`` (the area, pages), ``page_size`` (bytes)."""
+    ``n_pages`` (the area, pages: batch slots, then ``DBLWR_SINGLE_SLOTS`` single-page slots),
+    ``page_size`` (bytes), ``segment_pages`` (slots per batch segment, at most the batch slots;
+    the largest batch :meth:`write_batch` takes)."""
 
-    def __init__(self, sys_space, first_page: int, n_pages: int, page_size: int) -> None:
-        assert n_pages >= 2
+    def __init__(self, sys_space, first_page: int, n_pages: int, page_size: int,
+                 segment_pages: int) -> None:
+        assert n_pages > DBLWR_SINGLE_SLOTS
         self.space = sys_space
         self.first_page = first_page
         self.n_pages = n_pages
-        self.batch_pages = n_pages - 1
         self.page_size = page_size
+        self.batch_pages = n_pages - DBLWR_SINGLE_SLOTS
+        self.segment_pages = min(segment_pages, self.batch_pages)
+        self.n_segments = self.batch_pages // self.segment_pages
+        self._next_segment = 0      # the segment queue's head (8.0.20+: s_*_batch_segments)
+        self._next_single = 0       # the single-page slot queue's head (s_single_segments)
         self.stats = {"dblwr_batches": 0, "dblwr_single": 0, "dblwr_pages_written": 0}
 
     def _sync_area(self) -> None:
@@ -38,19 +51,31 @@ class Doublewrite:
         self.space.fsync()
 
     def write_batch(self, images: list[bytes]) -> None:
-        """Copy ``images`` (stamped page images) into the batch slots and make them durable."""
-        assert 1 <= len(images) <= self.batch_pages
-        self.space.write_pages(self.first_page, b"".join(images))
+        """Copy ``images`` (stamped page images, at most ``segment_pages``) into the next batch
+        segment and make them durable."""
+        assert 1 <= len(images) <= self.segment_pages
+        seg = self._next_segment
+        self._next_segment = (seg + 1) % self.n_segments
+        self.space.write_pages(self.first_page + seg * self.segment_pages, b"".join(images))
         self._sync_area()
         self.stats["dblwr_batches"] += 1
         self.stats["dblwr_pages_written"] += len(images)
 
     def write_single(self, image: bytes) -> None:
-        """Copy one page into the single-page slot and make it durable."""
-        self.space.write_pages(self.first_page + self.batch_pages, image)
+        """Copy one page into the next single-page slot and make it durable."""
+        slot = self._next_single
+        self._next_single = (slot + 1) % DBLWR_SINGLE_SLOTS
+        self.space.write_pages(self.first_page + self.batch_pages + slot, image)
         self._sync_area()
         self.stats["dblwr_single"] += 1
         self.stats["dblwr_pages_written"] += 1
+
+    def _check(self) -> None:
+        assert self.n_pages == self.batch_pages + DBLWR_SINGLE_SLOTS
+        assert 1 <= self.segment_pages <= self.batch_pages
+        assert self.n_segments * self.segment_pages <= self.batch_pages
+        assert 0 <= self._next_segment < self.n_segments
+        assert 0 <= self._next_single < DBLWR_SINGLE_SLOTS
 
     def _pick_copies(self, checkpoint_lsn: int, scanned_lsn: int) -> dict[tuple[int, int], bytes]:
         """(space, page) → the copy recovery may restore it from: of the copies in the area that

@@ -66,7 +66,7 @@ class Engine:
 
     # -- wiring -----------------------------------------------------------------------------------
     def _dblwr_pages(self) -> int:
-        return self.config.doublewrite_batch_pages + 1
+        return trx_sys.dblwr_area_pages(self.config.doublewrite_batch_pages)
 
     def _open_files(self, create: bool) -> None:
         self.fil.open_space(0, SYS_FILE, create=create)
@@ -78,7 +78,8 @@ class Engine:
         """The doublewrite buffer (at the area given, when enabled) and the buffer pool."""
         cfg = self.config
         if cfg.doublewrite:
-            self.dblwr = Doublewrite(self.fil.space(0), dblwr_first, dblwr_pages, cfg.page_size)
+            self.dblwr = Doublewrite(self.fil.space(0), dblwr_first, dblwr_pages, cfg.page_size,
+                                     segment_pages=cfg.page_cleaner_batch)
         self.buf = BufferPool(self.fil, self.log, self.dblwr, cfg.buffer_pool_pages,
                               cfg.page_size, self.stats, owner=self,
                               watchdog=cfg.watchdog_page_accesses)
@@ -354,7 +355,7 @@ class Engine:
                 fil_page.verify(f.pread(claimed, 0), claimed, expect=(0, 0)) == PAGE_OK:
             return claimed
         self.stats["recv_page_size_from_other_page"] += 1
-        last = trx_sys.first_free_page(trx_sys.MAX_RSEGS, 65)     # the largest doublewrite area
+        last = trx_sys.first_free_page(trx_sys.MAX_RSEGS, trx_sys.DBLWR_MAX_PAGES)
         for ps in PAGE_SIZES:
             for pno in range(1, last):
                 raw = f.pread(ps, pno * ps)
@@ -385,9 +386,11 @@ class Engine:
         self.stats["recv_trx_sys_unverified_before_redo"] += 1
         hdr = trx_sys.read_doublewrite_header(raw)
         if hdr is not None and trx_sys.doublewrite_first_page(1) <= hdr[0] <= \
-                trx_sys.doublewrite_first_page(trx_sys.MAX_RSEGS) and 2 <= hdr[1] <= 65:
+                trx_sys.doublewrite_first_page(trx_sys.MAX_RSEGS) and \
+                trx_sys.DBLWR_SINGLE_SLOTS < hdr[1] <= trx_sys.DBLWR_MAX_PAGES:
             self._check_setting("doublewrite_batch_pages", self.config.doublewrite_batch_pages,
-                                hdr[1] - 1, "the doublewrite header on TRX_SYS")
+                                hdr[1] - trx_sys.DBLWR_SINGLE_SLOTS,
+                                "the doublewrite header on TRX_SYS")
             return hdr
         self.stats["recv_dblwr_area_from_config"] += 1
         return trx_sys.doublewrite_first_page(self.config.n_rollback_segments), \
@@ -405,7 +408,8 @@ class Engine:
         self._check_setting("n_rollback_segments", self.config.n_rollback_segments, g.n_rsegs,
                             where)
         self._check_setting("doublewrite_batch_pages", self.config.doublewrite_batch_pages,
-                            g.dblwr_pages - 1, f"{where}: the doublewrite header")
+                            g.dblwr_pages - trx_sys.DBLWR_SINGLE_SLOTS,
+                            f"{where}: the doublewrite header")
         if self.dblwr is not None and (self.dblwr.first_page, self.dblwr.n_pages) != \
                 (g.dblwr_first, g.dblwr_pages):
             raise Corruption(f"{where}: doublewrite area of {g.dblwr_pages} pages at page "
@@ -824,9 +828,11 @@ class Engine:
         return bp.live_values(*idx.scan_keyed(self.buf, 0, (1 << 64) - 1, 1 << 62))
 
     def _check(self) -> None:
-        """Assert the invariants of the buffer pool, the transaction system, the history
-        lists and every tree."""
+        """Assert the invariants of the buffer pool, the doublewrite buffer, the transaction
+        system, the history lists and every tree."""
         self.buf._check()
+        if self.dblwr is not None:
+            self.dblwr._check()
         self.trx_sys._check()
         self.purge._check()
         for idx in self.tables.values():

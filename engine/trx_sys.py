@@ -8,7 +8,8 @@ System tablespace (space 0) page map, fixed at bootstrap:
                            doublewrite header
     2   DICT_HDR_PAGE_NO   DICT_HDR: tables (name, space id, root page)
     3 .. 3+R-1             rollback segment headers (R = n_rollback_segments)
-    3+R .. 3+R+D-1         the doublewrite area (D = doublewrite_batch_pages + 1 single-page slot)
+    3+R .. 3+R+D-1         the doublewrite area (D = doublewrite_batch_pages batch slots, then
+                           DBLWR_SINGLE_SLOTS single-page slots)
     then                   pages allocated on demand (undo log pages)
 
 TRX_SYS body:
@@ -73,6 +74,15 @@ def doublewrite_first_page(n_rsegs: int) -> int:
     return FIRST_RSEG_PAGE_NO + n_rsegs
 
 
+DBLWR_SINGLE_SLOTS = 2      # slots for single-page (LRU) flushes after the batch slots
+DBLWR_MAX_PAGES = 64 + DBLWR_SINGLE_SLOTS   # the largest area: 64 batch slots (one InnoDB block)
+
+
+def dblwr_area_pages(batch_pages: int) -> int:
+    """Pages of the doublewrite area for ``batch_pages`` batch slots."""
+    return batch_pages + DBLWR_SINGLE_SLOTS
+
+
 def first_free_page(n_rsegs: int, dblwr_pages: int) -> int:
     return doublewrite_first_page(n_rsegs) + dblwr_pages
 
@@ -130,7 +140,8 @@ MAX_RSEGS = 127            # n_rollback_segments range (roll pointers keep 7 bit
 @dataclass(frozen=True)
 class SysGeometry:
     """What TRX_SYS fixes at creation: the rollback segment count (the rseg header pages are
-    FIRST_RSEG_PAGE_NO ..) and the doublewrite area (first page, pages: batch slots + 1)."""
+    FIRST_RSEG_PAGE_NO ..) and the doublewrite area (first page, pages: batch slots +
+    DBLWR_SINGLE_SLOTS)."""
     n_rsegs: int
     dblwr_first: int
     dblwr_pages: int
@@ -142,7 +153,8 @@ def read_geometry(frame, page_size: int) -> SysGeometry:
     Raises:
         Corruption: a rollback segment count outside 1..MAX_RSEGS, a directory entry that is
             not the rseg page the layout puts there, no doublewrite header, or an area that is
-            not where the layout puts it (right after the rseg pages, 2..65 pages).
+            not where the layout puts it (right after the rseg pages, DBLWR_SINGLE_SLOTS + 1 ..
+            DBLWR_MAX_PAGES pages).
     """
     n = u32(frame, TRX_SYS_N_RSEGS)
     if not 1 <= n <= MAX_RSEGS or TRX_SYS_RSEGS + 4 * n > page_size - FIL_PAGE_END_LSN_OLD_CHKSUM:
@@ -156,9 +168,11 @@ def read_geometry(frame, page_size: int) -> SysGeometry:
     if hdr is None:
         raise Corruption("TRX_SYS: no doublewrite header (magic number lost in both copies)")
     first, pages = hdr
-    if first != doublewrite_first_page(n) or not 2 <= pages <= 65:
+    if first != doublewrite_first_page(n) or \
+            not DBLWR_SINGLE_SLOTS < pages <= DBLWR_MAX_PAGES:
         raise Corruption(f"TRX_SYS: doublewrite area of {pages} pages at page {first}, the "
-                         f"layout puts it at {doublewrite_first_page(n)} (2..65 pages)")
+                         f"layout puts it at {doublewrite_first_page(n)} "
+                         f"({DBLWR_SINGLE_SLOTS + 1}..{DBLWR_MAX_PAGES} pages)")
     return SysGeometry(n, first, pages)
 
 

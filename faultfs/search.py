@@ -5,7 +5,9 @@ What a search covers (DESIGN.md, faultfs):
 
 * **Crash points** (:func:`crash_points`): the positions where a crash is most telling: just
   before each barrier (``fsync`` or ``fsync_dir``: everything since the previous barrier is
-  pending), just after each *promise* marker (an ``ack``: the promise is now due), and the end.
+  pending), just after each directory operation (create, mkdir, rename, unlink: it is pending
+  and nothing the program does after it has been issued), just after each *promise* marker (an
+  ``ack``: the promise is now due), and the end.
 * **The space of a point** (:func:`space_size`, :func:`enumerate_plans`): the product of each
   pending operation's fates, enumerated fewest losses first (CrashMonkey's and ALICE's bounded
   exhaustive exploration):
@@ -30,8 +32,11 @@ What a search covers (DESIGN.md, faultfs):
   suffix or any subset of the tear units; where the device allows it, a tear inside one unit,
   most often after a prefix of whole units, as a write cut off mid-sector).
 * **Order** (:class:`CrashSearch`): ``"sample"`` (the campaign's default) starts with the
-  all-kept state at the end, then walks the crash points in a seeded order, enumerating a small
-  point whole before sampling the large ones; ``"positions"`` (the plugin, the campaign's
+  all-kept state at the end, then the crash points right after directory operations (few, and
+  where ALICE found many of the vulnerabilities it reports): at each, the crash that keeps every pending
+  operation and, for each pending directory operation, the crash that loses only it; then it
+  walks the crash points in a seeded order, enumerating a small point whole before sampling the
+  large ones; ``"positions"`` (the plugin, the campaign's
   ``systematic`` mode) visits every position in trace order, the all-kept state at each and
   every crash point's plans there, so the first failure found is the earliest.
 * **Canonical form and dedupe** (:func:`canonical`, :func:`image_key`, :class:`Seen`): a plan
@@ -59,10 +64,12 @@ from typing import Callable, Iterable, Iterator, TypeVar
 from tornpage.faultfs.crash import (DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder,
                                     tear_units)
 from tornpage.faultfs.simdisk import Image
-from tornpage.faultfs.trace import Fsync, FsyncDir, Marker, Trace, Write
+from tornpage.faultfs.trace import (Create, Fsync, FsyncDir, Marker, Mkdir, Rename, Trace, Unlink,
+                                    Write)
 
 R = TypeVar("R")
 
+DIRECTORY_OPS = (Create, Mkdir, Rename, Unlink)
 TEAR_SHAPES = ("prefix", "suffix", "subset")
 FEW_LOSSES = (1, 1, 1, 2, 2, 3, 4)          # sampled loss counts, mostly few
 LOSS_PROBABILITIES = (0.25, 0.5, 0.75)      # "many losses": each pending op lost with p
@@ -178,11 +185,13 @@ def crash_points(trace: Trace, lo: int = 0, hi: int | None = None,
                  promise_labels: Iterable[str] = ()) -> list[int]:
     """Positions in ``[lo, hi]`` where a crash is most telling, ascending: just before each
     barrier (``Fsync``/``FsyncDir``: the barrier not issued, everything since the previous one
-    pending), just after each marker whose label is in ``promise_labels`` (the promise is due),
-    and ``hi`` (default: the end of the trace).  O(hi - lo)."""
+    pending), just after each directory operation (:func:`directory_points`), just after each
+    marker whose label is in ``promise_labels`` (the promise is due), and ``hi`` (default: the
+    end of the trace).  O(hi - lo)."""
     hi = len(trace) if hi is None else hi
     labels = frozenset(promise_labels)
     pts = {hi}
+    pts.update(directory_points(trace, lo, hi))
     for i in range(lo, hi):
         op = trace.ops[i]
         if isinstance(op, (Fsync, FsyncDir)):
@@ -190,6 +199,14 @@ def crash_points(trace: Trace, lo: int = 0, hi: int | None = None,
         elif labels and isinstance(op, Marker) and op.label in labels and i + 1 <= hi:
             pts.add(i + 1)
     return sorted(p for p in pts if lo <= p <= hi)
+
+
+def directory_points(trace: Trace, lo: int = 0, hi: int | None = None) -> list[int]:
+    """Positions in ``[lo, hi]`` just after a directory operation (``Create``, ``Mkdir``,
+    ``Rename``, ``Unlink``): the operation issued, not yet made durable by its ``FsyncDir``,
+    and nothing after it issued, ascending.  O(hi - lo)."""
+    hi = len(trace) if hi is None else hi
+    return [i + 1 for i in range(lo, hi) if isinstance(trace.ops[i], DIRECTORY_OPS)]
 
 
 # -- sampling -----------------------------------------------------------------------------------
@@ -382,6 +399,7 @@ class CrashSearch:
         self.max_choices = max_choices
         self.points = crash_points(builder.trace, lo, self.hi, promise_labels)
         self._point_set = frozenset(self.points)
+        self._directory_points = frozenset(directory_points(builder.trace, lo, self.hi))
         self._yielded: set[str] = set()
         self._tried: dict[int, int] = {}
         self.positions = 0          # positions visited ("positions" schedule)
@@ -422,6 +440,16 @@ class CrashSearch:
             yield end
         order = list(self.points)
         self.rng.shuffle(order)
+        # right after each directory operation: the crash that keeps everything, then each
+        # pending directory operation lost alone
+        ops = self.builder.trace.ops
+        for p in (p for p in order if p in self._directory_points):
+            plans = [CrashPlan(p)] + [CrashPlan(p, ((i, Choice(DROP)),))
+                                      for i in self.builder.pending(p)
+                                      if isinstance(ops[i], DIRECTORY_OPS)]
+            for plan in plans:
+                if self._fresh(plan):
+                    yield plan
         small = [p for p in order if space_size(self.builder, p) <= self.exhaustive_bound]
         # small spaces first, whole, interleaved point by point so a budget reaches them all
         iters = [enumerate_plans(self.builder, p) for p in small]

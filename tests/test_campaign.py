@@ -258,23 +258,17 @@ MUTANT_RUNS: dict[str, tuple[int, int, str]] = {
     "dropped-space-redo-kept": (0, 16, "H"),
     "extend-without-fsync": (0, 4, "C"),
     "checkpoint-before-data-fsync": (0, 4, "R"),
-    # once argued equivalent (its argument was refuted by a kill)
-    "either-checksum-field": (4, 8, "C"),
+    "dblwr-first-copy-any-lsn": (2, 40, "R"),
 }
 # mutants no campaign found in 40 workloads (these tests' budget) on each of seeds 0-3 (measured
 # with the fault model they name, and with --media-faults, --device nonatomic512 and
 # --recovery-crashes 1 besides): why, and what finds them.  The selftest's budget is larger.
 UNKILLABLE: dict[str, str] = {
-    "dblwr-first-copy-any-lsn":
-        "batches fill the area from its first slot, so a stale copy can precede a newer one "
-        "only when the newer is in the single-page (LRU) slot, or when an interrupted "
-        "recovery's own flushes left copies: it needs a torn page whose first copy in the area "
-        "is older than the checkpoint, with changes between that copy and the checkpoint and "
-        "no MLOG_INIT_FILE_PAGE of the page after it.  Found by long campaigns with crashes "
-        "during recovery: of `tornpage run --mutant dblwr-first-copy-any-lsn --examples 400 "
-        "--seed S` for seeds 0-9, seed 5 finds it in workload 115 (U: recovery.not_idempotent) "
-        "and seed 9 in workload 316 (R: engine.refused), each after a crash during recovery; "
-        "`tornpage selftest` (seeds 0-3, 400 workloads each) misses it",
+    "either-checksum-field":
+        "once argued equivalent (its argument was refuted by a kill): it needs a doublewrite "
+        "copy torn over the copy of another page that the same mtr stamped, with equal middle "
+        "sectors, then that torn page restored; no campaign of seeds 0-7 finds it in 40 "
+        "workloads, `tornpage selftest` (seeds 0-3, 400 workloads each) does",
 }
 # mutants shown equivalent (campaigns.mutants.Mutant.equivalent says why; tests/test_selftest.py
 # runs the experiment that backs it): not found by any campaign

@@ -273,7 +273,8 @@ def test_rollback_restores_the_rows():
     for r in range(cfg.n_rollback_segments):
         rseg = eng.buf.get(0, trx_sys.FIRST_RSEG_PAGE_NO + r).data
         assert set(trx_sys.rseg_slots(rseg, PS)) == {P.FIL_NULL}
-    reserved = trx_sys.first_free_page(cfg.n_rollback_segments, cfg.doublewrite_batch_pages + 1)
+    reserved = trx_sys.first_free_page(cfg.n_rollback_segments,
+                                       trx_sys.dblwr_area_pages(cfg.doublewrite_batch_pages))
     assert fsp.used_pages(eng.buf.get(0, 0).data) == list(range(reserved))
 
 
@@ -1207,7 +1208,7 @@ def test_redo_for_an_unnamed_space_is_refused():
 
 def _dblwr_area(config: EngineConfig) -> range:
     first = trx_sys.doublewrite_first_page(config.n_rollback_segments) * PS
-    return range(first, first + (config.doublewrite_batch_pages + 1) * PS)
+    return range(first, first + trx_sys.dblwr_area_pages(config.doublewrite_batch_pages) * PS)
 
 
 def _in_place_page_writes(run: Run, system: bool = False) -> list[tuple[int, int]]:
@@ -1238,7 +1239,7 @@ def _dblwr_copy_synced_before(run: Run, i: int) -> bool:
     ops = run.disk.trace.ops
     img = ops[i].data
     first = trx_sys.doublewrite_first_page(run.config.n_rollback_segments) * PS
-    end = first + (run.config.doublewrite_batch_pages + 1) * PS
+    end = first + trx_sys.dblwr_area_pages(run.config.doublewrite_batch_pages) * PS
     for w in range(i - 1, run.setup_end, -1):
         op = ops[w]
         if isinstance(op, Write) and op.path == "ibdata1" and first <= op.offset < end and \
@@ -1361,7 +1362,7 @@ def test_doublewrite_recover_picks_the_newest_valid_copy_in_the_window():
              image(5, 130, 6),                                   # data page valid: kept
              image(6, 400, 7),                                   # beyond the scanned log
              image(7, 110, 8)]                                   # restores a zeroed page
-    dw = Doublewrite(sys_ts, 10, len(slots) + 1, PS)
+    dw = Doublewrite(sys_ts, 10, len(slots) + trx_sys.DBLWR_SINGLE_SLOTS, PS, segment_pages=4)
     sys_ts.write_pages(10, b"".join(slots))
     for pno in (2, 3, 4, 6):
         tbl.write_pages(pno, torn(image(pno, 300, 9), image(pno, 40, 0)))
@@ -1378,6 +1379,44 @@ def test_doublewrite_recover_picks_the_newest_valid_copy_in_the_window():
     assert stats["recv_dblwr_zero_pages_restored"] == 1
     assert stats["recv_dblwr_page_valid_kept"] == 1
     assert not tbl.unsynced                                      # repairs were fsynced
+
+
+def test_doublewrite_segments_and_single_slots_are_used_in_turn():
+    """As InnoDB 8.0.20+'s segment queues: each batch takes the batch segment after the
+    previous batch's and each single-page flush the single-page slot after the previous one's,
+    wrapping; so the area keeps an older copy of a page before its newest one."""
+    from tornpage.engine.dblwr import Doublewrite
+    from tornpage.engine.fil import Fil
+
+    fil = Fil(SimDisk(), PS)
+    sys_ts = fil.open_space(0, "ibdata1", create=True)
+    first, seg = 5, 3
+    dw = Doublewrite(sys_ts, first, 2 * seg + 1 + trx_sys.DBLWR_SINGLE_SLOTS, PS,
+                     segment_pages=seg)
+    assert (dw.batch_pages, dw.n_segments) == (2 * seg + 1, 2)    # the odd slot stays unused
+
+    def img(pno: int, lsn: int) -> bytes:
+        f = bytearray(PS)
+        P.init_frame(f, 1, pno, P.FIL_PAGE_INDEX)
+        return P.stamp_for_write(f, lsn)
+
+    def slot_of(image: bytes) -> int:
+        return next(i for i in range(dw.n_pages) if sys_ts.read_page(first + i) == image)
+
+    batches = [[img(1, 100), img(2, 100)], [img(1, 200)], [img(3, 300)]]
+    for b in batches:
+        dw.write_batch(b)
+        dw._check()
+    # the third batch reused segment 0 and covered page 1's copy; page 2's is left, and page
+    # 1's newer copy is in segment 1
+    assert [slot_of(b[-1]) for b in batches] == [1, seg, 0]
+    singles = [img(6, 400 + i) for i in range(trx_sys.DBLWR_SINGLE_SLOTS + 1)]
+    for s in singles:
+        dw.write_single(s)
+        dw._check()
+    assert [slot_of(s) for s in singles[1:]] == \
+        [dw.batch_pages + i for i in range(1, trx_sys.DBLWR_SINGLE_SLOTS)] + [dw.batch_pages]
+    assert not sys_ts.unsynced                  # every copy was made durable
 
 
 # --------------------------------------------------------------------------------------------

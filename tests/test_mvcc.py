@@ -18,6 +18,7 @@ at a trace position), then ``Engine.open`` on a fresh SimDisk, as tests/test_eng
 from __future__ import annotations
 
 import random
+import re
 import struct
 
 import pytest
@@ -567,8 +568,9 @@ def test_purge_waits_for_the_oldest_read_view_then_removes_and_frees():
     _load(eng, rows)
     eng.purge_all()
     baseline = _sys_used(eng)
-    reserved = trx_sys.first_free_page(eng.config.n_rollback_segments,
-                                       eng.config.doublewrite_batch_pages + 1)
+    cfg = eng.config
+    reserved = trx_sys.first_free_page(cfg.n_rollback_segments,
+                                       trx_sys.dblwr_area_pages(cfg.doublewrite_batch_pages))
     assert max(baseline) < reserved                     # no undo page in use
     old = eng.begin(RR)
     assert old.get(T, 1) == rows[1]                     # the view purge must respect
@@ -1113,6 +1115,40 @@ def test_mutant_purge_ignores_read_view_is_caught_by_the_workload():
     assert (bad.stopped or "").startswith("Corruption: row 1:20: roll pointer"), bad.stopped
     assert bad.engine_stats.get("purge_del_marked_removed", 0) > 0
 
+
+
+def test_a_rollback_that_drops_an_entry_an_old_read_view_needs_is_caught_by_the_workload(
+        monkeypatch):
+    """A planted bug from outside the catalogue: rollback removes the secondary index entry its
+    change un-delete-marked, though an older version, still visible to an open read view, has
+    it.  The current state stays consistent (fsck finds nothing); only the old view's k lookup
+    differs, which the workload runner now makes after every rollback, for every open
+    snapshot and every k value the rolled-back rows have had."""
+    from unittest import mock
+
+    from tornpage.engine import row, trx
+
+    steps = [["k_select", 0, 3],            # slot 0: a REPEATABLE READ snapshot (row 3, k=3)
+             ["update_index", 1, 3, 1],     # k 3 -> 4: entry (3, 3) delete-marked
+             ["commit", 1],
+             ["delete_insert", 2, 3, 5],    # re-inserted with k=3: (3, 3) un-delete-marked
+             ["rollback", 2]]               # (3, 3) must stay, delete-marked, for slot 0
+    clean = run_workload(WorkloadSettings(), steps)
+    assert clean.stopped is None and clean.read_anomalies == []
+    real = trx.TrxSys._undo_row
+
+    def always_remove(m, sidx, clust_rec, space, k, pk, purge_view):
+        return "removed" if row.sec_remove(m, sidx, k, pk) else "absent"
+
+    def undo_row(self, *args, **kwargs):
+        with mock.patch.object(row, "sec_remove_if_unneeded", always_remove):
+            return real(self, *args, **kwargs)
+    monkeypatch.setattr(trx.TrxSys, "_undo_row", undo_row)
+    bad = run_workload(WorkloadSettings(), steps)
+    assert bad.stopped is None
+    assert len(bad.read_anomalies) == 1, bad.read_anomalies
+    assert re.fullmatch(r"step 4: trx \d+ \(REPEATABLE READ\) SELECT id WHERE k=3 returned \[\], "
+                        r"the snapshot model expects \[3\]", bad.read_anomalies[0])
 
 def test_mutant_rr_read_view_per_statement_is_caught_by_the_workload():
     steps = [["point_select", 0, 5], ["update_non_index", 1, 5, 9], ["commit", 1],
