@@ -583,7 +583,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
     Mutant("purge-ignores-read-view", 0,
            "purge decides what is no longer needed from a view of now, ignoring the read views "
            "still open (purge_sys.view not cloned from the oldest view)",
-           "I (or E): a REPEATABLE READ snapshot loses a row another transaction deleted, or "
+           "I (or E): purge begins on the undo log of a commit an open REPEATABLE READ "
+           "snapshot does not see; the snapshot loses a row another transaction deleted, or "
            "follows a roll pointer into a purged undo log",
            lambda: mock.patch.object(purge.PurgeSys, "view", _purge_ignores_read_views),
            needs="a REPEATABLE READ reader open across another transaction's commit and purge"),

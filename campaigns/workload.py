@@ -297,6 +297,8 @@ class _Runner:
         self.rc = eng.config.transaction_isolation == "READ-COMMITTED"
         self.step_no = 0
         self.prepared: list = []              # prepared transactions no slot holds, oldest first
+        self.committed_at: dict[int, int] = {}    # trx id → its commit's seq
+        eng.purge.observer = self._purge_begins
 
     def _mark_log(self) -> None:
         """With flush_log_at_trx_commit 0 or 2: mark the LSN the log was written to the OS up
@@ -329,6 +331,7 @@ class _Runner:
         writes = self.writes.pop(t.id)
         if how == "committed":
             self.seq += 1
+            self.committed_at[t.id] = self.seq
             for k, v in writes.items():
                 self.versions.setdefault(k, []).append((self.seq, v))
         self.snap.pop(t.id, None)
@@ -356,6 +359,22 @@ class _Runner:
         for t in readers:
             for k in sorted(ks):
                 self._k_select(t, k)
+
+    def _purge_begins(self, trx_id: int) -> None:
+        """Purge is about to remove what the undo log of ``trx_id`` holds: every open snapshot
+        must already see that transaction's commit, or a version it may read goes.  Checked
+        against this model's commit order and snapshots, not the engine's read views, so a
+        purge that starts too early is an anomaly at once, whether or not a later read would
+        have reached what it removed (the load's transactions precede every snapshot)."""
+        seq = self.committed_at.get(trx_id, 0)
+        for t in self.slots.values():
+            if t.id in self.snap and seq > self.snap[t.id]:
+                msg = (f"step {self.step_no}: purge began on the undo log of trx {trx_id}, "
+                       f"committed {seq - self.snap[t.id]} commit(s) after the snapshot of trx "
+                       f"{t.id} (REPEATABLE READ), which is still open and may read the "
+                       f"versions that log holds")
+                self.run_.read_anomalies.append(msg)
+                self._note("isolation anomaly: " + msg)
 
     def _purge(self, batches: int) -> None:
         for _ in range(batches):

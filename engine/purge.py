@@ -25,17 +25,24 @@ cut it anywhere.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from tornpage.engine import btr, btr_page as bp, read_view, row, trx_sys, undo
 from tornpage.engine.errors import Corruption
 from tornpage.engine.page import FIL_NULL
 
 
 class PurgeSys:
-    """The purge cursor: the undo log being purged and how far (in memory only)."""
+    """The purge cursor: the undo log being purged and how far (in memory only).
+
+    ``observer``, when set, is called with the id of the transaction whose undo log purge is
+    about to start on, before any of it is purged (a test harness checks it against its own
+    model of the open snapshots)."""
 
     def __init__(self, engine) -> None:
         self.engine = engine
         self.cursor: tuple | None = None   # (rseg id, header page, trx id, records, next)
+        self.observer: Callable[[int], None] | None = None
 
     # -- history --------------------------------------------------------------------------------
     def _rseg(self, src, rseg_id: int):
@@ -78,6 +85,8 @@ class PurgeSys:
                 eng.stats["purge_blocked_by_read_view"] += 1
                 return False
             tid = undo.header_trx_id(eng.buf.get(0, hdr).data)
+            if self.observer is not None:
+                self.observer(tid)
             recs = [undo.parse_rec(p) for p in eng.trx_sys.undo_records_from(hdr)]
             self.cursor = (rseg_id, hdr, tid, recs, 0)
         rseg_id, hdr, tid, recs, nxt = self.cursor

@@ -1107,11 +1107,13 @@ def test_mutant_purge_ignores_read_view_is_caught_by_the_workload():
     assert clean.stopped is None and clean.read_anomalies == []
     assert clean.engine_stats["purge_blocked_by_read_view"] > 0
     bad = _workload("purge-ignores-read-view", PURGE_STEPS)
-    # the deleted row 5 vanished from the old snapshot, then the version chain of row 20
-    # led into a freed undo page
-    assert len(bad.read_anomalies) == 1, bad.read_anomalies
-    assert bad.read_anomalies[0].startswith("step 6: ") and \
-        "SELECT id=5 returned no row" in bad.read_anomalies[0]
+    # purge began on the log of the commit after the snapshot (the runner's purge check, at
+    # once), the deleted row 5 vanished from the old snapshot, then the version chain of row
+    # 20 led into a freed undo page
+    assert len(bad.read_anomalies) == 2, bad.read_anomalies
+    assert bad.read_anomalies[0].startswith("step 4: purge began on the undo log of trx ")
+    assert bad.read_anomalies[1].startswith("step 6: ") and \
+        "SELECT id=5 returned no row" in bad.read_anomalies[1]
     assert (bad.stopped or "").startswith("Corruption: row 1:20: roll pointer"), bad.stopped
     assert bad.engine_stats.get("purge_del_marked_removed", 0) > 0
 
@@ -1150,14 +1152,45 @@ def test_a_rollback_that_drops_an_entry_an_old_read_view_needs_is_caught_by_the_
     assert re.fullmatch(r"step 4: trx \d+ \(REPEATABLE READ\) SELECT id WHERE k=3 returned \[\], "
                         r"the snapshot model expects \[3\]", bad.read_anomalies[0])
 
+
+def test_purge_at_the_boundary_of_an_open_view_is_caught_when_it_begins(monkeypatch):
+    """A planted bug from outside the catalogue: purge takes its view's low_limit_no as
+    exclusive, so the log of a commit numbered exactly that (the first commit after the view
+    opened, with no id handed out in between) is purged under an open snapshot.  The runner's
+    own model of commits and snapshots flags the purge as it begins; no read of the workload
+    reaches what it freed, so nothing else would."""
+    import dataclasses
+
+    from tornpage.engine import purge
+
+    steps = [["update_non_index", 1, 5, 3],     # slot 1 writes
+             ["point_select", 0, 7],            # slot 0 begins and takes its snapshot
+             ["commit", 1],                     # trx_no == slot 0's view's low_limit_no
+             ["purge", 10],
+             ["commit", 0]]                     # the snapshot ends without reading row 5 again
+    clean = run_workload(WorkloadSettings(), steps)
+    assert clean.stopped is None and clean.read_anomalies == []
+    assert clean.engine_stats["purge_blocked_by_read_view"] > 0
+    real = purge.PurgeSys.view
+    monkeypatch.setattr(purge.PurgeSys, "view", lambda self: dataclasses.replace(
+        real(self), low_limit_no=real(self).low_limit_no + 1))
+    bad = run_workload(WorkloadSettings(), steps)
+    assert bad.stopped is None
+    assert len(bad.read_anomalies) == 1, bad.read_anomalies
+    assert re.fullmatch(r"step 2: purge began on the undo log of trx \d+, committed 1 commit\(s\) "
+                        r"after the snapshot of trx \d+ \(REPEATABLE READ\), which is still "
+                        r"open and may read the versions that log holds", bad.read_anomalies[0])
+
 def test_mutant_rr_read_view_per_statement_is_caught_by_the_workload():
     steps = [["point_select", 0, 5], ["update_non_index", 1, 5, 9], ["commit", 1],
              ["point_select", 0, 5]]
     clean = _workload(None, steps)
     assert clean.stopped is None and clean.read_anomalies == []
     bad = _workload("rr-read-view-per-statement", steps)
-    assert bad.stopped is None and bad.read_anomalies
-    assert bad.read_anomalies[0].startswith("step 3: ") and "SELECT id=5" in bad.read_anomalies[0]
+    assert bad.stopped is None and len(bad.read_anomalies) >= 2, bad.read_anomalies
+    # with no view left open between statements, purge starts on the commit's log at once
+    assert bad.read_anomalies[0].startswith("step 2: purge began on the undo log of trx ")
+    assert bad.read_anomalies[1].startswith("step 3: ") and "SELECT id=5" in bad.read_anomalies[1]
     # READ COMMITTED is allowed to see the commit: no anomaly, mutant or not
     rc = WorkloadSettings(isolation="READ-COMMITTED")
     for m in (None, "rr-read-view-per-statement"):
