@@ -87,7 +87,8 @@ def nested_drawer(rng, max_depth: int):
 
 def crash_points(run: WorkloadRun) -> list[int]:
     """The workload's crash points (:func:`faultfs.search.crash_points` after the setup): before
-    each barrier, after each commit acknowledgement, and at the end."""
+    each barrier, after each directory operation, after each commit acknowledgement, and at the
+    end."""
     return search.crash_points(run.trace, run.setup_end + 1, len(run.trace), PROMISE_LABELS)
 
 

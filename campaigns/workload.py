@@ -365,7 +365,9 @@ class _Runner:
         must already see that transaction's commit, or a version it may read goes.  Checked
         against this model's commit order and snapshots, not the engine's read views, so a
         purge that starts too early is an anomaly at once, whether or not a later read would
-        have reached what it removed (the load's transactions precede every snapshot)."""
+        have reached what it removed.  Transactions not in ``committed_at`` (the setup's, and
+        a DDL table's load) count as commit 0: the setup precedes every snapshot, and a load
+        only inserts, whose undo is freed at commit and never reaches purge."""
         seq = self.committed_at.get(trx_id, 0)
         for t in self.slots.values():
             if t.id in self.snap and seq > self.snap[t.id]:

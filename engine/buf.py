@@ -283,7 +283,10 @@ class BufferPool:
         return head.oldest_modification if head is not None else 0
 
     def flush_batch(self, n: int) -> int:
-        """Flush up to ``n`` unfixed pages from the flush-list head; return how many."""
+        """Flush up to ``n`` unfixed pages from the flush-list head (at most a doublewrite
+        segment's worth, with the doublewrite buffer); return how many."""
+        if self.dblwr is not None:
+            n = min(n, self.dblwr.segment_pages)
         batch = []
         for f in self.flush_list:
             if f.fix_count == 0:

@@ -38,8 +38,10 @@ class EngineConfig:
                                         # at commit, 2 write at commit, 0 nothing at commit
                                         # (2 and 0: the log_writer background task fsyncs)
     doublewrite: bool = True            # innodb_doublewrite
-    doublewrite_batch_pages: int = 16   # pages per doublewrite batch (InnoDB: 64 per block)
-    page_cleaner_batch: int = 8         # pages the page cleaner flushes per step (io_capacity)
+    doublewrite_batch_pages: int = 16   # batch slots of the doublewrite area (InnoDB: 64 per
+                                        # block), pages; then DBLWR_SINGLE_SLOTS single slots
+    page_cleaner_batch: int = 8         # pages the page cleaner flushes per step (io_capacity),
+                                        # and the size of a doublewrite batch segment
     n_rollback_segments: int = 2        # innodb_rollback_segments
     undo_records_per_rollback_step: int = 1
     transaction_isolation: str = "REPEATABLE-READ"   # transaction_isolation: REPEATABLE-READ

@@ -29,8 +29,9 @@ from tornpage.engine.trx_sys import DBLWR_SINGLE_SLOTS
 class Doublewrite:
     """Args: ``sys_space`` (the system :class:`~engine.fil.Tablespace`), ``first_page`` and
     ``n_pages`` (the area, pages: batch slots, then ``DBLWR_SINGLE_SLOTS`` single-page slots),
-    ``page_size`` (bytes), ``segment_pages`` (slots per batch segment, at most the batch slots;
-    the largest batch :meth:`write_batch` takes)."""
+    ``page_size`` (bytes), ``segment_pages`` (slots per batch segment, the largest batch
+    :meth:`write_batch` takes; more than the batch slots is taken as all of them).  The last
+    ``batch_pages % segment_pages`` batch slots are never used."""
 
     def __init__(self, sys_space, first_page: int, n_pages: int, page_size: int,
                  segment_pages: int) -> None:

@@ -33,12 +33,13 @@ What a search covers (DESIGN.md, faultfs):
   most often after a prefix of whole units, as a write cut off mid-sector).
 * **Order** (:class:`CrashSearch`): ``"sample"`` (the campaign's default) starts with the
   all-kept state at the end, then the crash points right after directory operations (few, and
-  where ALICE found many of the vulnerabilities it reports): at each, the crash that keeps every pending
-  operation and, for each pending directory operation, the crash that loses only it; then it
-  walks the crash points in a seeded order, enumerating a small point whole before sampling the
-  large ones; ``"positions"`` (the plugin, the campaign's
-  ``systematic`` mode) visits every position in trace order, the all-kept state at each and
-  every crash point's plans there, so the first failure found is the earliest.
+  where ALICE found many of the vulnerabilities it reports): at each, the crash that keeps
+  every pending operation and, for each pending directory operation, the crash that loses it
+  (on an ``ordered`` device, with everything issued after it); then it walks the crash points
+  in a seeded order, enumerating a small point whole before sampling the large ones;
+  ``"positions"`` (the plugin, the campaign's ``systematic`` mode) visits every position in
+  trace order, the all-kept state at each and every crash point's plans there, so the first
+  failure found is the earliest.
 * **Canonical form and dedupe** (:func:`canonical`, :func:`image_key`, :class:`Seen`): a plan
   is reduced to the choices that can change the state; two plans that build the same durable
   image with the same promises are one state: the second reuses the first's verdict and is
@@ -64,12 +65,11 @@ from typing import Callable, Iterable, Iterator, TypeVar
 from tornpage.faultfs.crash import (DROP, KEEP, SIZE_ONLY, TEAR, Choice, CrashPlan, CrashStateBuilder,
                                     tear_units)
 from tornpage.faultfs.simdisk import Image
-from tornpage.faultfs.trace import (Create, Fsync, FsyncDir, Marker, Mkdir, Rename, Trace, Unlink,
-                                    Write)
+from tornpage.faultfs.trace import META_OPS, Fsync, FsyncDir, Marker, Trace, Write
 
 R = TypeVar("R")
 
-DIRECTORY_OPS = (Create, Mkdir, Rename, Unlink)
+DIRECTORY_OPS = META_OPS                    # create, mkdir, rename, unlink
 TEAR_SHAPES = ("prefix", "suffix", "subset")
 FEW_LOSSES = (1, 1, 1, 2, 2, 3, 4)          # sampled loss counts, mostly few
 LOSS_PROBABILITIES = (0.25, 0.5, 0.75)      # "many losses": each pending op lost with p

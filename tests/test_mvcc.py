@@ -1118,7 +1118,6 @@ def test_mutant_purge_ignores_read_view_is_caught_by_the_workload():
     assert bad.engine_stats.get("purge_del_marked_removed", 0) > 0
 
 
-
 def test_a_rollback_that_drops_an_entry_an_old_read_view_needs_is_caught_by_the_workload(
         monkeypatch):
     """A planted bug from outside the catalogue: rollback removes the secondary index entry its

@@ -330,7 +330,6 @@ def test_crash_points_are_barriers_promises_and_the_end():
         sorted({p for p in barriers if 5 <= p < 9} | {9})
 
 
-
 def renaming_disk() -> SimDisk:
     """#0 create a   #1 fsync_dir   #2..#11 writes of a, fsynced every 4th   #12 rename a to b
     #13 write b   #14 fsync b   #15 create c   #16 unlink c   #17 write b   #18 fsync_dir: the
