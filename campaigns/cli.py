@@ -43,8 +43,8 @@ def _required_probes(settings: WorkloadSettings, mutant: str | None, recovery_cr
     exists to test, every flush_log_at_trx_commit mode and isolation level it was to run, the
     engine paths the workloads exist to exercise (old versions read through undo, secondary
     index maintenance, purge during the workload and after a crash, page merges, the log wrap
-    and a synchronous checkpoint, log flushes at mtr boundaries) and every fault it was configured to inject (a fault that
-    never fired is a test that never ran).  With media faults the workload paths are not
+    and a synchronous checkpoint, log flushes at mtr boundaries) and every fault it was
+    configured to inject (a fault that never fired is a test that never ran).  With media faults the workload paths are not
     required: the engine stops at a workload's first media fault, which comes early in most
     workloads, so a short campaign cannot promise to reach them (the default campaign does)."""
     if mutant:

@@ -110,9 +110,10 @@ def inspect_log(data: bytes, max_blocks: int = 64) -> list[str]:
     out.append(f"  scan from checkpoint {ck.no}: {res.blocks} blocks, {len(res.mtrs)} complete "
                f"mtrs, recovered LSN {res.recovered_lsn}, stopped: {res.stop}")
     block_lsn = ck.lsn - ck.lsn % redo.BLOCK
+    anchor = (block_lsn, ck.offset)         # the checkpoint's block, where the scan starts
     cap = len(data) - redo.LOG_FILE_HDR_SIZE
     for _ in range(min(max_blocks, res.blocks + 1)):
-        off = redo.data_offset(ck.lsn - ck.lsn % redo.BLOCK, ck.offset, block_lsn, cap)
+        off = redo.data_offset(*anchor, block_lsn, cap)
         blk = data[off:off + redo.BLOCK]
         if len(blk) < redo.BLOCK:
             out.append(f"  block LSN {block_lsn} @{off}: short")

@@ -67,7 +67,6 @@ lsn=`` (fsynced), from which the oracle learns which acknowledged commits must s
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import random
 import struct
